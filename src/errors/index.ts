@@ -1,0 +1,3 @@
+/** Stable error codes and the error type every layer throws. */
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './codes.js';
+export { FerryError, toFerryError, type ErrorPayload } from './ferry-error.js';
