@@ -1,0 +1,102 @@
+/**
+ * The domain model: the parts of a libvirt domain definition that Ferry
+ * understands and acts on. Everything else in the XML is kept verbatim by
+ * the document layer (see `document.ts`) but has no field here.
+ *
+ * All sizes are KiB; the XML layer normalises units on the way in.
+ */
+
+/** Action for on_poweroff / on_reboot / on_crash. */
+export type LifecycleAction = 'destroy' | 'restart' | 'preserve' | 'rename-restart' | 'coredump-destroy' | 'coredump-restart';
+
+/** libvirt disk cache modes. */
+export type DiskCache = 'default' | 'none' | 'writethrough' | 'writeback' | 'directsync' | 'unsafe';
+
+/** Disk image formats Ferry can run. */
+export type DiskFormat = 'raw' | 'qcow2';
+
+/** What happens to the guest when its disk reports an I/O error. */
+export type DiskErrorPolicy = 'stop' | 'report' | 'ignore' | 'enospace';
+
+/** One layer of a disk's backing chain, as written in `<backingStore>`. */
+export interface BackingStoreDef {
+  type: 'file' | 'block';
+  format: DiskFormat;
+  sourcePath: string;
+  backingStore?: BackingStoreDef;
+}
+
+/** A `<disk>` element. */
+export interface DiskDef {
+  device: 'disk' | 'cdrom';
+  type: 'file' | 'block';
+  format: DiskFormat;
+  cache?: DiskCache;
+  io?: 'native' | 'threads' | 'io_uring';
+  errorPolicy?: DiskErrorPolicy;
+  rerrorPolicy?: DiskErrorPolicy;
+  /** Absent for an empty cdrom. */
+  sourcePath?: string;
+  backingStore?: BackingStoreDef;
+  targetDev: string;
+  targetBus: 'virtio' | 'ide' | 'sata' | 'scsi';
+  readonly: boolean;
+  shareable: boolean;
+}
+
+/** A `<serial>` or `<console>` element. */
+export interface CharDevDef {
+  element: 'serial' | 'console';
+  type: 'file' | 'pty' | 'unix' | 'null';
+  /** file: the output path; unix: the socket path. */
+  path?: string;
+  /** file: append instead of truncate (`<source append='on'/>`). */
+  append?: boolean;
+  /** unix: 'bind' (QEMU listens) or 'connect'. */
+  mode?: 'bind' | 'connect';
+  targetPort: number;
+}
+
+/** An `<interface>` element. */
+export interface InterfaceDef {
+  type: 'user';
+  mac?: string;
+  model?: string;
+}
+
+/** The understood content of a domain definition. */
+export interface DomainDef {
+  /** `<domain type=...>`: 'qemu' (TCG) or 'kvm'; Ferry's accel setting decides what really runs. */
+  type: 'qemu' | 'kvm';
+  name: string;
+  uuid: string;
+  title?: string;
+  description?: string;
+  memoryKiB: number;
+  currentMemoryKiB: number;
+  /** `<memtune><hard_limit>`, if any. */
+  hardLimitKiB?: number;
+  vcpus: number;
+  os: {
+    type: 'hvm';
+    arch?: string;
+    machine?: string;
+    kernel?: string;
+    initrd?: string;
+    cmdline?: string;
+  };
+  /** Names of the child elements of `<features>` (e.g. 'acpi', 'apic'). */
+  features: string[];
+  /** `<cpu mode=...>`, if any. */
+  cpuMode?: 'host-passthrough' | 'host-model' | 'custom' | 'maximum';
+  /** `<clock offset=...>`, if any. */
+  clockOffset?: 'utc' | 'localtime';
+  onPoweroff: LifecycleAction;
+  onReboot: LifecycleAction;
+  onCrash: LifecycleAction;
+  emulator?: string;
+  disks: DiskDef[];
+  serials: CharDevDef[];
+  consoles: CharDevDef[];
+  interfaces: InterfaceDef[];
+}
