@@ -1,0 +1,182 @@
+/**
+ * The native API client, used by the CLI and by a daemon calling another
+ * daemon. One connection, calls matched to replies by id, events emitted.
+ */
+import { createConnection, type Socket } from 'node:net';
+import { connect as tlsConnect, checkServerIdentity } from 'node:tls';
+import { EventEmitter } from 'node:events';
+import { FerryError } from '../errors/index.js';
+import { FrameDecoder, FrameKind, encodeJsonFrame } from './framing.js';
+import type { ApiMethod, ApiMethods, CallMessage, EventMessage, ReplyMessage } from './protocol.js';
+import { parseConnectionUri, type ConnectionTarget } from './uri.js';
+import { loadTlsCredentials } from './tls.js';
+
+/** Options of {@link ApiClient.connect}. */
+export interface ConnectOptions {
+  /** Give up connecting after this long. */
+  timeoutMs?: number;
+  /** Default PKI directory for TLS URIs without `pkipath`. */
+  pkiDir?: string;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: FerryError) => void;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * A connection to one ferryd. Emits `event` (name, data) for subscribed
+ * events and `close` when the connection ends.
+ */
+export class ApiClient extends EventEmitter {
+  private nextId = 1;
+  private readonly pending = new Map<number, Pending>();
+  private readonly decoder = new FrameDecoder();
+  private closedError: FerryError | null = null;
+
+  private constructor(
+    private readonly socket: Socket,
+    /** Where this client is connected. */
+    readonly target: ConnectionTarget,
+  ) {
+    super();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => this.fail(new FerryError('no_connect', `connection to ${target.uri} failed: ${err.message}`)));
+    socket.on('close', () => this.fail(new FerryError('no_connect', `connection to ${target.uri} closed`)));
+  }
+
+  /** Connects to the daemon named by `uri` (a string or a parsed target). */
+  static async connect(uri: string | ConnectionTarget, opts: ConnectOptions = {}): Promise<ApiClient> {
+    const target = typeof uri === 'string' ? parseConnectionUri(uri, { pkiDir: opts.pkiDir }) : uri;
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const socket = await openSocket(target, timeoutMs);
+    return new ApiClient(socket, target);
+  }
+
+  /** Calls `method`; rejects with the daemon's coded error. */
+  call<M extends ApiMethod>(method: M, params: ApiMethods[M]['params'], opts: { timeoutMs?: number } = {}): Promise<ApiMethods[M]['result']> {
+    return this.callRaw(method, params as Record<string, unknown>, opts) as Promise<ApiMethods[M]['result']>;
+  }
+
+  /** Calls any method name (for tests and forward compatibility). */
+  callRaw(method: string, params: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+    if (this.closedError) return Promise.reject(this.closedError);
+    const id = this.nextId++;
+    const msg: CallMessage = { type: 'call', id, method, params };
+    return new Promise((resolve, reject) => {
+      const p: Pending = { resolve, reject };
+      if (opts.timeoutMs) {
+        p.timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(new FerryError('operation_timeout', `${method} got no answer from ${this.target.uri} within ${opts.timeoutMs} ms`));
+        }, opts.timeoutMs);
+      }
+      this.pending.set(id, p);
+      this.socket.write(encodeJsonFrame(msg));
+    });
+  }
+
+  /** Closes the connection; pending calls fail. */
+  close(): void {
+    this.socket.end();
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      this.fail(err as FerryError);
+      this.socket.destroy();
+      return;
+    }
+    for (const f of frames) {
+      if (f.kind !== FrameKind.json) continue;
+      const m = f.message as ReplyMessage | EventMessage;
+      if (m?.type === 'event') {
+        this.emit('event', m.event, m.data);
+      } else if (m?.type === 'reply') {
+        const p = this.pending.get(m.id);
+        if (!p) {
+          // id 0: the server could not attribute an error to a call (a framing problem).
+          if (m.id === 0 && 'error' in m) this.fail(FerryError.fromPayload(m.error));
+          continue;
+        }
+        this.pending.delete(m.id);
+        if (p.timer) clearTimeout(p.timer);
+        if ('error' in m) p.reject(FerryError.fromPayload(m.error));
+        else p.resolve(m.result);
+      }
+    }
+  }
+
+  private fail(err: FerryError): void {
+    if (this.closedError) return;
+    this.closedError = err;
+    for (const [, p] of this.pending) {
+      if (p.timer) clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pending.clear();
+    this.emit('close', err);
+  }
+}
+
+async function openSocket(target: ConnectionTarget, timeoutMs: number): Promise<Socket> {
+  let socket: Socket;
+  let readyEvent = 'connect';
+  switch (target.transport) {
+    case 'unix':
+      socket = createConnection({ path: target.socketPath });
+      break;
+    case 'tcp':
+      socket = createConnection({ host: target.host, port: target.port });
+      break;
+    case 'tls': {
+      const creds = await loadTlsCredentials(target.pkiDir, 'client');
+      socket = tlsConnect({
+        host: target.host,
+        port: target.port,
+        ca: creds.ca,
+        cert: creds.cert,
+        key: creds.key,
+        servername: isIp(target.host) ? undefined : target.host,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.2',
+        // no_verify=1 keeps the CA check but skips the host name check, as libvirt's no_verify relaxes its checks.
+        checkServerIdentity: target.verifyServer ? checkServerIdentity : () => undefined,
+      });
+      readyEvent = 'secureConnect';
+      break;
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new FerryError('no_connect', `cannot connect to ${target.uri}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    socket.once(readyEvent, () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new FerryError(err.code === 'EACCES' ? 'access_denied' : 'no_connect', connectHint(target, err)));
+    });
+  });
+}
+
+function connectHint(target: ConnectionTarget, err: NodeJS.ErrnoException): string {
+  if (target.transport === 'unix' && (err.code === 'ENOENT' || err.code === 'ECONNREFUSED')) {
+    return `cannot connect to ${target.uri}: no daemon listens on ${target.socketPath} (is ferryd running?)`;
+  }
+  return `cannot connect to ${target.uri}: ${err.message}`;
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}

@@ -1,0 +1,241 @@
+/**
+ * The native API server: accepts connections on the local unix socket, on a
+ * mutual-TLS listener and (tests only) on plain TCP, decodes frames, checks
+ * each call's envelope and hands it to the method handlers. Nothing a peer
+ * sends can make it throw: every problem is answered with a coded error.
+ */
+import { createServer as createNetServer, createConnection, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { EventEmitter } from 'node:events';
+import { chmod, unlink, stat } from 'node:fs/promises';
+import { FerryError, toFerryError } from '../errors/index.js';
+import { FrameDecoder, FrameKind, encodeJsonFrame } from './framing.js';
+import type { CallMessage, EventMessage, ReplyMessage } from './protocol.js';
+import type { TlsCredentials } from './tls.js';
+
+/** How a connection reached the daemon. */
+export type Transport = 'unix' | 'tls' | 'tcp';
+
+/** A method handler. `params` is untrusted: handlers validate it. */
+export type Handler = (params: Record<string, unknown>, conn: ApiConnection) => Promise<unknown>;
+
+/** Calls a single connection may have in flight before it is told to wait. */
+const MAX_IN_FLIGHT = 64;
+
+/** One client connection. Emits 'close' once. */
+export class ApiConnection extends EventEmitter {
+  private static nextId = 1;
+  /** Daemon-local connection number, for logs and job ownership. */
+  readonly id = ApiConnection.nextId++;
+  /** Whether the client asked for events. */
+  subscribed = false;
+  private inFlight = 0;
+  private closed = false;
+  private readonly decoder = new FrameDecoder();
+
+  constructor(
+    private readonly socket: Socket,
+    readonly transport: Transport,
+    /** Peer description for logs: address or certificate subject. */
+    readonly peer: string,
+    private readonly handlers: ReadonlyMap<string, Handler>,
+    private readonly log: (msg: string) => void,
+  ) {
+    super();
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.closed = true;
+      this.emit('close');
+    });
+  }
+
+  /** Whether the connection is still open. */
+  get isOpen(): boolean {
+    return !this.closed;
+  }
+
+  /** Sends an event if the client subscribed. */
+  sendEvent(event: string, data: unknown): void {
+    if (!this.subscribed) return;
+    const msg: EventMessage = { type: 'event', event, data };
+    this.write(msg);
+  }
+
+  /** Closes the connection. */
+  close(): void {
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private write(msg: ReplyMessage | EventMessage): void {
+    if (this.closed || this.socket.destroyed) return;
+    try {
+      this.socket.write(encodeJsonFrame(msg));
+    } catch (err) {
+      // A result too large for a frame: answer with the error instead.
+      if ('id' in msg) this.socket.write(encodeJsonFrame({ type: 'reply', id: msg.id, error: toFerryError(err).toPayload() }));
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    let frames;
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      // The byte stream is no longer trustworthy: say why, then hang up.
+      this.log(`connection ${this.id} (${this.peer}): ${toFerryError(err).message}; closing`);
+      this.write({ type: 'reply', id: 0, error: toFerryError(err, 'rpc').toPayload() });
+      this.close();
+      return;
+    }
+    for (const frame of frames) {
+      if (frame.kind !== FrameKind.json) {
+        this.write({ type: 'reply', id: 0, error: new FerryError('rpc', 'no stream is open on this connection').toPayload() });
+        continue;
+      }
+      this.onMessage(frame.message);
+    }
+  }
+
+  private onMessage(message: unknown): void {
+    const m = message as Partial<CallMessage> | null;
+    const id = m && typeof m === 'object' && Number.isSafeInteger(m.id) ? (m.id as number) : 0;
+    if (!m || typeof m !== 'object' || Array.isArray(m) || m.type !== 'call' || id <= 0 || typeof m.method !== 'string') {
+      this.write({ type: 'reply', id, error: new FerryError('rpc', 'expected a call message {type:"call", id>0, method, params}').toPayload() });
+      return;
+    }
+    const params = m.params ?? {};
+    if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+      this.write({ type: 'reply', id, error: new FerryError('invalid_arg', `params of ${m.method} must be an object`).toPayload() });
+      return;
+    }
+    const handler = this.handlers.get(m.method);
+    if (!handler) {
+      this.write({ type: 'reply', id, error: new FerryError('no_support', `unknown method '${m.method.slice(0, 100)}'`).toPayload() });
+      return;
+    }
+    if (this.inFlight >= MAX_IN_FLIGHT) {
+      this.write({ type: 'reply', id, error: new FerryError('resource_busy', `more than ${MAX_IN_FLIGHT} calls in flight on this connection`).toPayload() });
+      return;
+    }
+    this.inFlight++;
+    handler(params as Record<string, unknown>, this)
+      .then(
+        (result) => this.write({ type: 'reply', id, result: result ?? null }),
+        (err) => this.write({ type: 'reply', id, error: toFerryError(err).toPayload() }),
+      )
+      .finally(() => {
+        this.inFlight--;
+      });
+  }
+}
+
+/** Listens on any number of endpoints and serves one handler table. */
+export class ApiServer extends EventEmitter {
+  private readonly servers: Server[] = [];
+  private readonly connections = new Set<ApiConnection>();
+
+  constructor(
+    private readonly handlers: ReadonlyMap<string, Handler>,
+    private readonly log: (msg: string) => void = () => undefined,
+  ) {
+    super();
+  }
+
+  /** Every open connection (for broadcasting events). */
+  get openConnections(): ReadonlySet<ApiConnection> {
+    return this.connections;
+  }
+
+  /**
+   * Listens on a unix socket readable and writable by its owner only. A
+   * stale socket file is replaced; a live one (another daemon) is refused.
+   */
+  async listenUnix(path: string): Promise<void> {
+    if (await socketIsLive(path)) {
+      throw new FerryError('operation_failed', `another daemon is already listening on ${path}`);
+    }
+    await unlink(path).catch(() => undefined);
+    const server = createNetServer((socket) => this.accept(socket, 'unix', 'local'));
+    // umask closes the window between bind() and chmod() in which the socket would be world-accessible.
+    const oldMask = process.umask(0o177);
+    try {
+      await listen(server, { path });
+    } finally {
+      process.umask(oldMask);
+    }
+    await chmod(path, 0o600);
+    this.servers.push(server);
+  }
+
+  /** Listens for mutual-TLS connections: a client without a certificate signed by our CA is refused. */
+  async listenTls(host: string, port: number, creds: TlsCredentials): Promise<number> {
+    const server = createTlsServer(
+      { ca: creds.ca, cert: creds.cert, key: creds.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 },
+      (socket: TLSSocket) => {
+        const subject = socket.getPeerCertificate()?.subject?.CN ?? 'unknown';
+        this.accept(socket, 'tls', `${socket.remoteAddress}:${socket.remotePort} CN=${subject}`);
+      },
+    );
+    server.on('tlsClientError', (err, socket) => {
+      this.log(`TLS handshake from ${socket.remoteAddress ?? '?'} refused: ${err.message}`);
+    });
+    await listen(server, { host, port });
+    this.servers.push(server);
+    return addressPort(server);
+  }
+
+  /** Listens on plain TCP with no authentication. For tests only; the caller warns. */
+  async listenTcp(host: string, port: number): Promise<number> {
+    const server = createNetServer((socket) => this.accept(socket, 'tcp', `${socket.remoteAddress}:${socket.remotePort}`));
+    await listen(server, { host, port });
+    this.servers.push(server);
+    return addressPort(server);
+  }
+
+  /** Stops listening and closes every connection. */
+  async close(): Promise<void> {
+    for (const c of this.connections) c.close();
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  private accept(socket: Socket, transport: Transport, peer: string): void {
+    const conn = new ApiConnection(socket, transport, peer, this.handlers, this.log);
+    this.connections.add(conn);
+    conn.once('close', () => {
+      this.connections.delete(conn);
+      this.emit('disconnect', conn);
+    });
+    this.emit('connection', conn);
+  }
+}
+
+function listen(server: Server, opts: { path?: string; host?: string; port?: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new FerryError('system_error', `cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`)));
+    server.listen(opts, () => resolve());
+  });
+}
+
+function addressPort(server: Server): number {
+  const a = server.address();
+  return typeof a === 'object' && a ? a.port : 0;
+}
+
+async function socketIsLive(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+  } catch {
+    return false;
+  }
+  return new Promise((resolve) => {
+    const s = createConnection({ path });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,43 @@
+/**
+ * TLS credentials for the remote API, laid out as libvirt lays out its PKI
+ * directory: cacert.pem, servercert.pem, serverkey.pem, clientcert.pem,
+ * clientkey.pem. A daemon uses the server pair to listen and the client pair
+ * to call other daemons (peer-to-peer migration).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FerryError } from '../errors/index.js';
+
+/** File names inside a PKI directory. */
+export const PKI_FILES = {
+  ca: 'cacert.pem',
+  serverCert: 'servercert.pem',
+  serverKey: 'serverkey.pem',
+  clientCert: 'clientcert.pem',
+  clientKey: 'clientkey.pem',
+} as const;
+
+/** PEM material for one side of a mutual-TLS connection. */
+export interface TlsCredentials {
+  ca: Buffer;
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** Loads the server or client credentials from `dir`, naming any missing file. */
+export async function loadTlsCredentials(dir: string, role: 'server' | 'client'): Promise<TlsCredentials> {
+  const names = role === 'server' ? [PKI_FILES.ca, PKI_FILES.serverCert, PKI_FILES.serverKey] : [PKI_FILES.ca, PKI_FILES.clientCert, PKI_FILES.clientKey];
+  const [ca, cert, key] = await Promise.all(
+    names.map(async (name) => {
+      try {
+        return await readFile(join(dir, name));
+      } catch (err) {
+        throw new FerryError(
+          'auth_failed',
+          `cannot read TLS ${role} credential ${join(dir, name)}: ${(err as Error).message}; create a test PKI with 'ferry tls-setup ${dir}'`,
+        );
+      }
+    }),
+  );
+  return { ca: ca!, cert: cert!, key: key! };
+}

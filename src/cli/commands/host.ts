@@ -1,0 +1,60 @@
+/** `hostname`, `uri`, `event`: commands about the connection and its host. */
+import type { Command } from 'commander';
+import type { CliContext } from '../context.js';
+import { printResult, renderFields } from '../output.js';
+import { parsePositiveInt } from './console.js';
+
+/** Registers the host commands. */
+export function registerHostCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('hostname')
+    .description("print the host's name (and, with --json, its host UUID)")
+    .action(async () => {
+      const h = await (await ctx.client()).call('connect.hello', {});
+      printResult(ctx.output, h, () => h.hostName);
+    });
+
+  program
+    .command('sysinfo')
+    .description("print the host's identity: name, host UUID, versions")
+    .action(async () => {
+      const h = await (await ctx.client()).call('connect.hello', {});
+      printResult(ctx.output, h, () =>
+        renderFields([
+          ['Host name', h.hostName],
+          ['Host UUID', h.hostUuid],
+          ['Ferry version', h.version],
+          ['Protocol version', String(h.protocolVersion)],
+        ]),
+      );
+    });
+
+  program
+    .command('uri')
+    .description('print the connection URI in use')
+    .action(() => {
+      printResult(ctx.output, { uri: ctx.uri }, () => ctx.uri);
+    });
+
+  program
+    .command('event')
+    .description('print domain lifecycle events as they happen')
+    .option('--loop', 'keep printing events until interrupted (default: stop after the first)')
+    .option('--timeout <seconds>', 'stop after SECONDS', (v) => parsePositiveInt(v, '--timeout'))
+    .action(async (opts: { loop?: boolean; timeout?: number }) => {
+      const client = await ctx.client();
+      await new Promise<void>((resolve) => {
+        client.on('event', (name: string, data: Record<string, unknown>) => {
+          if (name !== 'domain.lifecycle') return;
+          if (ctx.output.json) ctx.output.out(JSON.stringify({ event: name, ...data }));
+          else ctx.output.out(`${data.timestamp}: event 'lifecycle' for domain '${data.domain}': ${data.kind} ${data.detail}`);
+          if (!opts.loop) resolve();
+        });
+        client.on('close', () => resolve());
+        if (opts.timeout) setTimeout(resolve, opts.timeout * 1000);
+        void client.call('events.subscribe', {}).then(() => {
+          if (!ctx.output.json) process.stderr.write('waiting for events (Ctrl-C to stop)\n');
+        });
+      });
+    });
+}

@@ -1,0 +1,35 @@
+/** What every CLI command receives: its output and a lazily opened connection. */
+import type { Command } from 'commander';
+import type { ApiClient } from '../api/client.js';
+import { openConnection, resolveUri } from './connection.js';
+import { stdOutput, type Output } from './output.js';
+
+/** Shared state of one CLI invocation. */
+export class CliContext {
+  private clientPromise: Promise<ApiClient> | null = null;
+  /** Set by `main` once options are parsed. */
+  output: Output = stdOutput(false);
+
+  constructor(private readonly program: Command) {}
+
+  /** The connection URI in force (from -c, FERRY_DEFAULT_URI or the default). */
+  get uri(): string {
+    return resolveUri(this.program.opts<{ connect?: string }>().connect);
+  }
+
+  /** Connects on first use; later calls share the connection. */
+  client(): Promise<ApiClient> {
+    this.clientPromise ??= openConnection(this.uri);
+    return this.clientPromise;
+  }
+
+  /** Closes the connection if one was opened. */
+  async close(): Promise<void> {
+    if (!this.clientPromise) return;
+    try {
+      (await this.clientPromise).close();
+    } catch {
+      // Connecting failed: nothing to close.
+    }
+  }
+}

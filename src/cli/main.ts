@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/** `ferry`: the command-line client, with virsh's command and option names. */
+import { Command, CommanderError } from 'commander';
+import { CliContext } from './context.js';
+import { EXIT_OK, EXIT_USAGE, printError, stdOutput } from './output.js';
+import { registerLifecycleCommands } from './commands/domain-lifecycle.js';
+import { registerInfoCommands } from './commands/domain-info.js';
+import { registerConsoleCommands } from './commands/console.js';
+import { registerHostCommands } from './commands/host.js';
+import { registerTlsCommands } from './commands/tls-setup.js';
+import { FERRY_VERSION } from '../version.js';
+
+/** Builds the program; exported for tests. */
+export function buildProgram(): { program: Command; ctx: CliContext } {
+  const program = new Command('ferry');
+  const ctx = new CliContext(program);
+  program
+    .description('Ferry: manage QEMU guests on ferryd hosts and live-migrate them (virsh-compatible names)')
+    .version(FERRY_VERSION, '-v, --version')
+    .option('-c, --connect <uri>', 'daemon URI: ferry:///system, ferry+unix:///system?socket=PATH, ferry+tls://HOST[:PORT]/system, ferry+tcp://HOST[:PORT]/system (default: $FERRY_DEFAULT_URI or ferry:///system)')
+    .option('--json', 'print results and errors as JSON for scripts')
+    .showHelpAfterError()
+    .exitOverride();
+  registerLifecycleCommands(program, ctx);
+  registerInfoCommands(program, ctx);
+  registerConsoleCommands(program, ctx);
+  registerHostCommands(program, ctx);
+  registerTlsCommands(program, ctx);
+  for (const cmd of program.commands) cmd.exitOverride();
+  program.hook('preAction', () => {
+    ctx.output = stdOutput(!!program.opts<{ json?: boolean }>().json);
+  });
+  return { program, ctx };
+}
+
+/** Runs the CLI and returns its exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const { program, ctx } = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return EXIT_OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version exit through here with code 0; usage errors were already printed by commander.
+      return err.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+    }
+    return printError(ctx.output, err);
+  } finally {
+    await ctx.close();
+  }
+}
+
+process.on('SIGPIPE', () => process.exit(0));
+const code = await main(process.argv);
+process.exitCode = code;

@@ -1,0 +1,75 @@
+/** ferryd's command line: directories, listeners, identity, accelerator. */
+import { Command, Option } from 'commander';
+import { FerryError } from '../errors/index.js';
+import type { AccelSetting } from '../qemu/index.js';
+import { FERRY_VERSION } from '../version.js';
+
+/** A host:port to listen on. */
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** ferryd's configuration after parsing. */
+export interface DaemonConfig {
+  stateDir: string;
+  runDir: string;
+  listenTls?: ListenAddress;
+  tlsDir?: string;
+  listenTcp?: ListenAddress;
+  hostUuid?: string;
+  hostName?: string;
+  accel: AccelSetting;
+}
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:PORT`). */
+export function parseListenAddress(value: string, option: string): ListenAddress {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 0 || port > 65535) {
+    throw new FerryError('invalid_arg', `${option} expects HOST:PORT (e.g. 0.0.0.0:16614), not '${value}'`);
+  }
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Parses ferryd's argv; refuses inconsistent combinations with a sentence. */
+export function parseDaemonArgs(argv: string[]): DaemonConfig {
+  const program = new Command('ferryd')
+    .description('Ferry host daemon: runs QEMU guests and migrates them')
+    .version(FERRY_VERSION, '-v, --version')
+    .option('--state-dir <dir>', 'persistent state: definitions, host UUID, logs', '/var/lib/ferry')
+    .option('--run-dir <dir>', 'runtime state: API socket, QMP sockets, guest status files', '/run/ferry')
+    .option('--listen-tls <host:port>', 'serve the API to other hosts over mutual TLS')
+    .option('--tls-dir <dir>', 'TLS credentials (cacert.pem, servercert.pem, serverkey.pem, clientcert.pem, clientkey.pem)')
+    .option('--listen-tcp <host:port>', 'serve the API over plain TCP with NO authentication (tests only; needs --insecure)')
+    .option('--insecure', 'allow --listen-tcp')
+    .option('--host-uuid <uuid>', 'host UUID (default: generated at first start and kept in the state dir)')
+    .option('--host-name <name>', "host name (default: the machine's)")
+    .addOption(new Option('--accel <mode>', 'accelerator: auto (KVM where a probe guest really runs, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
+    .exitOverride()
+    .parse(argv);
+  const o = program.opts<{
+    stateDir: string;
+    runDir: string;
+    listenTls?: string;
+    tlsDir?: string;
+    listenTcp?: string;
+    insecure?: boolean;
+    hostUuid?: string;
+    hostName?: string;
+    accel: AccelSetting;
+  }>();
+  const cfg: DaemonConfig = { stateDir: o.stateDir, runDir: o.runDir, accel: o.accel };
+  if (o.listenTls) {
+    if (!o.tlsDir) throw new FerryError('invalid_arg', '--listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');
+    cfg.listenTls = parseListenAddress(o.listenTls, '--listen-tls');
+  }
+  if (o.tlsDir) cfg.tlsDir = o.tlsDir;
+  if (o.listenTcp) {
+    if (!o.insecure) throw new FerryError('invalid_arg', '--listen-tcp serves the API without any authentication; add --insecure to confirm (tests only), or use --listen-tls');
+    cfg.listenTcp = parseListenAddress(o.listenTcp, '--listen-tcp');
+  }
+  if (o.hostUuid) cfg.hostUuid = o.hostUuid;
+  if (o.hostName) cfg.hostName = o.hostName;
+  return cfg;
+}

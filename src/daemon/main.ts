@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/** `ferryd`: start-up and wiring of one host daemon. */
+import { mkdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CommanderError } from 'commander';
+import { toFerryError } from '../errors/index.js';
+import { resolveAccel } from '../qemu/index.js';
+import { Host } from '../host/host.js';
+import { loadHostIdentity } from '../host/identity.js';
+import { ApiServer } from '../api/server.js';
+import { buildHandlers } from '../api/handlers.js';
+import { loadTlsCredentials } from '../api/tls.js';
+import { parseDaemonArgs } from './config.js';
+
+function log(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} ferryd: ${msg}\n`);
+}
+
+/** The test guest shipped in the checkout, used as the accelerator probe workload when present. */
+function probeKernel(): string | undefined {
+  const path = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'guest', 'build', 'guest.elf');
+  return existsSync(path) ? path : undefined;
+}
+
+async function run(): Promise<void> {
+  const cfg = parseDaemonArgs(process.argv);
+  await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+  await mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
+  const identity = await loadHostIdentity(cfg.stateDir, { hostUuid: cfg.hostUuid, hostName: cfg.hostName });
+  const accel = await resolveAccel(cfg.accel, { cacheFile: join(cfg.runDir, 'accel.json'), guestKernel: probeKernel() });
+  log(`host ${identity.hostName} (${identity.hostUuid}); accelerator ${accel.accel}: ${accel.reason}`);
+  const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log });
+  const server = new ApiServer(buildHandlers(host), log);
+  host.events.subscribe((e) => {
+    for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
+  });
+  const socketPath = join(cfg.runDir, 'ferryd.sock');
+  await server.listenUnix(socketPath);
+  const endpoints = [`unix ${socketPath}`];
+  if (cfg.listenTls) {
+    const creds = await loadTlsCredentials(cfg.tlsDir!, 'server');
+    const port = await server.listenTls(cfg.listenTls.host, cfg.listenTls.port, creds);
+    endpoints.push(`tls ${cfg.listenTls.host}:${port}`);
+  }
+  if (cfg.listenTcp) {
+    const port = await server.listenTcp(cfg.listenTcp.host, cfg.listenTcp.port);
+    log(`WARNING: listening on plain TCP ${cfg.listenTcp.host}:${port} with NO authentication (--insecure); use only for tests`);
+    endpoints.push(`tcp ${cfg.listenTcp.host}:${port}`);
+  }
+  log(`ready: ${endpoints.join(', ')}`);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log(`${signal}: stopping; running guests keep running and are re-attached at next start`);
+    host.close();
+    void server.close().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 3000).unref();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => undefined);
+}
+
+// Nothing a client sends may take the daemon down: log what escapes and carry on.
+process.on('uncaughtException', (err) => log(`internal error (continuing): ${err.stack ?? err.message}`));
+process.on('unhandledRejection', (err) => log(`internal error (continuing): ${toFerryError(err).message}`));
+
+run().catch((err) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  log(`cannot start: ${toFerryError(err).message}`);
+  process.exit(1);
+});

@@ -1,0 +1,232 @@
+/**
+ * Runs QEMU for domains: launches it from a definition, re-attaches to it
+ * after a daemon restart, keeps the status file current, and turns QMP
+ * events and process exits into domain state changes and lifecycle events.
+ */
+import { mkdir, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DomainDocument } from '../domain/index.js';
+import { status as mkStatus, type DomainStatus } from '../domain/lifecycle-state.js';
+import { FerryError } from '../errors/index.js';
+import {
+  QemuProcess,
+  buildQemuCommand,
+  readAllStatusFiles,
+  removeStatusFile,
+  statusFilePath,
+  writeStatusFile,
+  type ExitReason,
+  type QemuStatus,
+  type QmpEvent,
+} from '../qemu/index.js';
+import type { EventBus } from './events.js';
+import type { DomainRuntime, HostedDomain } from './hosted-domain.js';
+
+/** Where a host keeps its files. */
+export interface HostPaths {
+  stateDir: string;
+  runDir: string;
+  /** Serial and QEMU logs, kept across restarts: STATE_DIR/logs. */
+  logDir: string;
+  /** QMP sockets and status files: RUN_DIR/qemu. */
+  qemuDir: string;
+}
+
+/** Derives {@link HostPaths} from the two directories ferryd is given. */
+export function hostPaths(stateDir: string, runDir: string): HostPaths {
+  return { stateDir, runDir, logDir: join(stateDir, 'logs'), qemuDir: join(runDir, 'qemu') };
+}
+
+/** A QEMU found running at start-up, with what its status file says. */
+export interface ReattachedGuest {
+  status: QemuStatus;
+  liveDoc: DomainDocument;
+  qemu: QemuProcess;
+  domainStatus: DomainStatus;
+  id: number;
+}
+
+/** Callback when a domain's QEMU has ended; the host decides what happens to the domain. */
+export type ExitHandler = (d: HostedDomain, runtime: DomainRuntime, reason: ExitReason) => void;
+
+/** Launches and watches QEMU processes. */
+export class GuestRunner {
+  private nextId = 1;
+
+  constructor(
+    private readonly paths: HostPaths,
+    private readonly accel: 'kvm' | 'tcg',
+    private readonly events: EventBus,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  /** Creates the directories. */
+  async init(): Promise<void> {
+    await mkdir(this.paths.logDir, { recursive: true, mode: 0o700 });
+    await mkdir(this.paths.qemuDir, { recursive: true, mode: 0o700 });
+  }
+
+  /** ferryd's copy of a domain's first serial port. */
+  serialLogPath(name: string): string {
+    return join(this.paths.logDir, `${name}.serial.log`);
+  }
+
+  /** QEMU's own stdout/stderr log of a domain. */
+  qemuLogPath(name: string): string {
+    return join(this.paths.logDir, `${name}.qemu.log`);
+  }
+
+  /**
+   * Starts QEMU for `d` from `liveDoc` and returns its runtime. The serial
+   * log starts empty for a fresh boot. The caller holds the domain's job lock.
+   */
+  async launch(d: HostedDomain, liveDoc: DomainDocument, opts: { paused: boolean }): Promise<DomainRuntime> {
+    const def = liveDoc.def;
+    const serialLog = this.serialLogPath(def.name);
+    await writeFile(serialLog, '', { flag: 'a', mode: 0o600 });
+    await truncate(serialLog, 0);
+    const qmpSocketPath = join(this.paths.qemuDir, `${def.uuid}.qmp`);
+    const cmd = buildQemuCommand(def, { accel: this.accel, qmpSocketPath, serialLogPath: serialLog, paused: true, runDir: this.paths.qemuDir });
+    const qemu = await QemuProcess.start({ binary: cmd.binary, args: cmd.args, qmpSocketPath, logPath: this.qemuLogPath(def.name), name: def.name });
+    const runtime: DomainRuntime = { id: this.nextId++, liveDoc, qemu, accel: this.accel, startedAt: new Date().toISOString(), stopRequested: null };
+    try {
+      // Started with -S so that the status file exists before the guest runs a single instruction.
+      await this.writeStatus(d, runtime, opts.paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted'), qemu.startTime);
+      if (!opts.paused) await qemu.qmp.execute('cont');
+    } catch (err) {
+      await qemu.kill({ graceful: false }).catch(() => undefined);
+      await removeStatusFile(statusFilePath(this.paths.qemuDir, def.name)).catch(() => undefined);
+      throw err;
+    }
+    return runtime;
+  }
+
+  /**
+   * Finds QEMUs left running by an earlier ferryd and re-attaches to them.
+   * Status files of QEMUs that are gone are removed and reported via `gone`.
+   */
+  async reattachAll(gone: (status: QemuStatus) => void): Promise<ReattachedGuest[]> {
+    const found: ReattachedGuest[] = [];
+    for (const entry of await readAllStatusFiles(this.paths.qemuDir)) {
+      if ('error' in entry) {
+        this.log(`ignoring status file ${entry.path}: ${entry.error.message}`);
+        continue;
+      }
+      const st = entry.status;
+      let qemu: QemuProcess;
+      try {
+        qemu = await QemuProcess.attach(st);
+      } catch (err) {
+        this.log(`QEMU of '${st.name}' (pid ${st.pid}) is gone: ${(err as Error).message}`);
+        await removeStatusFile(entry.path).catch(() => undefined);
+        gone(st);
+        continue;
+      }
+      try {
+        const liveDoc = DomainDocument.parse(st.liveXml ?? '');
+        const id = typeof st.extra?.id === 'number' ? st.extra.id : this.nextId;
+        this.nextId = Math.max(this.nextId, id + 1);
+        found.push({ status: st, liveDoc, qemu, id, domainStatus: await this.currentStatus(qemu, st) });
+      } catch (err) {
+        // Without a readable definition the guest cannot be managed; leave it running and say so.
+        this.log(`cannot manage re-attached QEMU of '${st.name}': ${(err as Error).message}; leaving it running`);
+        qemu.detach();
+      }
+    }
+    return found;
+  }
+
+  /**
+   * Follows QMP events of a runtime so that pauses and resumes not asked
+   * through ferryd (an I/O error, a monitor command) show in the state.
+   */
+  watch(d: HostedDomain, runtime: DomainRuntime, onExit: ExitHandler): void {
+    let ioErrorSeen = false;
+    runtime.qemu.qmp.on('event', (ev: QmpEvent) => {
+      if (d.runtime !== runtime) return;
+      switch (ev.event) {
+        case 'BLOCK_IO_ERROR':
+          if ((ev.data as { action?: string } | undefined)?.action === 'stop') ioErrorSeen = true;
+          break;
+        case 'STOP':
+          if (d.status.state !== 'paused') {
+            const reason = ioErrorSeen ? 'I/O error' : runtime.pendingPause ?? 'unknown';
+            this.transition(d, runtime, mkStatus('paused', reason), 'suspended', reason === 'I/O error' ? 'ioerror' : 'paused');
+          }
+          runtime.pendingPause = undefined;
+          break;
+        case 'RESUME':
+          ioErrorSeen = false;
+          if (d.status.state !== 'running') this.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
+          break;
+        case 'SHUTDOWN':
+          this.events.lifecycle(d, 'shutdown', 'finished');
+          break;
+      }
+    });
+    void runtime.qemu.exited.then((reason) => {
+      if (d.runtime === runtime) onExit(d, runtime, reason);
+    });
+  }
+
+  /** Sets a new state, records it in the status file and publishes the event. */
+  transition(d: HostedDomain, runtime: DomainRuntime, next: DomainStatus, kind: 'suspended' | 'resumed', detail: string): void {
+    d.setStatus(next);
+    void this.writeStatus(d, runtime, next, runtime.qemu.startTime).catch((err) => this.log(`cannot update status file of '${d.name}': ${(err as Error).message}`));
+    this.events.lifecycle(d, kind, detail);
+  }
+
+  /** Removes the status file of a domain whose QEMU ended. */
+  async forget(name: string): Promise<void> {
+    await removeStatusFile(statusFilePath(this.paths.qemuDir, name)).catch(() => undefined);
+  }
+
+  /** Writes the status file of an active domain. */
+  async writeStatus(d: HostedDomain, runtime: DomainRuntime, st: DomainStatus, pidStartTime: number): Promise<void> {
+    const def = runtime.liveDoc.def;
+    await writeStatusFile(statusFilePath(this.paths.qemuDir, def.name), {
+      version: 1,
+      name: def.name,
+      uuid: def.uuid,
+      pid: runtime.qemu.pid,
+      pidStartTime,
+      qmpSocket: join(this.paths.qemuDir, `${def.uuid}.qmp`),
+      serialLog: this.serialLogPath(def.name),
+      stderrLog: this.qemuLogPath(def.name),
+      accel: runtime.accel,
+      startedAt: runtime.startedAt,
+      liveXml: runtime.liveDoc.toXml(),
+      state: `${st.state}:${st.reason}`,
+      extra: { id: runtime.id, persistent: d.persistent },
+    });
+  }
+
+  /** The state of a re-attached QEMU: QEMU's run state, refined by the reason recorded before the restart. */
+  private async currentStatus(qemu: QemuProcess, st: QemuStatus): Promise<DomainStatus> {
+    const q = await qemu.qmp.execute<{ running: boolean; status: string }>('query-status');
+    if (q.running) return mkStatus('running', st.state === 'running:booted' ? 'booted' : 'unpaused');
+    if (q.status === 'io-error') return mkStatus('paused', 'I/O error');
+    const recorded = st.state?.startsWith('paused:') ? st.state.slice('paused:'.length) : undefined;
+    return recorded === 'user' ? mkStatus('paused', 'user') : mkStatus('paused', 'unknown');
+  }
+}
+
+/** Sentence for an exit, for logs and errors. */
+export function describeExit(r: ExitReason): string {
+  switch (r.kind) {
+    case 'shutdown':
+      return r.guest ? 'the guest shut down' : 'QEMU was asked to quit';
+    case 'destroyed':
+      return 'destroyed';
+    case 'crashed':
+      return `QEMU ended unexpectedly${r.signal ? ` (signal ${r.signal})` : r.code !== null ? ` (exit code ${r.code})` : ''}`;
+    case 'failed-to-start':
+      return `QEMU failed to start: ${r.stderrTail}`;
+  }
+}
+
+/** Guard for code paths that need an active domain. */
+export function requireRuntime(d: HostedDomain): DomainRuntime {
+  if (!d.runtime || !d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is not running`);
+  return d.runtime;
+}

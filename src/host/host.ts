@@ -1,0 +1,105 @@
+/**
+ * A host: ferryd's core, owning the domains of one state directory. Opening
+ * it loads the persistent definitions, re-attaches to QEMUs that kept
+ * running while the daemon was away, and starts autostart domains once per
+ * boot of the run directory.
+ */
+import { access, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status as mkStatus } from '../domain/lifecycle-state.js';
+import { DefinitionStore } from './definition-store.js';
+import { EventBus } from './events.js';
+import { GuestRunner, hostPaths, type HostPaths } from './guest-runner.js';
+import { HostedDomain } from './hosted-domain.js';
+import type { HostIdentityConfig } from './identity.js';
+import { Lifecycle } from './lifecycle.js';
+import { DomainRegistry } from './registry.js';
+
+/** What a host needs to open. */
+export interface HostConfig {
+  stateDir: string;
+  runDir: string;
+  identity: HostIdentityConfig;
+  accel: 'kvm' | 'tcg';
+  log: (msg: string) => void;
+}
+
+/** ferryd's core. */
+export class Host {
+  readonly registry = new DomainRegistry();
+  readonly events = new EventBus();
+  readonly store: DefinitionStore;
+  readonly runner: GuestRunner;
+  readonly lifecycle: Lifecycle;
+  readonly paths: HostPaths;
+
+  private constructor(readonly config: HostConfig) {
+    this.paths = hostPaths(config.stateDir, config.runDir);
+    this.store = new DefinitionStore(config.stateDir, config.log);
+    this.runner = new GuestRunner(this.paths, config.accel, this.events, config.log);
+    this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log });
+  }
+
+  /** Opens the host: definitions, re-attached guests, autostart. */
+  static async open(config: HostConfig): Promise<Host> {
+    const host = new Host(config);
+    await host.store.init();
+    await host.runner.init();
+    for (const { doc, autostart } of await host.store.loadAll()) {
+      const d = new HostedDomain(doc.def.uuid, doc.def.name, doc);
+      d.autostart = autostart;
+      host.registry.add(d);
+    }
+    await host.reattach();
+    await host.autostartOnce();
+    return host;
+  }
+
+  /** Lets go of every QEMU without stopping it, so a restarted ferryd can take them back. */
+  close(): void {
+    for (const d of this.registry.all()) {
+      const rt = d.runtime;
+      if (rt) rt.qemu.detach();
+    }
+  }
+
+  private async reattach(): Promise<void> {
+    const found = await this.runner.reattachAll((gone) => {
+      const d = this.registry.getByUuid(gone.uuid);
+      if (d) d.setStatus(mkStatus('shutoff', 'unknown'));
+    });
+    for (const g of found) {
+      let d = this.registry.getByUuid(g.liveDoc.def.uuid);
+      if (!d) {
+        // A transient domain, or one undefined while it ran: it lives on as transient.
+        d = new HostedDomain(g.liveDoc.def.uuid, g.liveDoc.def.name, null);
+        this.registry.add(d);
+      }
+      d.runtime = { id: g.id, liveDoc: g.liveDoc, qemu: g.qemu, accel: g.status.accel, startedAt: g.status.startedAt, stopRequested: null };
+      d.setStatus(g.domainStatus);
+      this.runner.watch(d, d.runtime, (dd, rt, reason) => this.lifecycle.onExit(dd, rt, reason));
+      this.config.log(`re-attached to running domain '${d.name}' (pid ${g.qemu.pid}, ${g.domainStatus.state})`);
+    }
+  }
+
+  /** Autostart runs once per run directory (a tmpfs that empties at boot), as libvirt does once per host boot. */
+  private async autostartOnce(): Promise<void> {
+    const marker = join(this.config.runDir, 'autostarted');
+    try {
+      await access(marker);
+      return;
+    } catch {
+      // Not yet done since this run dir was made.
+    }
+    await writeFile(marker, '');
+    for (const d of this.registry.all()) {
+      if (!d.autostart || d.active) continue;
+      try {
+        await this.lifecycle.start(d.uuid, false);
+        this.config.log(`autostarted domain '${d.name}'`);
+      } catch (err) {
+        this.config.log(`cannot autostart domain '${d.name}': ${(err as Error).message}`);
+      }
+    }
+  }
+}

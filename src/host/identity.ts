@@ -1,0 +1,46 @@
+/**
+ * The host's identity: a UUID made at first start and kept in the state
+ * directory, and a name. Two daemons on one machine with different state
+ * directories are two hosts; a migration between equal UUIDs is refused.
+ */
+import { readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { FerryError } from '../errors/index.js';
+import { writeFileAtomic } from '../util/atomic-file.js';
+
+/** A host's name and UUID. */
+export interface HostIdentityConfig {
+  hostName: string;
+  hostUuid: string;
+}
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Resolves the identity: an explicit `--host-uuid` wins (and is stored), else
+ * the stored one, else a new one is generated and stored.
+ */
+export async function loadHostIdentity(stateDir: string, overrides: { hostUuid?: string; hostName?: string }): Promise<HostIdentityConfig> {
+  const file = join(stateDir, 'host-uuid');
+  let uuid = overrides.hostUuid?.toLowerCase();
+  if (uuid !== undefined && !UUID_RE.test(uuid)) {
+    throw new FerryError('invalid_arg', `--host-uuid '${overrides.hostUuid}' is not a UUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
+  }
+  if (uuid === undefined) {
+    try {
+      const stored = (await readFile(file, 'utf8')).trim().toLowerCase();
+      if (UUID_RE.test(stored)) uuid = stored;
+    } catch {
+      // First start: no file yet.
+    }
+  }
+  if (uuid === undefined) uuid = randomUUID();
+  await writeFileAtomic(file, `${uuid}\n`, 0o644);
+  const hostName = overrides.hostName ?? hostname();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,253}$/.test(hostName)) {
+    throw new FerryError('invalid_arg', `host name '${hostName}' may hold only letters, digits, '.', '_' and '-'`);
+  }
+  return { hostName, hostUuid: uuid };
+}
