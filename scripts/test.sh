@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests, then end-to-end tests with real ferryd and QEMU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+npx tsc -p tsconfig.json --noEmit
+npx vitest run --project unit
+npx vitest run --project e2e
