@@ -30,6 +30,7 @@ export interface BackingStoreDef {
 export interface DiskDef {
   device: 'disk' | 'cdrom';
   type: 'file' | 'block';
+  /** `<driver type>`; raw when absent (Ferry never probes an image's format). */
   format: DiskFormat;
   cache?: DiskCache;
   io?: 'native' | 'threads' | 'io_uring';
@@ -39,12 +40,18 @@ export interface DiskDef {
   sourcePath?: string;
   backingStore?: BackingStoreDef;
   targetDev: string;
+  /** `<target bus>`; when absent, from the name: vd* virtio, sd* scsi, hd* ide. */
   targetBus: 'virtio' | 'ide' | 'sata' | 'scsi';
+  /** `<readonly/>`; always true for a cdrom. */
   readonly: boolean;
   shareable: boolean;
 }
 
-/** A `<serial>` or `<console>` element. */
+/**
+ * A `<serial>` or `<console>` element. A console is another name for the
+ * serial port with the same `targetPort` (libvirt's x86 convention), so
+ * devices are created from {@link DomainDef.serials} only.
+ */
 export interface CharDevDef {
   element: 'serial' | 'console';
   type: 'file' | 'pty' | 'unix' | 'null';
@@ -63,6 +70,9 @@ export interface InterfaceDef {
   mac?: string;
   model?: string;
 }
+
+/** A `<boot dev=...>` entry of `<os>`, in boot order. */
+export type BootDevice = 'hd' | 'cdrom' | 'network' | 'fd';
 
 /** The understood content of a domain definition. */
 export interface DomainDef {
@@ -84,6 +94,8 @@ export interface DomainDef {
     kernel?: string;
     initrd?: string;
     cmdline?: string;
+    /** `<boot dev=...>` entries in order; absent when there are none. */
+    boot?: BootDevice[];
   };
   /** Names of the child elements of `<features>` (e.g. 'acpi', 'apic'). */
   features: string[];
@@ -96,7 +108,13 @@ export interface DomainDef {
   onCrash: LifecycleAction;
   emulator?: string;
   disks: DiskDef[];
+  /**
+   * Every serial port the guest has, one device each. A `<console>` with no
+   * matching `<serial>` defines its port and appears here too, with
+   * `element: 'console'`.
+   */
   serials: CharDevDef[];
+  /** The `<console>` elements; each repeats the serial entry with its `targetPort`. Creates no device. */
   consoles: CharDevDef[];
   interfaces: InterfaceDef[];
 }

@@ -1,52 +1,64 @@
 /** Crash-safe file replacement: a reader sees the old content or the new, never a torn file. */
-import { open, rename, unlink, mkdir } from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { FerryError } from '../errors/index.js';
 
 /**
- * Writes `data` to `path` atomically: a temporary file in the same
- * directory is written and fsynced, renamed over `path`, and the directory
- * is fsynced so that the rename itself survives a power loss.
+ * Replaces `path` with `data` atomically and durably.
+ *
+ * The temp file lives in the same directory so that `rename` stays within
+ * one filesystem (and so is atomic). It is fsynced before the rename so a
+ * power cut cannot leave the new name pointing at empty blocks, and the
+ * directory after, so the rename itself survives.
+ *
+ * @throws FerryError `write_failed`
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', mode);
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (err) {
-    await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  await fh.close();
-  try {
+    await mkdir(dir, { recursive: true });
+    const fh = await open(tmp, 'wx', mode);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await rename(tmp, path);
   } catch (err) {
     await unlink(tmp).catch(() => undefined);
-    throw err;
+    throw new FerryError('write_failed', `cannot write ${path}: ${(err as Error).message}`, { cause: err });
   }
-  await fsyncDir(dir);
+  await syncDir(dir, `wrote ${path}`);
 }
 
-/** Removes `path` (if present) and makes the removal durable. */
+/**
+ * Removes `path` (if present) and makes the removal durable.
+ *
+ * @throws FerryError `write_failed`
+ */
 export async function removeFileDurable(path: string): Promise<void> {
   try {
     await unlink(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
+    throw new FerryError('write_failed', `cannot remove ${path}: ${(err as Error).message}`, { cause: err });
   }
-  await fsyncDir(dirname(path));
+  await syncDir(dirname(path), `removed ${path}`);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const dh = await open(dir, 'r');
+async function syncDir(dir: string, what: string): Promise<void> {
   try {
-    await dh.sync();
-  } finally {
-    await dh.close();
+    const dh = await open(dir, 'r');
+    try {
+      await dh.sync();
+    } finally {
+      await dh.close();
+    }
+  } catch (err) {
+    // The change is in place; only its durability across a power cut is in doubt.
+    throw new FerryError('write_failed', `${what} but could not sync its directory: ${(err as Error).message}`, { cause: err });
   }
 }

@@ -1,0 +1,23 @@
+/** Public API of the domain layer: libvirt domain XML in, a checked model and faithful XML out. */
+export { DomainDocument, type DiskSourceOptions } from './document.js';
+export type {
+  BackingStoreDef,
+  BootDevice,
+  CharDevDef,
+  DiskCache,
+  DiskDef,
+  DiskErrorPolicy,
+  DiskFormat,
+  DomainDef,
+  InterfaceDef,
+  LifecycleAction,
+} from './types.js';
+export { DEFAULT_MEMORY_UNIT, MEMORY_UNITS, memoryToKiB, parseMemoryToKiB, type MemorySizeResult } from './units.js';
+export { MEMORY_LIMIT_KIB, MIN_MEMORY_KIB } from './memory.js';
+export { MAX_DOMAIN_NAME_LENGTH, domainNameProblem, validateDomainName } from './validate-name.js';
+export { canonicalUuid, normaliseUuid } from './uuid.js';
+export { hostPathProblem } from './paths.js';
+export { MAX_XML_BYTES, MAX_XML_DEPTH } from './xml-limits.js';
+export { DISK_TARGET_PATTERN } from './read-disk.js';
+export { NIC_MODELS } from './read-interface.js';
+export { MAX_VCPUS } from './read-domain.js';

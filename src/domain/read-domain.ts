@@ -1,0 +1,190 @@
+/** Derives the {@link DomainDef} model from a normalised domain DOM, checking every rule on the way. */
+import type { Document, Element } from '@xmldom/xmldom';
+import { choose } from './choice.js';
+import { attr, childElements, optionalChild, refuseStrayText, requiredAttr, requiredChild, textOf } from './dom.js';
+import { readMemorySizes } from './memory.js';
+import { hostPathProblem } from './paths.js';
+import { readCharDevs } from './read-chardev.js';
+import { readDisk } from './read-disk.js';
+import { readInterface } from './read-interface.js';
+import { readOs } from './read-os.js';
+import { show, xmlError } from './refuse.js';
+import type { DiskDef, DomainDef, LifecycleAction } from './types.js';
+import { canonicalUuid } from './uuid.js';
+import { domainNameProblem } from './validate-name.js';
+
+/** Largest vCPU count accepted; QEMU's i440fx/q35 limit without extra set-up. */
+export const MAX_VCPUS = 255;
+
+const DOMAIN_TYPES_LIBVIRT = ['xen', 'lxc', 'uml', 'openvz', 'test', 'vmware', 'hyperv', 'vbox', 'phyp', 'vz', 'bhyve', 'hvf', 'kqemu', 'ch'];
+const ALL_ACTIONS: readonly LifecycleAction[] = ['destroy', 'restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'];
+// Dumping core only makes sense after a crash, so libvirt allows it nowhere else.
+const NON_CRASH_ACTIONS: readonly LifecycleAction[] = ['destroy', 'restart', 'preserve', 'rename-restart'];
+
+/**
+ * The `<domain>` root of `doc`. The domain format has no namespace; one on
+ * the root would put every child out of reach of the reader.
+ *
+ * @throws FerryError `xml_error` for any other root.
+ */
+export function domainRoot(doc: Document): Element {
+  const root = doc.documentElement;
+  if (root === null) throw xmlError('malformed XML: no root element');
+  if (root.localName !== 'domain' || root.namespaceURI !== null) {
+    const ns = root.namespaceURI === null ? '' : ` in namespace ${show(root.namespaceURI)}`;
+    throw xmlError(`the root element must be <domain> without a namespace, found <${root.nodeName}>${ns}`);
+  }
+  return root;
+}
+
+/**
+ * Reads `<domain type>` (`qemu` or `kvm`), after refusing stray text in
+ * `<domain>`. Checked first so that, say, a Xen definition is told it is
+ * unsupported rather than about some detail further down.
+ */
+export function readDomainType(root: Element): DomainDef['type'] {
+  refuseStrayText(root);
+  return choose(requiredAttr(root, 'type'), {
+    what: '<domain type>',
+    supported: ['qemu', 'kvm'] as const,
+    libvirtOnly: DOMAIN_TYPES_LIBVIRT,
+  });
+}
+
+/** Reads `<name>` and applies {@link domainNameProblem}. */
+export function readName(root: Element): string {
+  const name = textOf(requiredChild(root, 'name'));
+  const problem = domainNameProblem(name);
+  if (problem !== undefined) throw xmlError(`invalid value ${show(name)} for <name>: ${problem}`);
+  return name;
+}
+
+function positiveInt(text: string, what: string, max: number): number {
+  const trimmed = text.trim();
+  if (!/^[0-9]{1,6}$/.test(trimmed) || Number(trimmed) < 1 || Number(trimmed) > max) {
+    throw xmlError(`invalid value ${show(text)} for ${what}: expected an integer from 1 to ${max}`);
+  }
+  return Number(trimmed);
+}
+
+function readVcpus(root: Element): number {
+  const el = optionalChild(root, 'vcpu');
+  if (el === undefined) return 1;
+  const vcpus = positiveInt(textOf(el), '<vcpu>', MAX_VCPUS);
+  const placement = attr(el, 'placement');
+  if (placement !== undefined) choose(placement, { what: '<vcpu placement>', supported: ['static', 'auto'] });
+  const current = attr(el, 'current');
+  if (current !== undefined) positiveInt(current, `<vcpu current> (with ${vcpus} vCPUs)`, vcpus);
+  return vcpus;
+}
+
+function readLifecycle(root: Element, name: string, dflt: LifecycleAction, allowed: readonly LifecycleAction[]): LifecycleAction {
+  const el = optionalChild(root, name);
+  if (el === undefined) return dflt;
+  return choose(textOf(el).trim(), { what: `<${name}>`, supported: allowed });
+}
+
+function readFeatures(root: Element): string[] {
+  const el = optionalChild(root, 'features');
+  if (el === undefined) return [];
+  refuseStrayText(el);
+  const names: string[] = [];
+  for (const child of childElements(el)) {
+    const name = child.localName!;
+    if (names.includes(name)) throw xmlError(`<features> lists <${name}> more than once`);
+    names.push(name);
+  }
+  return names;
+}
+
+type Devices = Pick<DomainDef, 'emulator' | 'disks' | 'serials' | 'consoles' | 'interfaces'>;
+
+function readDevices(root: Element, os: DomainDef['os']): Devices {
+  const def: Devices = { disks: [], serials: [], consoles: [], interfaces: [] };
+  const devices = optionalChild(root, 'devices');
+  if (devices === undefined) return def;
+  refuseStrayText(devices);
+  const emulator = optionalChild(devices, 'emulator');
+  if (emulator !== undefined) {
+    const path = textOf(emulator);
+    const problem = hostPathProblem(path);
+    if (problem !== undefined) throw xmlError(`invalid value ${show(path)} for <emulator>: ${problem}`);
+    def.emulator = path;
+  }
+  const disks: DiskDef[] = [];
+  childElements(devices, 'disk').forEach((el, i) => {
+    const disk = readDisk(el, i + 1);
+    if (disks.some((d) => d.targetDev === disk.targetDev)) throw xmlError(`two disks use <target dev='${disk.targetDev}'>`);
+    disks.push(disk);
+  });
+  def.disks = disks;
+  const { serials, consoles } = readCharDevs(childElements(devices, 'serial'), childElements(devices, 'console'));
+  def.serials = serials;
+  def.consoles = consoles;
+  def.interfaces = childElements(devices, 'interface').map((el, i) => readInterface(el, i + 1));
+  if (os.boot !== undefined) {
+    for (const device of childElements(devices)) {
+      if (optionalChild(device, 'boot') !== undefined) {
+        throw xmlError(`per-device <boot order> in <${device.localName}> cannot be combined with <boot dev> in <os>; use one or the other`);
+      }
+    }
+  }
+  return def;
+}
+
+/**
+ * Derives the model from a document that `normaliseDomain` has already
+ * processed. Pure: reads the DOM, never changes it.
+ *
+ * @throws FerryError `xml_error` for anything invalid, `config_unsupported`
+ *   for valid libvirt settings Ferry cannot run.
+ */
+export function readDomain(doc: Document): DomainDef {
+  const root = domainRoot(doc);
+  const type = readDomainType(root);
+  const name = readName(root);
+  const uuidText = textOf(requiredChild(root, 'uuid'));
+  const uuid = canonicalUuid(uuidText);
+  if (uuid === undefined) throw xmlError(`invalid value ${show(uuidText)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+  const sizes = readMemorySizes(root);
+  const os = readOs(root);
+  const title = optionalChild(root, 'title');
+  const titleText = title === undefined ? undefined : textOf(title);
+  if (titleText !== undefined && /[\r\n]/.test(titleText)) {
+    throw xmlError('invalid <title>: a title must be a single line (use <description> for more)');
+  }
+  const description = optionalChild(root, 'description');
+  const cpu = optionalChild(root, 'cpu');
+  const cpuMode = cpu === undefined ? undefined : attr(cpu, 'mode');
+  const clock = optionalChild(root, 'clock');
+  const offset = clock === undefined ? undefined : attr(clock, 'offset');
+  // Built in the field order of DomainDef so the JSON form reads naturally.
+  const def: DomainDef = {
+    type,
+    name,
+    uuid,
+    ...(titleText !== undefined && { title: titleText }),
+    ...(description !== undefined && { description: textOf(description) }),
+    memoryKiB: sizes.memoryKiB,
+    currentMemoryKiB: sizes.currentMemoryKiB,
+    ...(sizes.hardLimitKiB !== undefined && { hardLimitKiB: sizes.hardLimitKiB }),
+    vcpus: readVcpus(root),
+    os,
+    features: readFeatures(root),
+    ...(cpuMode !== undefined && {
+      cpuMode: choose(cpuMode, { what: '<cpu mode>', supported: ['host-passthrough', 'host-model', 'custom', 'maximum'] as const }),
+    }),
+    ...(offset !== undefined && {
+      clockOffset: choose(offset, {
+        what: '<clock offset>',
+        supported: ['utc', 'localtime'] as const,
+        libvirtOnly: ['variable', 'timezone', 'absolute'],
+      }),
+    }),
+    onPoweroff: readLifecycle(root, 'on_poweroff', 'destroy', NON_CRASH_ACTIONS),
+    onReboot: readLifecycle(root, 'on_reboot', 'restart', NON_CRASH_ACTIONS),
+    onCrash: readLifecycle(root, 'on_crash', 'destroy', ALL_ACTIONS),
+    ...readDevices(root, os),
+  };
+  return def;
+}

@@ -1,0 +1,54 @@
+/** Finds the QEMU binary to run: the domain's `<emulator>` or `qemu-system-x86_64` on PATH. */
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { FerryError } from '../errors/index.js';
+import { assertPlainString } from './option-syntax.js';
+
+/** The binary used when the domain names no `<emulator>`. */
+export const DEFAULT_QEMU_BINARY = 'qemu-system-x86_64';
+
+/**
+ * Returns the absolute path of the QEMU binary for a domain.
+ *
+ * Resolved to an absolute path up front (rather than letting `spawn` search
+ * PATH) so that a missing QEMU is a clear configuration error at start time,
+ * not an ENOENT from the child, and so the status file and log record exactly
+ * which binary ran — a migration destination must run a compatible one.
+ *
+ * @param emulator the domain's `<emulator>`, if any; must be absolute
+ * @param pathEnv the PATH to search, `process.env.PATH` by default
+ * @throws FerryError `config_unsupported` for a relative or non-executable `<emulator>`,
+ *   `operation_failed` when no QEMU is found on PATH
+ */
+export function resolveQemuBinary(emulator: string | undefined, pathEnv: string | undefined = process.env.PATH): string {
+  if (emulator !== undefined) {
+    assertPlainString(emulator, 'emulator path');
+    if (!isAbsolute(emulator)) {
+      throw new FerryError('config_unsupported', `emulator "${emulator}" must be an absolute path`);
+    }
+    if (!isExecutableFile(emulator)) {
+      throw new FerryError('config_unsupported', `emulator "${emulator}" is not an executable file`);
+    }
+    return emulator;
+  }
+  for (const dir of (pathEnv ?? '').split(delimiter)) {
+    // An empty PATH entry means the current directory; a daemon must never
+    // pick up a binary from wherever it happens to run, so skip those.
+    if (dir === '' || !isAbsolute(dir)) continue;
+    const candidate = join(dir, DEFAULT_QEMU_BINARY);
+    if (isExecutableFile(candidate)) return candidate;
+  }
+  throw new FerryError(
+    'operation_failed',
+    `${DEFAULT_QEMU_BINARY} was not found on PATH; install QEMU (Debian: qemu-system-x86) or set <emulator> in the domain`,
+  );
+}
+
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}

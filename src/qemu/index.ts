@@ -1,0 +1,53 @@
+/** The QEMU layer: command line, QMP, accelerator choice, process supervision and status files. */
+export {
+  buildQemuArgs,
+  buildQemuCommand,
+  diskNodeNames,
+  type Accel,
+  type DiskNodeNames,
+  type QemuCommand,
+  type QemuLaunchOptions,
+} from './command-line.js';
+export { DEFAULT_QEMU_BINARY, resolveQemuBinary } from './binary.js';
+export { escapeLegacyValue, jsonOption, legacyOption } from './option-syntax.js';
+export {
+  QmpClient,
+  QmpCommandError,
+  type QmpClientEvents,
+  type QmpConnectOptions,
+  type QmpEvent,
+  type QmpExecuteOptions,
+  type QmpGreeting,
+} from './qmp-client.js';
+export {
+  checkKvmDevice,
+  resolveAccel,
+  runAccelProbe,
+  type AccelDecision,
+  type AccelProbeOptions,
+  type AccelSetting,
+  type ProbeRun,
+} from './accel.js';
+export {
+  QemuProcess,
+  QemuStartError,
+  type ExitReason,
+  type QemuAttachOptions,
+  type QemuHandle,
+  type QemuKillOptions,
+  type QemuStartOptions,
+} from './process.js';
+export { isProcessAlive, parseProcStat, readProcStat, type ProcStat } from './proc-stat.js';
+export {
+  STATUS_FILE_SUFFIX,
+  STATUS_FILE_VERSION,
+  parseStatus,
+  readAllStatusFiles,
+  readStatusFile,
+  removeStatusFile,
+  statusFilePath,
+  writeStatusFile,
+  type QemuStatus,
+  type StatusFileEntry,
+} from './status-file.js';
+export { readLogTail, shellQuote } from './log-file.js';
