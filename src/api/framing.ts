@@ -34,6 +34,9 @@ export function encodeJsonFrame(message: unknown): Buffer {
 
 /** Encodes one binary stream chunk as a frame. */
 export function encodeStreamFrame(streamId: number, data: Buffer): Buffer {
+  if (data.length + 5 > MAX_FRAME_BYTES) {
+    throw new FerryError('rpc', `stream chunk of ${data.length} bytes exceeds the ${MAX_FRAME_BYTES}-byte frame limit`);
+  }
   const head = Buffer.allocUnsafe(9);
   head.writeUInt32BE(data.length + 5, 0);
   head.writeUInt8(FrameKind.stream, 4);

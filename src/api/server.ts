@@ -101,7 +101,7 @@ export class ApiConnection extends EventEmitter {
 
   private onMessage(message: unknown): void {
     const m = message as Partial<CallMessage> | null;
-    const id = m && typeof m === 'object' && Number.isSafeInteger(m.id) ? (m.id as number) : 0;
+    const id = m && typeof m === 'object' && Number.isSafeInteger(m.id) && (m.id as number) > 0 ? (m.id as number) : 0;
     if (!m || typeof m !== 'object' || Array.isArray(m) || m.type !== 'call' || id <= 0 || typeof m.method !== 'string') {
       this.write({ type: 'reply', id, error: new FerryError('rpc', 'expected a call message {type:"call", id>0, method, params}').toPayload() });
       return;

@@ -15,6 +15,9 @@ export const DEFAULT_TCP_PORT = 16609;
 /** Default directory of TLS credentials (cacert.pem, client/server cert and key). */
 export const DEFAULT_PKI_DIR = '/etc/ferry/pki';
 
+/** ASCII control characters: the URL parser drops some of them silently, so they are refused first. */
+const CONTROL_CHARS = /[\x00-\x1f\x7f]/;
+
 /** A parsed connection URI. */
 export type ConnectionTarget =
   | { transport: 'unix'; socketPath: string; uri: string }
@@ -29,7 +32,7 @@ const ALLOWED_PARAMS: Record<ConnectionTarget['transport'], string[]> = {
 
 /** Parses a connection URI; refuses anything ambiguous with `invalid_arg`. */
 export function parseConnectionUri(uri: string, env: { pkiDir?: string } = {}): ConnectionTarget {
-  if (uri.length > 4096 || /[\0\r\n]/.test(uri)) {
+  if (uri.length > 4096 || CONTROL_CHARS.test(uri)) {
     throw new FerryError('invalid_arg', 'connection URI is too long or holds control characters');
   }
   let url: URL;
@@ -46,10 +49,15 @@ export function parseConnectionUri(uri: string, env: { pkiDir?: string } = {}): 
   if (url.username || url.password) {
     throw new FerryError('invalid_arg', `connection URI '${uri}': user names are not supported (authentication is by TLS certificate)`);
   }
-  for (const key of url.searchParams.keys()) {
+  if (url.hash) throw new FerryError('invalid_arg', `connection URI '${uri}': a #fragment means nothing here`);
+  for (const key of new Set(url.searchParams.keys())) {
     if (!ALLOWED_PARAMS[transport].includes(key)) {
       throw new FerryError('invalid_arg', `connection URI '${uri}': unknown parameter '${key}' for ${scheme}`);
     }
+    const values = url.searchParams.getAll(key);
+    if (values.length > 1) throw new FerryError('invalid_arg', `connection URI '${uri}': parameter '${key}' is given ${values.length} times`);
+    // Decoded values end up in paths and messages: %00 or %0a must not slip through.
+    if (CONTROL_CHARS.test(values[0]!)) throw new FerryError('invalid_arg', `connection URI '${uri}': parameter '${key}' holds control characters`);
   }
   if (transport === 'unix') {
     if (url.hostname) {
@@ -62,16 +70,19 @@ export function parseConnectionUri(uri: string, env: { pkiDir?: string } = {}): 
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   if (!host) throw new FerryError('invalid_arg', `connection URI '${uri}' needs a host name`);
   const port = url.port ? Number(url.port) : transport === 'tls' ? DEFAULT_TLS_PORT : DEFAULT_TCP_PORT;
+  if (port < 1) throw new FerryError('invalid_arg', `connection URI '${uri}': port must be between 1 and 65535`);
   if (transport === 'tcp') return { transport, host, port, uri };
   const noVerify = url.searchParams.get('no_verify');
   if (noVerify !== null && noVerify !== '0' && noVerify !== '1') {
     throw new FerryError('invalid_arg', `connection URI '${uri}': no_verify must be 0 or 1`);
   }
+  const pkiDir = url.searchParams.get('pkipath') ?? env.pkiDir ?? DEFAULT_PKI_DIR;
+  if (!pkiDir.startsWith('/')) throw new FerryError('invalid_arg', `connection URI '${uri}': pkipath '${pkiDir}' must be an absolute directory`);
   return {
     transport,
     host,
     port,
-    pkiDir: url.searchParams.get('pkipath') ?? env.pkiDir ?? DEFAULT_PKI_DIR,
+    pkiDir,
     verifyServer: noVerify !== '1',
     uri,
   };

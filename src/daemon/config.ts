@@ -24,7 +24,7 @@ export interface DaemonConfig {
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:PORT`). */
 export function parseListenAddress(value: string, option: string): ListenAddress {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(value);
+  const m = /^(?:\[([^\]\s]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
   if (!m || port < 0 || port > 65535) {
     throw new FerryError('invalid_arg', `${option} expects HOST:PORT (e.g. 0.0.0.0:16614), not '${value}'`);

@@ -36,11 +36,12 @@ export async function loadHostIdentity(stateDir: string, overrides: { hostUuid?:
       // First start: no file yet.
     }
   }
-  if (uuid === undefined) uuid = randomUUID();
-  await writeFileAtomic(file, `${uuid}\n`, 0o644);
   const hostName = overrides.hostName ?? hostname();
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,253}$/.test(hostName)) {
     throw new FerryError('invalid_arg', `host name '${hostName}' may hold only letters, digits, '.', '_' and '-'`);
   }
+  // Written only once everything is checked, so a refused start changes nothing.
+  if (uuid === undefined) uuid = randomUUID();
+  await writeFileAtomic(file, `${uuid}\n`, 0o644);
   return { hostName, hostUuid: uuid };
 }

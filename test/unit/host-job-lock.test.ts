@@ -1,0 +1,226 @@
+import { describe, it, expect } from 'vitest';
+import { DEFAULT_LOCK_WAIT_MS, DomainJobLock, type ModifyKind } from '../../src/host/job-lock.js';
+import { FerryError } from '../../src/errors/index.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function rejection(p: Promise<unknown>): Promise<FerryError> {
+  try {
+    await p;
+  } catch (err) {
+    expect(err).toBeInstanceOf(FerryError);
+    return err as FerryError;
+  }
+  throw new Error('expected a rejection');
+}
+
+/** A job that can be finished from outside. */
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => (open = r));
+  return { promise, open };
+}
+
+describe('DomainJobLock modify jobs', () => {
+  it('waits 30 s by default, like libvirt', () => {
+    expect(DEFAULT_LOCK_WAIT_MS).toBe(30_000);
+  });
+
+  it('runs jobs one at a time, in the order they were queued, and returns their results', async () => {
+    const lock = new DomainJobLock(() => 'vm1');
+    const log: string[] = [];
+    let running = 0;
+    let maxRunning = 0;
+    const job = (name: string, ms: number) => async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      log.push(`start ${name}`);
+      await sleep(ms);
+      log.push(`end ${name}`);
+      running--;
+      return name;
+    };
+    const results = await Promise.all([
+      lock.run('start', job('a', 30)),
+      lock.run('suspend', job('b', 0)),
+      lock.run('resume', job('c', 10)),
+    ]);
+    expect(results).toEqual(['a', 'b', 'c']);
+    expect(maxRunning).toBe(1);
+    expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
+  });
+
+  it('reports the running modify kind while a job holds the lock, and none after', async () => {
+    const lock = new DomainJobLock(() => 'vm1');
+    expect(lock.currentModify).toBeNull();
+    let seen: ModifyKind | null = null;
+    await lock.run('shutdown', async () => {
+      seen = lock.currentModify;
+    });
+    expect(seen).toBe('shutdown');
+    expect(lock.currentModify).toBeNull();
+  });
+
+  it('releases the lock when a job throws, passing the error on', async () => {
+    const lock = new DomainJobLock(() => 'vm1');
+    const err = await rejection(
+      lock.run('define', async () => {
+        throw new FerryError('xml_error', 'bad xml');
+      }),
+    );
+    expect(err.code).toBe('xml_error');
+    expect(await lock.run('start', async () => 'next')).toBe('next');
+    expect(lock.currentModify).toBeNull();
+  });
+
+  it('times out a waiter with operation_timeout naming the domain and the holder, and the queue still works', async () => {
+    const lock = new DomainJobLock(() => 'web-01');
+    const held = gate();
+    const order: string[] = [];
+    const holder = lock.run('start', async () => {
+      order.push('holder');
+      await held.promise;
+      return 'held';
+    });
+    const waiter = lock.run('destroy', async () => {
+      order.push('waiter ran');
+      return 'never';
+    }, 40);
+    const err = await rejection(waiter);
+    expect(err.code).toBe('operation_timeout');
+    expect(err.message).toContain("'web-01'");
+    expect(err.message).toContain('start');
+    expect(err.message).toContain('destroy');
+
+    // A job queued after the one that gave up runs once the holder ends.
+    const after = lock.run('suspend', async () => {
+      order.push('after');
+      return 'after';
+    }, 2000);
+    await sleep(10);
+    expect(order).toEqual(['holder']);
+    held.open();
+    expect(await holder).toBe('held');
+    expect(await after).toBe('after');
+    expect(order).toEqual(['holder', 'after']);
+    // And the lock is free again.
+    expect(await lock.run('resume', async () => 'free', 100)).toBe('free');
+  });
+
+  it('a waiter that gets the lock in time does not time out later', async () => {
+    const lock = new DomainJobLock(() => 'vm1');
+    const first = lock.run('start', () => sleep(10));
+    const second = lock.run('suspend', async () => {
+      await sleep(80);
+      return 'done';
+    }, 40);
+    await first;
+    expect(await second).toBe('done');
+  });
+});
+
+describe('DomainJobLock async jobs', () => {
+  const migration = {
+    kind: 'migration-out' as const,
+    allowed: new Set<ModifyKind>(['suspend', 'resume', 'destroy']),
+    reason: 'the definition is change-protected during migration',
+  };
+
+  it('refuses modify kinds the async job does not allow with operation_invalid, at once', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const job = lock.beginAsync(migration);
+    expect(lock.currentAsync).toBe(job);
+    expect(job.kind).toBe('migration-out');
+    expect(typeof job.startedAt).toBe('number');
+    let ran = false;
+    for (const kind of ['define', 'undefine', 'start', 'shutdown', 'autostart'] as const) {
+      const err = await rejection(
+        lock.run(kind, async () => {
+          ran = true;
+        }),
+      );
+      expect(err.code, kind).toBe('operation_invalid');
+      expect(err.message).toContain(kind);
+      expect(err.message).toContain("'db'");
+      expect(err.message).toContain('change-protected');
+    }
+    expect(ran).toBe(false);
+  });
+
+  it('refuses a forbidden kind at once even while another job holds the lock (no waiting in the queue)', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const held = gate();
+    const holder = lock.run('suspend', () => held.promise);
+    lock.beginAsync(migration);
+    let settled = false;
+    const refused = lock.run('define', async () => undefined, 5000).finally(() => (settled = true));
+    refused.catch(() => undefined);
+    await sleep(20);
+    expect(settled).toBe(true);
+    expect((await rejection(refused)).code).toBe('operation_invalid');
+    held.open();
+    await holder;
+  });
+
+  it('allows the listed modify kinds while it runs', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    lock.beginAsync(migration);
+    expect(await lock.run('suspend', async () => 's')).toBe('s');
+    expect(await lock.run('resume', async () => 'r')).toBe('r');
+    expect(await lock.run('destroy', async () => 'd')).toBe('d');
+  });
+
+  it('refuses a queued job whose kind became forbidden while it waited', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const held = gate();
+    const holder = lock.run('resume', () => held.promise);
+    let ran = false;
+    const queued = lock.run('define', async () => {
+      ran = true;
+    }, 2000);
+    const job = lock.beginAsync(migration);
+    held.open();
+    await holder;
+    expect((await rejection(queued)).code).toBe('operation_invalid');
+    expect(ran).toBe(false);
+    lock.endAsync(job);
+    expect(await lock.run('define', async () => 'ok')).toBe('ok');
+  });
+
+  it('refuses a second async job', () => {
+    const lock = new DomainJobLock(() => 'db');
+    lock.beginAsync(migration);
+    try {
+      lock.beginAsync({ kind: 'migration-in', allowed: new Set(), reason: 'x' });
+      expect.unreachable();
+    } catch (err) {
+      expect(err).toBeInstanceOf(FerryError);
+      expect((err as FerryError).code).toBe('operation_invalid');
+      expect((err as FerryError).message).toContain('migration-out');
+    }
+  });
+
+  it('endAsync lifts the restrictions; ending a stale job is a no-op', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const first = lock.beginAsync(migration);
+    lock.endAsync(first);
+    expect(lock.currentAsync).toBeNull();
+    expect(await lock.run('define', async () => 'defined')).toBe('defined');
+
+    const second = lock.beginAsync(migration);
+    lock.endAsync(first); // not the current job
+    expect(lock.currentAsync).toBe(second);
+    expect((await rejection(lock.run('undefine', async () => undefined))).code).toBe('operation_invalid');
+    lock.endAsync(second);
+    expect(lock.currentAsync).toBeNull();
+  });
+
+  it('names the domain as it is called now (after a rename)', async () => {
+    let name = 'old';
+    const lock = new DomainJobLock(() => name);
+    lock.beginAsync(migration);
+    name = 'new';
+    const err = await rejection(lock.run('define', async () => undefined));
+    expect(err.message).toContain("'new'");
+  });
+});
