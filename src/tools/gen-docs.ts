@@ -8,6 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES } from '../errors/codes.js';
+import { renderMigrationFlagsDoc } from '../flags/doc.js';
 
 /** docs/errors.md, from the error table. */
 export function renderErrorsDoc(): string {
@@ -34,7 +35,10 @@ export function renderErrorsDoc(): string {
 
 /** Every generated document: path relative to the repository root, and content. */
 export function generatedDocs(): Array<{ path: string; content: string }> {
-  return [{ path: 'docs/errors.md', content: renderErrorsDoc() }];
+  return [
+    { path: 'docs/errors.md', content: renderErrorsDoc() },
+    { path: 'docs/migration-flags.md', content: renderMigrationFlagsDoc() },
+  ];
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -1,0 +1,47 @@
+/** Public API of the migration flags layer: the flag, parameter and rule tables, the request validator and the generated document. */
+export {
+  KNOWN_FLAG_BITS,
+  MIGRATION_FLAGS,
+  checkFlagsWord,
+  flagRef,
+  flagSpec,
+  flagsFromNames,
+  hasFlag,
+  namesFromFlags,
+  type Availability,
+  type MigrationFlagName,
+  type MigrationFlagSpec,
+} from './migration-flags.js';
+export {
+  COMPRESSION_METHODS,
+  MAX_BANDWIDTH_MIB,
+  MAX_POSTCOPY_BANDWIDTH_MIB,
+  MIGRATION_PARAMS,
+  expectation,
+  isParamName,
+  numberBounds,
+  paramRef,
+  paramSpec,
+  parseCliValue,
+  parseParams,
+  uriScheme,
+  type CompressionMethod,
+  type MigrationParamName,
+  type MigrationParamSpec,
+  type MigrationParamValue,
+  type MigrationParams,
+  type ParamType,
+  type UriScheme,
+} from './migration-params.js';
+export {
+  MIGRATION_RULES,
+  checkNotSameHost,
+  validateMigrationRequest,
+  type MigrationContext,
+  type MigrationRequestInput,
+  type MigrationRule,
+  type RuleInput,
+  type ValidateOptions,
+  type ValidatedMigrationRequest,
+} from './rules.js';
+export { renderMigrationFlagsDoc } from './doc.js';
