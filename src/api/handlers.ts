@@ -31,7 +31,7 @@ function listFilter(params: Record<string, unknown>): ListFilter {
 }
 
 /** Builds the handler table for `host`. */
-export function buildHandlers(host: Host): Map<string, Handler> {
+export function buildHandlers(host: Host, extra: Record<string, Handler> = {}): Map<string, Handler> {
   const l = host.lifecycle;
   const table: Record<ApiMethod, Handler> = {
     'connect.hello': async (): Promise<HostIdentity> => ({
@@ -59,5 +59,5 @@ export function buildHandlers(host: Host): Map<string, Handler> {
       return { subscribed: true };
     },
   };
-  return new Map(Object.entries(table));
+  return new Map([...Object.entries(table), ...Object.entries(extra)]);
 }

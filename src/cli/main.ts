@@ -8,6 +8,7 @@ import { registerInfoCommands } from './commands/domain-info.js';
 import { registerConsoleCommands } from './commands/console.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerTlsCommands } from './commands/tls-setup.js';
+import { registerJobCommands, registerMigrateCommand } from './commands/migrate.js';
 import { FERRY_VERSION } from '../version.js';
 
 /** Builds the program; exported for tests. */
@@ -26,6 +27,8 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerConsoleCommands(program, ctx);
   registerHostCommands(program, ctx);
   registerTlsCommands(program, ctx);
+  registerMigrateCommand(program, ctx);
+  registerJobCommands(program, ctx);
   for (const cmd of program.commands) cmd.exitOverride();
   program.hook('preAction', () => {
     ctx.output = stdOutput(!!program.opts<{ json?: boolean }>().json);

@@ -13,6 +13,10 @@ import { ApiServer } from '../api/server.js';
 import { buildHandlers } from '../api/handlers.js';
 import { loadTlsCredentials } from '../api/tls.js';
 import { parseDaemonArgs } from './config.js';
+import { Migrations, type PeerConnector } from '../migration/manager.js';
+import { migrationHandlers } from '../api/migration-handlers.js';
+import { remoteDestination } from '../api/migration-endpoints.js';
+import { ApiClient } from '../api/client.js';
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ferryd: ${msg}\n`);
@@ -32,7 +36,10 @@ async function run(): Promise<void> {
   const accel = await resolveAccel(cfg.accel, { cacheFile: join(cfg.runDir, 'accel.json'), guestKernel: probeKernel() });
   log(`host ${identity.hostName} (${identity.hostUuid}); accelerator ${accel.accel}: ${accel.reason}`);
   const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log });
-  const server = new ApiServer(buildHandlers(host), log);
+  // Peer connections use this host's client certificate from --tls-dir (mutual TLS).
+  const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {});
+  const migrations = new Migrations(host, connectPeer, log);
+  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, connectPeer, log)), log);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
   });

@@ -80,19 +80,28 @@ export class GuestRunner {
    * Starts QEMU for `d` from `liveDoc` and returns its runtime. The serial
    * log starts empty for a fresh boot. The caller holds the domain's job lock.
    */
-  async launch(d: HostedDomain, liveDoc: DomainDocument, opts: { paused: boolean }): Promise<DomainRuntime> {
+  async launch(d: HostedDomain, liveDoc: DomainDocument, opts: { paused: boolean; incoming?: boolean }): Promise<DomainRuntime> {
     const def = liveDoc.def;
     const serialLog = this.serialLogPath(def.name);
     await writeFile(serialLog, '', { flag: 'a', mode: 0o600 });
     await truncate(serialLog, 0);
     const qmpSocketPath = join(this.paths.qemuDir, `${def.uuid}.qmp`);
-    const cmd = buildQemuCommand(def, { accel: this.accel, qmpSocketPath, serialLogPath: serialLog, paused: true, runDir: this.paths.qemuDir });
+    const cmd = buildQemuCommand(def, {
+      accel: this.accel,
+      qmpSocketPath,
+      serialLogPath: serialLog,
+      paused: true,
+      runDir: this.paths.qemuDir,
+      // An incoming migration listens only once the migration layer has tuned QEMU and chosen the port.
+      ...(opts.incoming ? { incoming: 'defer' } : {}),
+    });
     const qemu = await QemuProcess.start({ binary: cmd.binary, args: cmd.args, qmpSocketPath, logPath: this.qemuLogPath(def.name), name: def.name });
     const runtime: DomainRuntime = { id: this.nextId++, liveDoc, qemu, accel: this.accel, startedAt: new Date().toISOString(), stopRequested: null };
     try {
       // Started with -S so that the status file exists before the guest runs a single instruction.
-      await this.writeStatus(d, runtime, opts.paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted'), qemu.startTime);
-      if (!opts.paused) await qemu.qmp.execute('cont');
+      const initial = opts.incoming ? mkStatus('paused', 'migrating') : opts.paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted');
+      await this.writeStatus(d, runtime, initial, qemu.startTime);
+      if (!opts.paused && !opts.incoming) await qemu.qmp.execute('cont');
     } catch (err) {
       await qemu.kill({ graceful: false }).catch(() => undefined);
       await removeStatusFile(statusFilePath(this.paths.qemuDir, def.name)).catch(() => undefined);

@@ -8,6 +8,7 @@ import { isActive, status, type DomainStatus } from '../domain/lifecycle-state.j
 import type { QemuHandle } from '../qemu/index.js';
 import { DomainJobLock } from './job-lock.js';
 import type { DomainSummary } from './views.js';
+import type { JobStats } from './job-stats.js';
 
 /** The running side of an active domain. */
 export interface DomainRuntime {
@@ -20,9 +21,9 @@ export interface DomainRuntime {
   /** ISO 8601 time QEMU was launched. */
   startedAt: string;
   /** Set when ferryd itself asked QEMU to stop, so the exit is not taken for a crash. */
-  stopRequested: 'destroy' | null;
+  stopRequested: 'destroy' | 'migrated' | null;
   /** Reason to record when QEMU reports the next STOP (set by suspend). */
-  pendingPause?: 'user';
+  pendingPause?: 'user' | 'migrating';
 }
 
 /** A domain known to this host. */
@@ -31,6 +32,8 @@ export class HostedDomain {
   persistentDoc: DomainDocument | null;
   runtime: DomainRuntime | null = null;
   autostart = false;
+  /** Statistics of the last completed (or failed) job, for `domjobinfo --completed`. */
+  completedJob: JobStats | null = null;
   private currentStatus: DomainStatus = status('shutoff', 'unknown');
   readonly jobs: DomainJobLock;
 

@@ -242,14 +242,16 @@ export class Lifecycle {
   onExit(d: HostedDomain, runtime: DomainRuntime, reason: ExitReason): void {
     if (d.runtime !== runtime) return;
     d.runtime = null;
-    const destroyed = runtime.stopRequested === 'destroy' || reason.kind === 'destroyed';
+    const migrated = runtime.stopRequested === 'migrated';
+    const destroyed = !migrated && (runtime.stopRequested === 'destroy' || reason.kind === 'destroyed');
     const next =
-      destroyed ? mkStatus('shutoff', 'destroyed')
+      migrated ? mkStatus('shutoff', 'migrated')
+      : destroyed ? mkStatus('shutoff', 'destroyed')
       : reason.kind === 'shutdown' ? mkStatus('shutoff', 'shutdown')
       : reason.kind === 'failed-to-start' ? mkStatus('shutoff', 'failed')
       : mkStatus('shutoff', 'crashed');
     d.setStatus(next);
-    if (!destroyed) this.deps.log(`domain '${d.name}' stopped: ${describeExit(reason)}`);
+    if (!destroyed && !migrated) this.deps.log(`domain '${d.name}' stopped: ${describeExit(reason)}`);
     void this.deps.runner.forget(runtime.liveDoc.def.name);
     this.deps.events.lifecycle(d, 'stopped', next.reason === 'shutdown' ? 'shutdown' : next.reason);
     if (!d.persistent) this.deps.registry.remove(d);

@@ -1,0 +1,62 @@
+/**
+ * Migration endpoints over the native API: the driver's view of a remote
+ * source (managed mode, from the CLI) and of a remote destination (both
+ * modes). The destination side reconnects when it must learn a lost outcome.
+ */
+import type { DestinationEndpoint, SourceEndpoint } from '../migration/driver.js';
+import type { PeerDestination } from '../migration/manager.js';
+import type { BeginResult, FinishResult, IncomingJobState, PerformResult, PrepareResult } from '../migration/phases.js';
+import { ApiClient, type ConnectOptions } from './client.js';
+import type { ConnectionTarget } from './uri.js';
+
+/** Phase calls can take as long as the migration: no call timeout on perform and finish. */
+const PHASE_TIMEOUT_MS = 120_000;
+
+/** The host name a data stream should use to reach the daemon at `target`. */
+export function dataAddressOf(target: ConnectionTarget): string {
+  return target.transport === 'unix' ? '127.0.0.1' : target.host;
+}
+
+/** A remote daemon as a migration source. */
+export function remoteSource(client: ApiClient): SourceEndpoint {
+  return {
+    begin: (domain, req) => client.callRaw('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<BeginResult>,
+    perform: (args) => client.callRaw('migration.perform', { ...args }) as Promise<PerformResult>,
+    confirm: async (args) => {
+      await client.callRaw('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
+    },
+  };
+}
+
+/** A remote daemon as a migration destination. */
+export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions = {}): PeerDestination {
+  let current = client;
+  const reconnect = async (): Promise<ApiClient> => {
+    try {
+      await current.call('connect.hello', {}, { timeoutMs: 5000 });
+      return current;
+    } catch {
+      current = await ApiClient.connect(client.target, { ...connectOpts, timeoutMs: 5000 });
+      return current;
+    }
+  };
+  const dst: DestinationEndpoint & PeerDestination = {
+    addressForData: dataAddressOf(client.target),
+    identity: async () => {
+      const h = await current.call('connect.hello', {}, { timeoutMs: 10_000 });
+      return { hostName: h.hostName, hostUuid: h.hostUuid };
+    },
+    prepare: (args) => current.callRaw('migration.prepare', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<PrepareResult>,
+    finish: (args) => current.callRaw('migration.finish', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<FinishResult>,
+    abortUnlessFinished: async (jobId) => {
+      const c = await reconnect();
+      const r = (await c.callRaw('migration.abortIncoming', { jobId }, { timeoutMs: 30_000 })) as { state: IncomingJobState };
+      return r.state;
+    },
+    close: () => {
+      current.close();
+      if (current !== client) client.close();
+    },
+  };
+  return dst;
+}

@@ -1,0 +1,116 @@
+/**
+ * API methods of migration: the five phases (called by a managing client
+ * or by a peer daemon), peer-to-peer `domain.migrate`, and job control.
+ * A managing connection that closes mid-job rolls the job back on that
+ * side, in the way that cannot leave two running copies.
+ */
+import { FerryError } from '../errors/index.js';
+import type { Migrations, PeerConnector } from '../migration/manager.js';
+import type { Handler } from './server.js';
+
+function requireString(p: Record<string, unknown>, key: string): string {
+  const v = p[key];
+  if (typeof v !== 'string' || v === '') throw new FerryError('invalid_arg', `parameter '${key}' must be a non-empty string`);
+  return v;
+}
+
+function requireFlags(p: Record<string, unknown>): number {
+  const v = p.flags ?? 0;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw new FerryError('invalid_arg', "parameter 'flags' must be a non-negative integer");
+  return v;
+}
+
+function requireParams(p: Record<string, unknown>): Record<string, unknown> {
+  const v = p.params ?? {};
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FerryError('invalid_arg', "parameter 'params' must be an object");
+  return v as Record<string, unknown>;
+}
+
+/** Handlers of the migration methods. */
+export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log: (msg: string) => void): Record<string, Handler> {
+  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string }): Promise<'finished' | 'aborted' | 'unreachable'> => {
+    if (!destUri) return 'unreachable';
+    try {
+      const peer = await connectPeer(destUri);
+      try {
+        const st = await peer.abortUnlessFinished(job.id);
+        return st === 'finished' ? 'finished' : st === 'aborted' || st === 'unknown' ? 'aborted' : 'unreachable';
+      } finally {
+        peer.close();
+      }
+    } catch (err) {
+      log(`cannot reach ${destUri} to settle migration job ${job.id}: ${(err as Error).message}`);
+      return 'unreachable';
+    }
+  };
+  const owners = new Map<string, { isOpen: boolean; destUri?: string }>();
+  const orphaned = (jobId: string) => {
+    const o = owners.get(jobId);
+    if (o && !o.isOpen) void m.outgoing.ownerGone(jobId, settleVia(o.destUri)).catch((err) => log(`rollback of job ${jobId} failed: ${(err as Error).message}`));
+  };
+
+  return {
+    'migration.begin': async (p, conn) => {
+      const destUri = typeof p.destUri === 'string' ? p.destUri : undefined;
+      const r = await m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p) });
+      const owner = { isOpen: true, ...(destUri ? { destUri } : {}) };
+      owners.set(r.jobId, owner);
+      conn.once('close', () => {
+        owner.isOpen = false;
+        orphaned(r.jobId);
+      });
+      return r;
+    },
+    'migration.perform': async (p) => {
+      const jobId = requireString(p, 'jobId');
+      try {
+        return await m.outgoing.perform({ jobId, migrateUri: requireString(p, 'migrateUri') });
+      } finally {
+        orphaned(jobId);
+      }
+    },
+    'migration.confirm': async (p) => {
+      const cancelled = p.cancelled === true;
+      await m.outgoing.confirm({ jobId: requireString(p, 'jobId'), cancelled, ...(typeof p.downtimeMs === 'number' ? { downtimeMs: p.downtimeMs } : {}) });
+      return { confirmed: true };
+    },
+    'migration.prepare': async (p, conn) => {
+      const cookie = p.cookie as Parameters<typeof m.incoming.prepare>[0]['cookie'];
+      if (!cookie || typeof cookie !== 'object' || typeof cookie.source?.hostUuid !== 'string' || typeof cookie.domain?.uuid !== 'string') {
+        throw new FerryError('invalid_arg', "parameter 'cookie' is missing or malformed");
+      }
+      const r = await m.incoming.prepare({ xml: requireString(p, 'xml'), cookie, flags: requireFlags(p), params: requireParams(p) });
+      conn.once('close', () => void m.incoming.abort(r.jobId, 'the controlling connection closed before finish'));
+      return r;
+    },
+    'migration.finish': async (p) => {
+      return m.incoming.finish({
+        jobId: requireString(p, 'jobId'),
+        cancelled: p.cancelled === true,
+        ...(p.sourceStats && typeof p.sourceStats === 'object' ? { sourceStats: p.sourceStats as never } : {}),
+        ...(typeof p.sourceStoppedAt === 'number' ? { sourceStoppedAt: p.sourceStoppedAt } : {}),
+      });
+    },
+    'migration.abortIncoming': async (p) => ({ state: await m.incoming.abort(requireString(p, 'jobId'), 'the source asked (outcome check)') }),
+    'domain.migrate': async (p) => {
+      const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p) });
+      const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
+      return { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent, stats, warning: out.confirmWarning ?? null };
+    },
+    'domain.jobInfo': async (p) => m.outgoing.jobInfo(requireString(p, 'domain'), p.completed === true),
+    'domain.jobAbort': async (p) => {
+      await m.outgoing.abort(requireString(p, 'domain'));
+      return { aborted: true };
+    },
+    'domain.migrateSetMaxDowntime': async (p) => {
+      await m.outgoing.setMaxDowntime(requireString(p, 'domain'), p.downtime);
+      return { ok: true };
+    },
+    'domain.migrateGetMaxDowntime': async (p) => ({ downtime: await m.outgoing.getMaxDowntime(requireString(p, 'domain')) }),
+    'domain.migrateSetSpeed': async (p) => {
+      await m.outgoing.setSpeed(requireString(p, 'domain'), p.bandwidth);
+      return { ok: true };
+    },
+    'domain.migrateGetSpeed': async (p) => ({ bandwidth: m.outgoing.getSpeed(requireString(p, 'domain')) }),
+  };
+}

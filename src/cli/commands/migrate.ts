@@ -1,0 +1,260 @@
+/**
+ * `migrate`: virsh's options, read from the flag and parameter tables so
+ * that each option is defined once. Managed mode (default) drives the five
+ * phases from here over two connections; `--p2p` hands them to the source
+ * daemon. Progress comes from polling the source's job statistics.
+ */
+import { readFile } from 'node:fs/promises';
+import { Option, type Command } from 'commander';
+import { ApiClient } from '../../api/client.js';
+import { remoteDestination, remoteSource } from '../../api/migration-endpoints.js';
+import { FerryError, toFerryError } from '../../errors/index.js';
+import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
+import type { JobStats } from '../../host/job-stats.js';
+import { runMigration } from '../../migration/driver.js';
+import type { CliContext } from '../context.js';
+import { printResult, renderFields } from '../output.js';
+import { MigrationProgress } from '../progress.js';
+import { parsePositiveInt } from './console.js';
+
+/** Commander's camel-case key of an option like `--copy-storage-all`. */
+function optionKey(option: string): string {
+  return option.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+interface MigrateExtras {
+  verbose?: boolean;
+  timeout?: number;
+  timeoutSuspend?: boolean;
+  timeoutPostcopy?: boolean;
+  postcopyAfterPrecopy?: boolean;
+  direct?: boolean;
+}
+
+/** Registers `migrate`. */
+export function registerMigrateCommand(program: Command, ctx: CliContext): void {
+  const cmd = program
+    .command('migrate')
+    .description('migrate a domain to another host (managed by this client unless --p2p)')
+    .argument('<domain>', 'domain name, id or uuid')
+    .argument('<desturi>', 'destination host URI, e.g. ferry+tls://host-b/system');
+  for (const f of MIGRATION_FLAGS) {
+    cmd.addOption(new Option(f.option, `${f.summary}${f.availability === 'later' ? ' (not implemented yet)' : ''}`));
+  }
+  for (const p of MIGRATION_PARAMS as readonly MigrationParamSpec[]) {
+    const value = p.cliInput === 'file' ? 'FILE' : p.valueName;
+    cmd.addOption(new Option(`${p.option} <${value}>`, `${p.summary}${p.availability === 'later' ? ' (not implemented yet)' : ''}`));
+  }
+  cmd
+    .option('--direct', 'hypervisor-native direct migration (not offered for QEMU: use managed mode or --p2p)')
+    .option('--verbose', 'show a progress bar')
+    .option('--timeout <seconds>', 'act when the live migration has not finished after SECONDS (default action: suspend the guest)', (v) => parsePositiveInt(v, '--timeout'))
+    .option('--timeout-suspend', 'with --timeout: suspend the guest so the copy can finish')
+    .option('--timeout-postcopy', 'with --timeout: switch to post-copy (not implemented yet)')
+    .option('--postcopy-after-precopy', 'switch to post-copy after the first pass (not implemented yet)')
+    .action(async (domain: string, destUri: string, opts: Record<string, unknown> & MigrateExtras) => {
+      if (opts.direct) throw new FerryError('argument_unsupported', '--direct migration is not offered for QEMU guests; use managed migration (default) or --p2p');
+      if (opts.timeoutPostcopy || opts.postcopyAfterPrecopy) throw new FerryError('argument_unsupported', '--timeout-postcopy and --postcopy-after-precopy need --postcopy, which is not implemented yet');
+      const names = MIGRATION_FLAGS.filter((f) => opts[optionKey(f.option)] === true).map((f) => f.name);
+      let flags = flagsFromNames(names);
+      if (opts.timeout !== undefined) flags |= flagsFromNames(['LIVE']); // virsh: --timeout implies a live migration
+      const params: Record<string, unknown> = {};
+      for (const p of MIGRATION_PARAMS as readonly MigrationParamSpec[]) {
+        const raw = opts[optionKey(p.option)];
+        if (typeof raw !== 'string') continue;
+        const text = p.cliInput === 'file' ? await readParamFile(p.option, raw) : raw;
+        params[p.name] = p.cliInput === 'file' ? text : parseCliValue(p.name as MigrationParamName, text);
+      }
+      // Fail early, before any host is touched; the daemons check again with what only they know.
+      validateMigrationRequest({ flags, params });
+      const source = await ctx.client();
+      const start = Date.now();
+      const progress = opts.verbose ? startProgress(source, domain) : null;
+      const timeoutTimer = opts.timeout !== undefined ? setTimeout(() => void source.call('domain.suspend', { domain }).catch(() => undefined), opts.timeout * 1000) : null;
+      const onSigint = () => {
+        process.stderr.write('\nmigrate: aborting the job (Ctrl-C)\n');
+        void source.callRaw('domain.jobAbort', { domain }).catch(() => undefined);
+      };
+      process.on('SIGINT', onSigint);
+      try {
+        let result: { domainName?: string; domain?: string; state: string; reason: string; persistent: boolean };
+        let stats: JobStats | null = null;
+        if (hasFlag(flags, 'PEER2PEER')) {
+          const r = (await source.callRaw('domain.migrate', { domain, destUri, flags, params })) as typeof result & { stats: JobStats | null };
+          result = r;
+          stats = r.stats;
+        } else {
+          const dest = await ApiClient.connect(destUri, process.env.FERRY_PKI_DIR ? { pkiDir: process.env.FERRY_PKI_DIR } : {});
+          const dst = remoteDestination(dest);
+          try {
+            const [srcId, dstId] = await Promise.all([source.call('connect.hello', {}), dest.call('connect.hello', {})]);
+            if (srcId.hostUuid === dstId.hostUuid) {
+              throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${dstId.hostName} (host UUID ${dstId.hostUuid}): ${destUri} is the source host`);
+            }
+            const out = await runMigration(remoteSource(source), dst, domain, { flags, params, destUri });
+            if (out.confirmWarning) process.stderr.write(`warning: ${out.confirmWarning}\n`);
+            result = out.finish;
+            stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
+          } finally {
+            dst.close();
+          }
+        }
+        await progress?.stop(true);
+        const wall = Date.now() - start;
+        printResult(ctx.output, { result, stats, wallTimeMs: wall }, () => {
+          const lines = [`Migration: [100 %]`, `Domain '${domain}' migrated to ${destUri} in ${(wall / 1000).toFixed(2)} s: ${result.state} (${result.reason})${result.persistent ? ', persistent' : ''}`];
+          if (stats?.downtime !== undefined) lines.push(`downtime ${stats.downtime} ms, ${((stats.data_processed ?? 0) / 1048576).toFixed(1)} MiB sent`);
+          return opts.verbose ? lines.join('\n') : lines.slice(1).join('\n');
+        });
+      } catch (err) {
+        await progress?.stop(false);
+        throw toFerryError(err);
+      } finally {
+        if (timeoutTimer) clearTimeout(timeoutTimer);
+        process.off('SIGINT', onSigint);
+      }
+    });
+}
+
+async function readParamFile(option: string, file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new FerryError('invalid_arg', `cannot read the file given to ${option}: ${(err as Error).message}`);
+  }
+}
+
+/** Polls the source's job statistics and draws the progress line on stderr. */
+function startProgress(source: ApiClient, domain: string): { stop(ok: boolean): Promise<void> } {
+  const bar = new MigrationProgress();
+  const tty = process.stderr.isTTY;
+  let last = '';
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    const s = (await source.callRaw('domain.jobInfo', { domain }).catch(() => null)) as JobStats | null;
+    if (!s || s.type === 'None' || stopped) return;
+    const line = bar.line(s, Date.now());
+    if (tty) process.stderr.write(`\r${line.padEnd(last.length)}`);
+    else process.stderr.write(`${line}\n`);
+    last = line;
+  };
+  const timer = setInterval(() => void tick(), tty ? 300 : 1000);
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      if (tty && last) process.stderr.write('\n');
+    },
+  };
+}
+
+/** Registers `domjobinfo`, `domjobabort` and the migration tuning commands. */
+export function registerJobCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('domjobinfo')
+    .description("show the statistics of a domain's running job (or with --completed, of the last finished one)")
+    .argument('<domain>', 'domain name, id or uuid')
+    .option('--completed', 'show the last completed job')
+    .action(async (domain: string, opts: { completed?: boolean }) => {
+      const s = (await (await ctx.client()).callRaw('domain.jobInfo', { domain, completed: !!opts.completed })) as JobStats;
+      printResult(ctx.output, s, () => renderJobStats(s));
+    });
+
+  program
+    .command('domjobabort')
+    .description("abort a domain's running migration job")
+    .argument('<domain>', 'domain name, id or uuid')
+    .action(async (domain: string) => {
+      const r = await (await ctx.client()).callRaw('domain.jobAbort', { domain });
+      printResult(ctx.output, r, () => '');
+    });
+
+  program
+    .command('migrate-setmaxdowntime')
+    .description('set the maximum tolerable downtime of a live migration, in milliseconds')
+    .argument('<domain>', 'domain name, id or uuid')
+    .argument('<downtime>', 'milliseconds')
+    .action(async (domain: string, downtime: string) => {
+      const r = await (await ctx.client()).callRaw('domain.migrateSetMaxDowntime', { domain, downtime: parsePositiveInt(downtime, 'downtime') });
+      printResult(ctx.output, r, () => '');
+    });
+
+  program
+    .command('migrate-getmaxdowntime')
+    .description('print the maximum tolerable downtime of a live migration, in milliseconds')
+    .argument('<domain>', 'domain name, id or uuid')
+    .action(async (domain: string) => {
+      const r = (await (await ctx.client()).callRaw('domain.migrateGetMaxDowntime', { domain })) as { downtime: number };
+      printResult(ctx.output, r, () => String(r.downtime));
+    });
+
+  program
+    .command('migrate-setspeed')
+    .description("set the migration bandwidth limit in MiB/s (applies to a running migration at once); 0 removes the limit")
+    .argument('<domain>', 'domain name, id or uuid')
+    .argument('<bandwidth>', 'MiB/s')
+    .action(async (domain: string, bandwidth: string) => {
+      const n = Number(bandwidth);
+      if (!Number.isSafeInteger(n) || n < 0) throw new FerryError('invalid_arg', `bandwidth must be a non-negative integer (MiB/s), not '${bandwidth}'`);
+      const r = await (await ctx.client()).callRaw('domain.migrateSetSpeed', { domain, bandwidth: n });
+      printResult(ctx.output, r, () => '');
+    });
+
+  program
+    .command('migrate-getspeed')
+    .description('print the migration bandwidth limit in MiB/s')
+    .argument('<domain>', 'domain name, id or uuid')
+    .action(async (domain: string) => {
+      const r = (await (await ctx.client()).callRaw('domain.migrateGetSpeed', { domain })) as { bandwidth: number };
+      printResult(ctx.output, r, () => String(r.bandwidth));
+    });
+
+  program
+    .command('migrate-postcopy')
+    .description('switch a running migration to post-copy (not implemented yet)')
+    .argument('<domain>', 'domain name, id or uuid')
+    .action(() => {
+      throw new FerryError('argument_unsupported', 'post-copy migration (--postcopy) is not implemented yet');
+    });
+}
+
+const JOB_FIELDS: Array<[keyof JobStats, string, (v: number) => string]> = [
+  ['time_elapsed', 'Time elapsed', (v) => `${v} ms`],
+  ['time_remaining', 'Time remaining', (v) => `${v} ms`],
+  ['data_processed', 'Data processed', mib],
+  ['data_remaining', 'Data remaining', mib],
+  ['data_total', 'Data total', mib],
+  ['memory_processed', 'Memory processed', mib],
+  ['memory_remaining', 'Memory remaining', mib],
+  ['memory_total', 'Memory total', mib],
+  ['memory_bps', 'Memory bandwidth', (v) => `${mib(v)}/s`],
+  ['memory_dirty_rate', 'Dirty rate', (v) => `${v} pages/s`],
+  ['memory_page_size', 'Page size', (v) => `${v} bytes`],
+  ['memory_iteration', 'Iteration', String],
+  ['memory_postcopy_requests', 'Postcopy requests', String],
+  ['memory_constant', 'Constant pages', String],
+  ['memory_normal', 'Normal pages', String],
+  ['memory_normal_bytes', 'Normal data', mib],
+  ['downtime', 'Total downtime', (v) => `${v} ms`],
+  ['setup_time', 'Setup time', (v) => `${v} ms`],
+  ['auto_converge_throttle', 'Auto converge throttle', (v) => `${v} %`],
+  ['wall_time', 'Wall time (Ferry)', (v) => `${v} ms`],
+];
+
+function mib(v: number): string {
+  return `${(v / 1048576).toFixed(3)} MiB`;
+}
+
+/** virsh's `domjobinfo` layout. */
+export function renderJobStats(s: JobStats): string {
+  const fields: Array<[string, string]> = [['Job type', s.type]];
+  if (s.type === 'None') return renderFields(fields);
+  fields.push(['Operation', s.operation]);
+  for (const [key, label, fmt] of JOB_FIELDS) {
+    const v = s[key];
+    if (typeof v === 'number') fields.push([label, fmt(v)]);
+  }
+  if (s.errmsg) fields.push(['Error message', s.errmsg]);
+  return renderFields(fields);
+}

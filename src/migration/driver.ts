@@ -1,0 +1,136 @@
+/**
+ * The order of the five phases, written once for both modes: in managed
+ * mode the CLI runs it with two remote endpoints; in peer-to-peer mode the
+ * source daemon runs it with its own source side and a remote destination.
+ *
+ * The rule that keeps one running copy: the source takes its guest back
+ * (confirm cancelled) only when the destination has not resumed it and
+ * never will. When finish's answer is lost, the driver asks the
+ * destination to abort the job unless it already finished, and follows
+ * that answer.
+ */
+import { FerryError, toFerryError } from '../errors/index.js';
+import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
+
+/** The source side as the driver sees it. */
+export interface SourceEndpoint {
+  begin(domain: string, req: MigrationRequest & { destUri?: string }): Promise<BeginResult>;
+  perform(args: PerformArgs): Promise<PerformResult>;
+  confirm(args: ConfirmArgs): Promise<void>;
+}
+
+/** The destination side as the driver sees it. */
+export interface DestinationEndpoint {
+  /** The host name to put into a `tcp:*:PORT` URI: how the source reaches the destination. */
+  readonly addressForData: string;
+  prepare(args: PrepareArgs): Promise<PrepareResult>;
+  finish(args: FinishArgs): Promise<FinishResult>;
+  /** Aborts the incoming job unless it finished; returns its final state. May reconnect. */
+  abortUnlessFinished(jobId: string): Promise<IncomingJobState>;
+}
+
+/** The result of a migration the driver ran. */
+export interface DriverOutcome {
+  begin: BeginResult;
+  prepare: PrepareResult;
+  perform: PerformResult | null;
+  finish: FinishResult;
+  /** Set when the source could not clean up after success (the guest runs on the destination). */
+  confirmWarning?: string;
+}
+
+/** Optional observer of phase changes (for `--verbose` and logs). */
+export type PhaseObserver = (phase: 'begin' | 'prepare' | 'perform' | 'finish' | 'confirm', jobId: string) => void;
+
+/** Runs begin, prepare, perform, finish and confirm; rolls back on failure. */
+export async function runMigration(
+  src: SourceEndpoint,
+  dst: DestinationEndpoint,
+  domain: string,
+  req: MigrationRequest & { destUri?: string },
+  observe: PhaseObserver = () => undefined,
+): Promise<DriverOutcome> {
+  observe('begin', '');
+  const begin = await src.begin(domain, req);
+  observe('prepare', begin.jobId);
+  let prepare: PrepareResult;
+  try {
+    prepare = await dst.prepare({ xml: begin.xml, cookie: begin.cookie, flags: req.flags, params: req.params });
+  } catch (err) {
+    await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+    throw err;
+  }
+  const offline = prepare.migrateUri === '';
+  let perform: PerformResult | null = null;
+  if (!offline) {
+    observe('perform', begin.jobId);
+    const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
+    try {
+      perform = await src.perform({ jobId: begin.jobId, migrateUri: uri });
+    } catch (err) {
+      // The stream did not complete: the destination cannot have resumed; take the guest back.
+      await dst.finish({ jobId: prepare.jobId, cancelled: true }).catch(() => undefined);
+      await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+  observe('finish', prepare.jobId);
+  let finish: FinishResult;
+  try {
+    finish = await dst.finish({
+      jobId: prepare.jobId,
+      cancelled: false,
+      ...(perform ? { sourceStats: perform.stats } : {}),
+      ...(perform?.sourceStoppedAt !== undefined ? { sourceStoppedAt: perform.sourceStoppedAt } : {}),
+    });
+  } catch (err) {
+    const e = toFerryError(err);
+    const outcome = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout' ? await settleUnknown(dst, prepare.jobId) : 'aborted';
+    if (outcome === 'finished') {
+      // The answer was lost, but the guest runs on the destination: finish the source side as a success.
+      finish = { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false };
+    } else if (outcome === 'aborted') {
+      await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+      throw e;
+    } else {
+      throw new FerryError(
+        'operation_failed',
+        `the outcome of migrating '${domain}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list', then either 'ferry resume' it on the source or 'ferry destroy' it there.`,
+      );
+    }
+  }
+  observe('confirm', begin.jobId);
+  const out: DriverOutcome = { begin, prepare, perform, finish };
+  try {
+    await src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) });
+  } catch (err) {
+    out.confirmWarning = `the guest runs on the destination, but the source could not clean up: ${toFerryError(err).message}`;
+  }
+  return out;
+}
+
+/** Picks the URI QEMU connects to: an explicit `migrate_uri` wins; a wildcard host becomes the destination's address. */
+export function chooseDataUri(explicit: unknown, prepared: string, destAddress: string): string {
+  if (typeof explicit === 'string' && explicit !== '') {
+    // A bare host (virsh accepts tcp://HOST) takes the port the destination chose.
+    const m = /^tcp:\/\/([^/:]+|\[[^\]]+\])\/?$/.exec(explicit);
+    if (m) return prepared.replace(/^tcp:(\*|\[[^\]]+\]|[^:]+):/, `tcp:${m[1]}:`);
+    return explicit.replace(/^tcp:\/\//, 'tcp:');
+  }
+  const host = destAddress.includes(':') && !destAddress.startsWith('[') ? `[${destAddress}]` : destAddress;
+  return prepared.replace(/^tcp:\*:/, `tcp:${host}:`);
+}
+
+async function settleUnknown(dst: DestinationEndpoint, jobId: string): Promise<IncomingJobState | 'unreachable'> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    try {
+      const st = await dst.abortUnlessFinished(jobId);
+      if (st === 'finished' || st === 'aborted' || st === 'unknown') return st === 'unknown' ? 'aborted' : st;
+    } catch {
+      // Destination still unreachable: try again shortly.
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return 'unreachable';
+}

@@ -1,0 +1,226 @@
+/**
+ * The destination's phases: prepare (start QEMU waiting for the stream) and
+ * finish (wait for the stream to complete, persist if asked, resume unless
+ * PAUSED). Until finish resumes the guest, killing the destination QEMU is
+ * always safe: the source still holds the only runnable copy. That is why
+ * every failure here, and a controlling client that goes away before
+ * finish, ends in the same clean-up.
+ */
+import { randomUUID } from 'node:crypto';
+import { DomainDocument } from '../domain/index.js';
+import { status as mkStatus } from '../domain/lifecycle-state.js';
+import { FerryError, toFerryError } from '../errors/index.js';
+import type { Host } from '../host/host.js';
+import { HostedDomain } from '../host/hosted-domain.js';
+import type { AsyncJob } from '../host/job-lock.js';
+import { hasFlag } from '../flags/index.js';
+import { statsFromQemu, type JobStats } from '../host/job-stats.js';
+import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
+import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
+import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
+
+/** One incoming migration on the destination. */
+interface IncomingJob {
+  id: string;
+  domain: HostedDomain;
+  /** The domain existed (inactive, persistent) before prepare and must stay afterwards. */
+  existedBefore: boolean;
+  flags: number;
+  persistentXml?: string;
+  asyncJob: AsyncJob;
+  state: IncomingJobState;
+  startedAt: number;
+  port: number;
+  stats?: JobStats;
+  downtimeMs?: number;
+}
+
+/** The destination side of migrations on one host. */
+export class IncomingMigrations {
+  private readonly jobs = new Map<string, IncomingJob>();
+  private readonly usedPorts = new Set<number>();
+
+  constructor(
+    private readonly host: Host,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  /** prepare: start the destination QEMU with `-incoming defer` and open the stream. */
+  async prepare(args: PrepareArgs): Promise<PrepareResult> {
+    const me = this.host.config.identity;
+    if (args.cookie.source.hostUuid === me.hostUuid) {
+      throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${me.hostName} (host UUID ${me.hostUuid}): source and destination are one host`);
+    }
+    let doc = DomainDocument.parse(args.xml);
+    const dname = args.params.destination_name;
+    if (typeof dname === 'string' && dname !== doc.def.name) doc = doc.withName(dname);
+    if (doc.def.uuid !== args.cookie.domain.uuid) {
+      throw new FerryError('invalid_arg', `the destination XML has uuid ${doc.def.uuid}, but the migrating domain is ${args.cookie.domain.uuid}`);
+    }
+    const persistentXml = args.cookie.persistentXml !== undefined && typeof dname === 'string' ? DomainDocument.parse(args.cookie.persistentXml).withName(dname).toXml() : args.cookie.persistentXml;
+    if (persistentXml !== undefined) DomainDocument.parse(persistentXml);
+
+    const { registry } = this.host;
+    const existing = registry.getByUuid(doc.def.uuid) ?? registry.getByName(doc.def.name);
+    if (existing) {
+      if (existing.active || existing.runtime) {
+        throw new FerryError('operation_invalid', `domain '${existing.name}' is already active on ${me.hostName}`);
+      }
+      if (existing.uuid !== doc.def.uuid || existing.name !== doc.def.name) {
+        throw new FerryError('dom_exist', `domain '${existing.name}' already exists on ${me.hostName} with uuid ${existing.uuid}`);
+      }
+    }
+    const d = existing ?? new HostedDomain(doc.def.uuid, doc.def.name, null);
+    if (!existing) registry.add(d);
+    const asyncJob = d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'an incoming migration owns the domain until it finishes' });
+    const job: IncomingJob = {
+      id: randomUUID(),
+      domain: d,
+      existedBefore: !!existing,
+      flags: args.flags,
+      ...(persistentXml !== undefined ? { persistentXml } : {}),
+      asyncJob,
+      state: 'prepared',
+      startedAt: Date.now(),
+      port: 0,
+    };
+    this.jobs.set(job.id, job);
+    try {
+      if (hasFlag(args.flags, 'OFFLINE')) {
+        return { jobId: job.id, migrateUri: '', destination: me, domainName: d.name };
+      }
+      const runtime = await d.jobs.run('migration', async () => {
+        const rt = await this.host.runner.launch(d, doc, { paused: true, incoming: true });
+        d.runtime = rt;
+        d.setStatus(mkStatus('paused', 'migrating'));
+        this.host.runner.watch(d, rt, (dd, r, reason) => this.host.lifecycle.onExit(dd, r, reason));
+        return rt;
+      });
+      await prepareQemuForMigration(runtime.qemu.qmp, {});
+      const listen = typeof args.params.listen_address === 'string' ? args.params.listen_address : '0.0.0.0';
+      job.port = await this.listen(runtime.qemu.qmp, listen);
+      const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
+      this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${listen}:${job.port}`);
+      return { jobId: job.id, migrateUri: `tcp:${shownHost}:${job.port}`, destination: me, domainName: d.name };
+    } catch (err) {
+      await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
+      throw err;
+    }
+  }
+
+  /** finish: complete (or, when `cancelled`, clean up) an incoming migration. */
+  async finish(args: FinishArgs): Promise<FinishResult> {
+    const job = this.get(args.jobId);
+    if (args.cancelled) {
+      await this.abort(job.id, 'the source reported failure');
+      throw new FerryError('operation_aborted', `incoming migration of '${job.domain.name}' was cancelled by the source`);
+    }
+    if (job.state !== 'prepared') throw new FerryError('operation_invalid', `incoming migration job ${job.id} is ${job.state}, not prepared`);
+    job.state = 'finishing';
+    const d = job.domain;
+    try {
+      const offline = hasFlag(job.flags, 'OFFLINE');
+      if (!offline) {
+        const rt = d.runtime;
+        if (!rt) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' is gone`);
+        const end = await followMigration(rt.qemu.qmp, { pollMs: 200 });
+        if (end.status !== 'completed') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
+        job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
+      }
+      if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) {
+        const pdoc = DomainDocument.parse(job.persistentXml);
+        await this.host.store.save(pdoc);
+        const wasPersistent = d.persistent;
+        d.persistentDoc = pdoc;
+        this.host.events.lifecycle(d, 'defined', wasPersistent ? 'updated' : 'added');
+      }
+      if (!offline) {
+        const rt = d.runtime!;
+        this.host.events.lifecycle(d, 'started', 'migrated');
+        if (hasFlag(job.flags, 'PAUSED')) {
+          this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
+        } else {
+          // Set before `cont` so the RESUME event does not record a plain 'unpaused'.
+          d.setStatus(mkStatus('running', 'migrated'));
+          await rt.qemu.qmp.execute('cont');
+          if (args.sourceStoppedAt !== undefined) job.downtimeMs = Math.max(0, Date.now() - args.sourceStoppedAt);
+          this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
+        }
+      }
+      job.state = 'finished';
+      d.completedJob = {
+        ...(args.sourceStats ?? job.stats ?? { type: 'Completed', operation: 'Incoming migration', time_elapsed: Date.now() - job.startedAt }),
+        operation: 'Incoming migration',
+        ...(job.downtimeMs !== undefined ? { downtime: job.downtimeMs } : {}),
+      };
+      this.release(job);
+      return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
+    } catch (err) {
+      await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);
+      throw err;
+    }
+  }
+
+  /** The state of an incoming job, for a source that lost sight of the outcome. */
+  state(jobId: string): IncomingJobState {
+    return this.jobs.get(jobId)?.state ?? 'unknown';
+  }
+
+  /**
+   * Aborts an incoming job unless it has finished: kills the destination
+   * QEMU and restores the domain as it was. Returns the job's final state.
+   */
+  async abort(jobId: string, why: string, force = false): Promise<IncomingJobState> {
+    const job = this.jobs.get(jobId);
+    if (!job) return 'unknown';
+    if (job.state === 'finished' || job.state === 'aborted') return job.state;
+    if (job.state === 'finishing' && !force) return job.state;
+    job.state = 'aborted';
+    const d = job.domain;
+    this.log(`incoming migration of '${d.name}' (job ${job.id}) aborted: ${why}`);
+    const rt = d.runtime;
+    if (rt) {
+      rt.stopRequested = 'destroy';
+      await rt.qemu.kill({ graceful: false }).catch(() => undefined);
+      if (d.runtime === rt) {
+        d.runtime = null;
+        void this.host.runner.forget(rt.liveDoc.def.name);
+      }
+    }
+    d.setStatus(mkStatus('shutoff', 'failed'));
+    if (!job.existedBefore) this.host.registry.remove(d);
+    this.release(job);
+    return 'aborted';
+  }
+
+  private release(job: IncomingJob): void {
+    job.domain.jobs.endAsync(job.asyncJob);
+    this.usedPorts.delete(job.port);
+    // Keep finished/aborted jobs a while so late outcome queries get an answer.
+    setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
+  }
+
+  private get(jobId: string): IncomingJob {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new FerryError('operation_invalid', `no incoming migration job ${jobId} on this host`);
+    return job;
+  }
+
+  /** Starts QEMU's listener on a free port, retrying if another process took it first. */
+  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string): Promise<number> {
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = await findFreePort(host, DEFAULT_MIGRATION_PORTS, this.usedPorts);
+      this.usedPorts.add(port);
+      try {
+        const hostPart = host.includes(':') ? `[${host}]` : host;
+        await qmp.execute('migrate-incoming', { uri: `tcp:${hostPart}:${port}` });
+        return port;
+      } catch (err) {
+        lastErr = err;
+        this.usedPorts.delete(port);
+      }
+    }
+    throw toFerryError(lastErr, 'operation_failed');
+  }
+}

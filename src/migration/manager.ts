@@ -1,0 +1,67 @@
+/**
+ * A host's migrations: the source and destination sides, and the
+ * peer-to-peer mode in which this daemon drives the destination itself.
+ */
+import { FerryError } from '../errors/index.js';
+import type { Host } from '../host/host.js';
+import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
+import { IncomingMigrations } from './incoming.js';
+import { OutgoingMigrations } from './outgoing.js';
+import type { MigrationRequest } from './phases.js';
+
+/** A connection to another host's daemon, seen as a migration destination. */
+export interface PeerDestination extends DestinationEndpoint {
+  /** The peer's identity. */
+  identity(): Promise<{ hostName: string; hostUuid: string }>;
+  close(): void;
+}
+
+/** Opens daemon-to-daemon connections (mutual TLS in production); injected by ferryd. */
+export type PeerConnector = (uri: string) => Promise<PeerDestination>;
+
+/** Both sides of migration on one host. */
+export class Migrations {
+  readonly outgoing: OutgoingMigrations;
+  readonly incoming: IncomingMigrations;
+
+  constructor(
+    private readonly host: Host,
+    private readonly connectPeer: PeerConnector,
+    private readonly log: (msg: string) => void,
+  ) {
+    this.outgoing = new OutgoingMigrations(host, log);
+    this.incoming = new IncomingMigrations(host, log);
+  }
+
+  /** This host's source side, as the driver calls it in peer-to-peer mode. */
+  get localSource(): SourceEndpoint {
+    return {
+      begin: (domain, req) => this.outgoing.begin(domain, req),
+      perform: (args) => this.outgoing.perform(args),
+      confirm: (args) => this.outgoing.confirm(args),
+    };
+  }
+
+  /**
+   * Peer-to-peer: this daemon connects to `destUri` and runs all five
+   * phases itself. The client only waits for the answer (and may poll the
+   * job's statistics or abort it meanwhile).
+   */
+  async migratePeerToPeer(domain: unknown, destUri: unknown, req: MigrationRequest): Promise<DriverOutcome> {
+    if (typeof destUri !== 'string' || destUri === '') throw new FerryError('invalid_arg', 'a destination URI is required, e.g. ferry+tls://host/system');
+    if (typeof domain !== 'string') throw new FerryError('invalid_arg', 'a domain name, id or UUID is required');
+    const peer = await this.connectPeer(destUri);
+    try {
+      const id = await peer.identity();
+      const me = this.host.config.identity;
+      if (id.hostUuid === me.hostUuid) {
+        throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${id.hostName} (host UUID ${id.hostUuid}): ${destUri} is this host`);
+      }
+      const outcome = await runMigration(this.localSource, peer, domain, req);
+      if (outcome.confirmWarning) this.log(outcome.confirmWarning);
+      return outcome;
+    } finally {
+      peer.close();
+    }
+  }
+}

@@ -1,0 +1,346 @@
+/**
+ * The source's phases: begin (checks, the XML and cookie to send), perform
+ * (QEMU's `migrate`, followed to its end) and confirm (on success stop the
+ * source QEMU and undefine if asked; on failure take the guest back), plus
+ * the controls of a running job: statistics, abort, speed and downtime.
+ */
+import { randomUUID } from 'node:crypto';
+import { DomainDocument } from '../domain/index.js';
+import { status as mkStatus } from '../domain/lifecycle-state.js';
+import { FerryError } from '../errors/index.js';
+import { hasFlag, validateMigrationRequest } from '../flags/index.js';
+import type { Host } from '../host/host.js';
+import type { HostedDomain } from '../host/hosted-domain.js';
+import type { AsyncJob } from '../host/job-lock.js';
+import { statsFromQemu, type JobStats } from '../host/job-stats.js';
+import type { QmpEvent } from '../qemu/index.js';
+import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
+import { MIB, UNLIMITED_BANDWIDTH_BYTES, cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { checkMigrationSafe } from './safety.js';
+
+/** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it. */
+export const UNLIMITED_SPEED_MIB = 8796093022207;
+
+/** Where a source job stands. */
+type OutgoingPhase = 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
+
+interface OutgoingJob {
+  id: string;
+  domain: HostedDomain;
+  flags: number;
+  params: Record<string, unknown>;
+  asyncJob: AsyncJob;
+  phase: OutgoingPhase;
+  startedAt: number;
+  wasRunning: boolean;
+  stats: JobStats | null;
+  abortRequested: boolean;
+  abortController: AbortController;
+}
+
+/** The source side of migrations on one host. */
+export class OutgoingMigrations {
+  private readonly jobs = new Map<string, OutgoingJob>();
+  /** Per-domain speed set by `migrate-setspeed` (MiB/s), used by the next migration. */
+  private readonly speeds = new Map<string, number>();
+
+  constructor(
+    private readonly host: Host,
+    private readonly log: (msg: string) => void,
+  ) {}
+
+  /** begin: validate, lock the domain for the job, and produce the XML and cookie. */
+  async begin(ref: unknown, req: MigrationRequest): Promise<BeginResult> {
+    const d = this.host.registry.lookup(ref);
+    const offline = hasFlag(req.flags, 'OFFLINE');
+    const live = d.runtime?.liveDoc ?? null;
+    const defNow = (live ?? d.persistentDoc ?? d.currentDoc).def;
+    const request = validateMigrationRequest({ flags: req.flags, params: req.params }, { hardLimitKiB: defNow.hardLimitKiB });
+    const { flags, params } = { flags: request.flags, params: request.params as Record<string, unknown> };
+    if (offline) {
+      if (!d.persistentDoc) throw new FerryError('operation_invalid', `cannot migrate transient domain '${d.name}' offline: it has no persistent definition to move`);
+    } else {
+      if (!d.active || !d.runtime) throw new FerryError('operation_invalid', `domain '${d.name}' is not running; use --offline (with --persistent) to move its definition only`);
+      if (d.status.state === 'paused' && d.status.reason === 'I/O error') {
+        throw new FerryError('operation_invalid', `domain '${d.name}' is paused after a disk I/O error; resolve the error and resume it before migrating`);
+      }
+      if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, new Set());
+    }
+    const asyncJob = d.jobs.beginAsync({
+      kind: 'migration-out',
+      // Change protection is always in force (both sides support it): only suspend (to help convergence) and destroy may run beside the job.
+      allowed: new Set(['suspend', 'destroy', 'migration']),
+      reason: 'the domain is migrating and its configuration is protected until the job ends (CHANGE_PROTECTION)',
+    });
+    try {
+      const xml = this.xmlToSend(d, params, offline);
+      const job: OutgoingJob = {
+        id: randomUUID(),
+        domain: d,
+        flags,
+        params,
+        asyncJob,
+        phase: 'begun',
+        startedAt: Date.now(),
+        wasRunning: d.status.state === 'running',
+        stats: null,
+        abortRequested: false,
+        abortController: new AbortController(),
+      };
+      this.jobs.set(job.id, job);
+      const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
+      return {
+        jobId: job.id,
+        xml,
+        cookie: {
+          version: COOKIE_VERSION,
+          source: this.host.config.identity,
+          jobId: job.id,
+          domain: { name: d.name, uuid: d.uuid },
+          ...(persistentXml !== undefined ? { persistentXml } : {}),
+          wasRunning: job.wasRunning,
+        },
+      };
+    } catch (err) {
+      d.jobs.endAsync(asyncJob);
+      throw err;
+    }
+  }
+
+  /** perform: run QEMU's migration to `migrateUri` and follow it to its end. */
+  async perform(args: PerformArgs): Promise<PerformResult> {
+    const job = this.get(args.jobId);
+    if (job.phase !== 'begun') throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}, not ready to perform`);
+    if (job.abortRequested) throw new FerryError('operation_aborted', `migration of '${job.domain.name}' was aborted`);
+    const d = job.domain;
+    const rt = d.runtime;
+    if (!rt) throw new FerryError('operation_failed', `domain '${d.name}' stopped before its migration could start`);
+    job.phase = 'performing';
+    const qmp = rt.qemu.qmp;
+    let ioError = false;
+    let stoppedAt: number | undefined;
+    const onEvent = (ev: QmpEvent) => {
+      if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = Date.now();
+      if (ev.event === 'BLOCK_IO_ERROR' && hasFlag(job.flags, 'ABORT_ON_ERROR')) {
+        ioError = true;
+        void cancelMigration(qmp).catch(() => undefined);
+      }
+    };
+    qmp.on('event', onEvent);
+    try {
+      const bandwidthMiB = typeof job.params.bandwidth === 'number' ? job.params.bandwidth : this.speeds.get(d.uuid);
+      await prepareQemuForMigration(qmp, bandwidthMiB !== undefined && bandwidthMiB < UNLIMITED_SPEED_MIB ? { maxBandwidthBytes: bandwidthMiB * MIB } : {});
+      if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
+        rt.pendingPause = 'migrating';
+        stoppedAt = Date.now();
+        await qmp.execute('stop');
+        this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migration');
+      }
+      // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
+      rt.pendingPause = 'migrating';
+      await qmp.execute('migrate', { uri: args.migrateUri });
+      const end = await followMigration(qmp, {
+        pollMs: 250,
+        signal: job.abortController.signal,
+        onProgress: (info) => {
+          job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
+        },
+      });
+      const stats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
+      job.stats = stats;
+      if (end.status !== 'completed') {
+        job.phase = 'perform-failed';
+        if (ioError) throw new FerryError('operation_aborted', `migration of '${d.name}' cancelled: a disk I/O error occurred and --abort-on-error (ABORT_ON_ERROR) was given`);
+        if (job.abortRequested || end.status === 'cancelled') throw new FerryError('operation_aborted', `migration of '${d.name}' was aborted`);
+        throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${end.error}`);
+      }
+      job.phase = 'performed';
+      return { stats, ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
+    } catch (err) {
+      if (job.phase === 'performing') job.phase = 'perform-failed';
+      // Make sure QEMU's stream stops: a half-run migration must not complete behind our back.
+      await cancelMigration(qmp).catch(() => undefined);
+      throw err;
+    } finally {
+      qmp.off('event', onEvent);
+    }
+  }
+
+  /** confirm: finish the source side of a successful job, or take the guest back after a failed one. */
+  async confirm(args: ConfirmArgs): Promise<void> {
+    const job = this.get(args.jobId);
+    if (job.phase === 'confirmed' || job.phase === 'cancelled') return;
+    const d = job.domain;
+    try {
+      if (!args.cancelled) {
+        if (job.phase !== 'performed' && !hasFlag(job.flags, 'OFFLINE')) {
+          throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}; it cannot be confirmed as a success`);
+        }
+        if (args.downtimeMs !== undefined && job.stats) job.stats.downtime = args.downtimeMs;
+        await this.completeSource(job);
+        job.phase = 'confirmed';
+      } else {
+        await this.takeBack(job);
+        job.phase = 'cancelled';
+      }
+    } finally {
+      this.finishJob(job, args.cancelled);
+    }
+  }
+
+  /** Aborts the running job of a domain (`domjobabort`). */
+  async abort(ref: unknown): Promise<void> {
+    const d = this.host.registry.lookup(ref);
+    const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'begun' || j.phase === 'performing'));
+    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
+    job.abortRequested = true;
+    job.abortController.abort();
+    if (job.phase === 'performing' && d.runtime) await cancelMigration(d.runtime.qemu.qmp);
+  }
+
+  /** The job whose owner (a managing client) went away: roll it back where that is safe. */
+  async ownerGone(jobId: string, settle: (job: { id: string; phase: string }) => Promise<'finished' | 'aborted' | 'unreachable'>): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || job.phase === 'confirmed' || job.phase === 'cancelled') return;
+    this.log(`the client managing migration job ${job.id} of '${job.domain.name}' went away in phase ${job.phase}`);
+    if (job.phase === 'performing') {
+      job.abortRequested = true;
+      if (job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp).catch(() => undefined);
+      return; // perform's own failure path leaves phase perform-failed; the caller retries ownerGone then.
+    }
+    if (job.phase === 'performed') {
+      const outcome = await settle(job);
+      if (outcome === 'unreachable') {
+        this.log(`cannot learn whether '${job.domain.name}' runs on the destination; it stays paused here`);
+        return;
+      }
+      await this.confirm({ jobId, cancelled: outcome !== 'finished' });
+      return;
+    }
+    await this.confirm({ jobId, cancelled: true });
+  }
+
+  /** The phase of a job, if it exists. */
+  phaseOf(jobId: string): OutgoingPhase | undefined {
+    return this.jobs.get(jobId)?.phase;
+  }
+
+  /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
+  jobInfo(ref: unknown, completed: boolean): JobStats {
+    const d = this.host.registry.lookup(ref);
+    if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
+    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
+    if (!job) return { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
+    const elapsed = Date.now() - job.startedAt;
+    const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
+    if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
+    return s;
+  }
+
+  /** `migrate-setmaxdowntime` (ms). */
+  async setMaxDowntime(ref: unknown, ms: unknown): Promise<void> {
+    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > 2_000_000) throw new FerryError('invalid_arg', 'downtime must be an integer number of milliseconds between 1 and 2000000');
+    const rt = this.activeRuntime(ref);
+    await rt.qemu.qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+  }
+
+  /** `migrate-getmaxdowntime` (ms). */
+  async getMaxDowntime(ref: unknown): Promise<number> {
+    const rt = this.activeRuntime(ref);
+    const p = await rt.qemu.qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters');
+    return p['downtime-limit'] ?? 300;
+  }
+
+  /** `migrate-setspeed` (MiB/s): applies to a running migration at once and to later ones. */
+  async setSpeed(ref: unknown, mib: unknown): Promise<void> {
+    if (typeof mib !== 'number' || !Number.isSafeInteger(mib) || mib < 0 || mib > UNLIMITED_SPEED_MIB) throw new FerryError('invalid_arg', `bandwidth must be an integer number of MiB/s between 0 and ${UNLIMITED_SPEED_MIB}`);
+    const d = this.host.registry.lookup(ref);
+    // 0 means "no limit", as libvirt reads it.
+    const value = mib === 0 ? UNLIMITED_SPEED_MIB : mib;
+    this.speeds.set(d.uuid, value);
+    if (d.runtime) await d.runtime.qemu.qmp.execute('migrate-set-parameters', { 'max-bandwidth': value >= UNLIMITED_SPEED_MIB ? UNLIMITED_BANDWIDTH_BYTES : value * MIB });
+  }
+
+  /** `migrate-getspeed` (MiB/s). */
+  getSpeed(ref: unknown): number {
+    const d = this.host.registry.lookup(ref);
+    return this.speeds.get(d.uuid) ?? UNLIMITED_SPEED_MIB;
+  }
+
+  private activeRuntime(ref: unknown) {
+    const d = this.host.registry.lookup(ref);
+    if (!d.runtime || !d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is not running`);
+    return d.runtime;
+  }
+
+  private async completeSource(job: OutgoingJob): Promise<void> {
+    const d = job.domain;
+    const offline = hasFlag(job.flags, 'OFFLINE');
+    const rt = d.runtime;
+    if (!offline && rt) {
+      rt.stopRequested = 'migrated';
+      await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
+      this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
+    }
+    if (hasFlag(job.flags, 'UNDEFINE_SOURCE') && d.persistent) {
+      await this.host.store.remove(d.name);
+      d.persistentDoc = null;
+      d.autostart = false;
+      this.host.events.lifecycle(d, 'undefined', 'removed');
+      if (!d.active) this.host.registry.remove(d);
+    }
+  }
+
+  private async takeBack(job: OutgoingJob): Promise<void> {
+    const d = job.domain;
+    const rt = d.runtime;
+    if (!rt || rt.qemu.exitReason) return;
+    const q = await rt.qemu.qmp.execute<{ running: boolean; status: string }>('query-status').catch(() => null);
+    if (job.wasRunning && q && !q.running) {
+      d.setStatus(mkStatus('running', 'migration canceled'));
+      await rt.qemu.qmp.execute('cont');
+      this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
+    } else if (job.wasRunning && q?.running && d.status.state !== 'running') {
+      this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
+    }
+  }
+
+  private finishJob(job: OutgoingJob, failed: boolean): void {
+    const d = job.domain;
+    const elapsed = Date.now() - job.startedAt;
+    const base: JobStats = job.stats ?? { type: 'Completed', operation: 'Outgoing migration', time_elapsed: elapsed };
+    d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed };
+    d.jobs.endAsync(job.asyncJob);
+    setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
+  }
+
+  private xmlToSend(d: HostedDomain, params: Record<string, unknown>, offline: boolean): string {
+    const base = offline ? d.persistentDoc! : d.runtime!.liveDoc;
+    const destXml = params.destination_xml;
+    if (typeof destXml !== 'string') return base.toXml();
+    const doc = DomainDocument.parse(destXml);
+    if (doc.def.uuid !== d.uuid) throw new FerryError('invalid_arg', `the XML given with --xml has uuid ${doc.def.uuid}, but domain '${d.name}' has uuid ${d.uuid}`);
+    if (doc.def.memoryKiB !== base.def.memoryKiB || doc.def.vcpus !== base.def.vcpus) {
+      throw new FerryError('invalid_arg', `the XML given with --xml changes the guest's memory or vCPUs, which a migration cannot do (memory ${base.def.memoryKiB} KiB, ${base.def.vcpus} vCPUs)`);
+    }
+    return doc.toXml();
+  }
+
+  /** The definition to persist on the destination: persistent_xml, then destination_xml, then the source's. */
+  private persistentXml(d: HostedDomain, params: Record<string, unknown>): string {
+    const pick = typeof params.persistent_xml === 'string' ? params.persistent_xml : typeof params.destination_xml === 'string' ? params.destination_xml : undefined;
+    if (pick !== undefined) {
+      const doc = DomainDocument.parse(pick);
+      if (doc.def.uuid !== d.uuid) throw new FerryError('invalid_arg', `the persistent XML has uuid ${doc.def.uuid}, but domain '${d.name}' has uuid ${d.uuid}`);
+      return doc.toXml();
+    }
+    // A transient domain has only its live definition; libvirt persists that one.
+    return (d.persistentDoc ?? d.runtime?.liveDoc ?? d.currentDoc).toXml();
+  }
+
+  private get(jobId: string): OutgoingJob {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new FerryError('operation_invalid', `no outgoing migration job ${jobId} on this host`);
+    return job;
+  }
+}
