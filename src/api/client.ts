@@ -55,6 +55,11 @@ export class ApiClient extends EventEmitter {
     return new ApiClient(socket, target);
   }
 
+  /** Whether the connection has ended (calls now fail without being sent). */
+  get isClosed(): boolean {
+    return this.closedError !== null;
+  }
+
   /** Calls `method`; rejects with the daemon's coded error. */
   call<M extends ApiMethod>(method: M, params: ApiMethods[M]['params'], opts: { timeoutMs?: number } = {}): Promise<ApiMethods[M]['result']> {
     return this.callRaw(method, params as Record<string, unknown>, opts) as Promise<ApiMethods[M]['result']>;

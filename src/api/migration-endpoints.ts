@@ -48,11 +48,12 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
     },
     prepare: (args) => current.callRaw('migration.prepare', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<PrepareResult>,
     finish: (args) => current.callRaw('migration.finish', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<FinishResult>,
-    abortUnlessFinished: async (jobId) => {
+    abortUnlessFinished: async (jobId, domainUuid) => {
       const c = await reconnect();
-      const r = (await c.callRaw('migration.abortIncoming', { jobId }, { timeoutMs: 30_000 })) as { state: IncomingJobState };
+      const r = (await c.callRaw('migration.abortIncoming', { jobId, domainUuid }, { timeoutMs: 30_000 })) as { state: IncomingJobState };
       return r.state;
     },
+    connectionLost: () => current.isClosed,
     close: () => {
       current.close();
       if (current !== client) client.close();

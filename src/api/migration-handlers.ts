@@ -28,12 +28,12 @@ function requireParams(p: Record<string, unknown>): Record<string, unknown> {
 
 /** Handlers of the migration methods. */
 export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log: (msg: string) => void): Record<string, Handler> {
-  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string }): Promise<'finished' | 'aborted' | 'unreachable'> => {
+  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string; domainUuid: string }): Promise<'finished' | 'aborted' | 'unreachable'> => {
     if (!destUri) return 'unreachable';
     try {
       const peer = await connectPeer(destUri);
       try {
-        const st = await peer.abortUnlessFinished(job.id);
+        const st = await peer.abortUnlessFinished('', job.domainUuid);
         return st === 'finished' ? 'finished' : st === 'aborted' || st === 'unknown' ? 'aborted' : 'unreachable';
       } finally {
         peer.close();
@@ -91,7 +91,9 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
         ...(typeof p.sourceStoppedAt === 'number' ? { sourceStoppedAt: p.sourceStoppedAt } : {}),
       });
     },
-    'migration.abortIncoming': async (p) => ({ state: await m.incoming.abort(requireString(p, 'jobId'), 'the source asked (outcome check)') }),
+    'migration.abortIncoming': async (p) => ({
+      state: await m.incoming.abort(requireString(p, 'jobId'), 'the source asked (outcome check)', false, typeof p.domainUuid === 'string' ? p.domainUuid : undefined),
+    }),
     'domain.migrate': async (p) => {
       const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p) });
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;

@@ -96,7 +96,15 @@ export class GuestRunner {
       ...(opts.incoming ? { incoming: 'defer' } : {}),
     });
     const qemu = await QemuProcess.start({ binary: cmd.binary, args: cmd.args, qmpSocketPath, logPath: this.qemuLogPath(def.name), name: def.name });
-    const runtime: DomainRuntime = { id: this.nextId++, liveDoc, qemu, accel: this.accel, startedAt: new Date().toISOString(), stopRequested: null };
+    const runtime: DomainRuntime = {
+      id: this.nextId++,
+      liveDoc,
+      qemu,
+      accel: this.accel,
+      startedAt: new Date().toISOString(),
+      stopRequested: null,
+      ...(opts.incoming ? { incoming: true } : {}),
+    };
     try {
       // Started with -S so that the status file exists before the guest runs a single instruction.
       const initial = opts.incoming ? mkStatus('paused', 'migrating') : opts.paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted');
@@ -135,7 +143,17 @@ export class GuestRunner {
         const liveDoc = DomainDocument.parse(st.liveXml ?? '');
         const id = typeof st.extra?.id === 'number' ? st.extra.id : this.nextId;
         this.nextId = Math.max(this.nextId, id + 1);
-        found.push({ status: st, liveDoc, qemu, id, domainStatus: await this.currentStatus(qemu, st) });
+        const domainStatus = await this.currentStatus(qemu, st);
+        if (st.extra?.incoming === true && domainStatus.state === 'paused') {
+          // An incoming migration whose finish never resumed the guest: the source still holds the
+          // guest (or takes it back), so this copy must never run. Remove it.
+          this.log(`'${st.name}' (pid ${st.pid}) was an unfinished incoming migration; stopping it`);
+          await qemu.kill({ graceful: false }).catch(() => undefined);
+          await removeStatusFile(entry.path).catch(() => undefined);
+          gone(st);
+          continue;
+        }
+        found.push({ status: st, liveDoc, qemu, id, domainStatus });
       } catch (err) {
         // Without a readable definition the guest cannot be managed; leave it running and say so.
         this.log(`cannot manage re-attached QEMU of '${st.name}': ${(err as Error).message}; leaving it running`);
@@ -206,7 +224,7 @@ export class GuestRunner {
       startedAt: runtime.startedAt,
       liveXml: runtime.liveDoc.toXml(),
       state: `${st.state}:${st.reason}`,
-      extra: { id: runtime.id, persistent: d.persistent },
+      extra: { id: runtime.id, persistent: d.persistent, incoming: runtime.incoming === true },
     });
   }
 

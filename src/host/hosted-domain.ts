@@ -22,6 +22,8 @@ export interface DomainRuntime {
   startedAt: string;
   /** Set when ferryd itself asked QEMU to stop, so the exit is not taken for a crash. */
   stopRequested: 'destroy' | 'migrated' | null;
+  /** This QEMU was started to receive an incoming migration (until finish hands it the guest). */
+  incoming?: boolean;
   /** Reason to record when QEMU reports the next STOP (set by suspend). */
   pendingPause?: 'user' | 'migrating';
 }

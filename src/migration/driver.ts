@@ -25,8 +25,14 @@ export interface DestinationEndpoint {
   readonly addressForData: string;
   prepare(args: PrepareArgs): Promise<PrepareResult>;
   finish(args: FinishArgs): Promise<FinishResult>;
-  /** Aborts the incoming job unless it finished; returns its final state. May reconnect. */
-  abortUnlessFinished(jobId: string): Promise<IncomingJobState>;
+  /**
+   * Aborts the incoming job unless it finished; returns its final state. May
+   * reconnect. With `domainUuid`, a destination that no longer knows the job
+   * (it restarted) answers from the domain's own state.
+   */
+  abortUnlessFinished(jobId: string, domainUuid?: string): Promise<IncomingJobState>;
+  /** Whether the connection to the destination is known to be gone (a request now would not reach it). */
+  connectionLost(): boolean;
 }
 
 /** The result of a migration the driver ran. */
@@ -76,7 +82,11 @@ export async function runMigration(
   }
   observe('finish', prepare.jobId);
   let finish: FinishResult;
+  // If the link to the destination is already gone, finish cannot reach it, and without finish
+  // the destination never resumes the guest: an unreachable destination then means "aborted".
+  const finishDeliverable = !dst.connectionLost();
   try {
+    if (!finishDeliverable) throw new FerryError('no_connect', 'the connection to the destination closed before finish');
     finish = await dst.finish({
       jobId: prepare.jobId,
       cancelled: false,
@@ -85,7 +95,9 @@ export async function runMigration(
     });
   } catch (err) {
     const e = toFerryError(err);
-    const outcome = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout' ? await settleUnknown(dst, prepare.jobId) : 'aborted';
+    const lost = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout';
+    let outcome = lost ? await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, finishDeliverable ? 30_000 : 5_000) : 'aborted';
+    if (outcome === 'unreachable' && !finishDeliverable) outcome = 'aborted';
     if (outcome === 'finished') {
       // The answer was lost, but the guest runs on the destination: finish the source side as a success.
       finish = { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false };
@@ -121,11 +133,11 @@ export function chooseDataUri(explicit: unknown, prepared: string, destAddress: 
   return prepared.replace(/^tcp:\*:/, `tcp:${host}:`);
 }
 
-async function settleUnknown(dst: DestinationEndpoint, jobId: string): Promise<IncomingJobState | 'unreachable'> {
-  const deadline = Date.now() + 30_000;
+async function settleUnknown(dst: DestinationEndpoint, jobId: string, domainUuid: string, waitMs: number): Promise<IncomingJobState | 'unreachable'> {
+  const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {
     try {
-      const st = await dst.abortUnlessFinished(jobId);
+      const st = await dst.abortUnlessFinished(jobId, domainUuid);
       if (st === 'finished' || st === 'aborted' || st === 'unknown') return st === 'unknown' ? 'aborted' : st;
     } catch {
       // Destination still unreachable: try again shortly.

@@ -136,6 +136,8 @@ export class IncomingMigrations {
       }
       if (!offline) {
         const rt = d.runtime!;
+        // From here the guest is this host's: a restarted ferryd must keep it, not clean it up.
+        rt.incoming = false;
         this.host.events.lifecycle(d, 'started', 'migrated');
         if (hasFlag(job.flags, 'PAUSED')) {
           this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
@@ -170,9 +172,9 @@ export class IncomingMigrations {
    * Aborts an incoming job unless it has finished: kills the destination
    * QEMU and restores the domain as it was. Returns the job's final state.
    */
-  async abort(jobId: string, why: string, force = false): Promise<IncomingJobState> {
-    const job = this.jobs.get(jobId);
-    if (!job) return 'unknown';
+  async abort(jobId: string, why: string, force = false, domainUuid?: string): Promise<IncomingJobState> {
+    const job = this.jobs.get(jobId) ?? (domainUuid ? this.latestJobOf(domainUuid) : undefined);
+    if (!job) return domainUuid ? this.abortByDomain(domainUuid, why) : 'unknown';
     if (job.state === 'finished' || job.state === 'aborted') return job.state;
     if (job.state === 'finishing' && !force) return job.state;
     job.state = 'aborted';
@@ -190,6 +192,29 @@ export class IncomingMigrations {
     d.setStatus(mkStatus('shutoff', 'failed'));
     if (!job.existedBefore) this.host.registry.remove(d);
     this.release(job);
+    return 'aborted';
+  }
+
+  /** The most recent job of a domain (a source that knows only the domain asks by UUID). */
+  private latestJobOf(uuid: string): IncomingJob | undefined {
+    let latest: IncomingJob | undefined;
+    for (const j of this.jobs.values()) if (j.domain.uuid === uuid && (!latest || j.startedAt >= latest.startedAt)) latest = j;
+    return latest;
+  }
+
+  /**
+   * The job is not known (this daemon restarted since prepare): decide from
+   * the domain itself. A guest that runs here was handed over; a copy still
+   * waiting for the stream is removed.
+   */
+  private async abortByDomain(uuid: string, why: string): Promise<IncomingJobState> {
+    const d = this.host.registry.getByUuid(uuid);
+    const rt = d?.runtime;
+    if (!d || !rt) return 'aborted';
+    if (!rt.incoming) return 'finished';
+    this.log(`incoming copy of '${d.name}' without a job removed: ${why}`);
+    rt.stopRequested = 'destroy';
+    await rt.qemu.kill({ graceful: false }).catch(() => undefined);
     return 'aborted';
   }
 

@@ -199,7 +199,7 @@ export class OutgoingMigrations {
   }
 
   /** The job whose owner (a managing client) went away: roll it back where that is safe. */
-  async ownerGone(jobId: string, settle: (job: { id: string; phase: string }) => Promise<'finished' | 'aborted' | 'unreachable'>): Promise<void> {
+  async ownerGone(jobId: string, settle: (job: { id: string; phase: string; domainUuid: string }) => Promise<'finished' | 'aborted' | 'unreachable'>): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job || job.phase === 'confirmed' || job.phase === 'cancelled') return;
     this.log(`the client managing migration job ${job.id} of '${job.domain.name}' went away in phase ${job.phase}`);
@@ -209,7 +209,7 @@ export class OutgoingMigrations {
       return; // perform's own failure path leaves phase perform-failed; the caller retries ownerGone then.
     }
     if (job.phase === 'performed') {
-      const outcome = await settle(job);
+      const outcome = await settle({ id: job.id, phase: job.phase, domainUuid: job.domain.uuid });
       if (outcome === 'unreachable') {
         this.log(`cannot learn whether '${job.domain.name}' runs on the destination; it stays paused here`);
         return;
