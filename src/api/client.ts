@@ -43,7 +43,7 @@ export class ApiClient extends EventEmitter {
     super();
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(new FerryError('no_connect', `connection to ${target.uri} failed: ${err.message}`)));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.fail(socketError(target, err)));
     socket.on('close', () => this.fail(new FerryError('no_connect', `connection to ${target.uri} closed`)));
   }
 
@@ -170,9 +170,21 @@ async function openSocket(target: ConnectionTarget, timeoutMs: number): Promise<
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new FerryError(err.code === 'EACCES' ? 'access_denied' : 'no_connect', connectHint(target, err)));
+      reject(err.code === 'EACCES' ? new FerryError('access_denied', connectHint(target, err)) : socketError(target, err, connectHint(target, err)));
     });
   });
+}
+
+/**
+ * A socket error as a coded error. TLS alerts mean the other side refused
+ * our certificate (or we refused its): that is an authentication failure,
+ * not a network one, and the message says what to check.
+ */
+function socketError(target: ConnectionTarget, err: NodeJS.ErrnoException, message?: string): FerryError {
+  if (typeof err.code === 'string' && (err.code.startsWith('ERR_SSL') || err.code.startsWith('ERR_TLS') || err.code.includes('CERT'))) {
+    return new FerryError('auth_failed', `TLS authentication with ${target.uri} failed (${err.message.trim()}): check that both certificates are signed by the CA the other side trusts and are valid now`);
+  }
+  return new FerryError('no_connect', message ?? `connection to ${target.uri} failed: ${err.message}`);
 }
 
 function connectHint(target: ConnectionTarget, err: NodeJS.ErrnoException): string {

@@ -13,6 +13,7 @@ import { ApiServer } from '../api/server.js';
 import { buildHandlers } from '../api/handlers.js';
 import { loadTlsCredentials } from '../api/tls.js';
 import { parseDaemonArgs } from './config.js';
+import { acquireInstanceLock } from './instance-lock.js';
 import { Migrations, type PeerConnector } from '../migration/manager.js';
 import { migrationHandlers } from '../api/migration-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
@@ -32,6 +33,7 @@ async function run(): Promise<void> {
   const cfg = parseDaemonArgs(process.argv);
   await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   await mkdir(cfg.runDir, { recursive: true, mode: 0o700 });
+  const releaseLock = await acquireInstanceLock(cfg.runDir);
   const identity = await loadHostIdentity(cfg.stateDir, { hostUuid: cfg.hostUuid, hostName: cfg.hostName });
   const accel = await resolveAccel(cfg.accel, { cacheFile: join(cfg.runDir, 'accel.json'), guestKernel: probeKernel() });
   log(`host ${identity.hostName} (${identity.hostUuid}); accelerator ${accel.accel}: ${accel.reason}`);
@@ -64,7 +66,10 @@ async function run(): Promise<void> {
     stopping = true;
     log(`${signal}: stopping; running guests keep running and are re-attached at next start`);
     host.close();
-    void server.close().finally(() => process.exit(0));
+    void server
+      .close()
+      .then(releaseLock)
+      .finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 3000).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -5,6 +5,9 @@ import { show } from './refuse.js';
 /** Longest domain name accepted, in characters (Unicode code points). */
 export const MAX_DOMAIN_NAME_LENGTH = 200;
 
+/** Longest domain name accepted, in UTF-8 bytes: names become file names. */
+export const MAX_DOMAIN_NAME_BYTES = 200;
+
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 // Each refused character with the reason a user needs to understand it.
@@ -27,6 +30,11 @@ export function domainNameProblem(name: string): string | undefined {
   const chars = [...name];
   if (chars.length > MAX_DOMAIN_NAME_LENGTH) {
     return `the name is ${chars.length} characters long; at most ${MAX_DOMAIN_NAME_LENGTH} are allowed`;
+  }
+  // File names (NAME.xml, NAME.serial.log plus a temporary suffix) must stay within the 255-byte limit.
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes > MAX_DOMAIN_NAME_BYTES) {
+    return `the name takes ${bytes} bytes in UTF-8; at most ${MAX_DOMAIN_NAME_BYTES} are allowed`;
   }
   if (name.trim() !== name) return 'the name has leading or trailing whitespace';
   for (const ch of chars) {

@@ -10,6 +10,7 @@ import { status as mkStatus, type DomainStatus } from '../domain/lifecycle-state
 import { FerryError } from '../errors/index.js';
 import {
   QemuProcess,
+  isProcessAlive,
   buildQemuCommand,
   readAllStatusFiles,
   removeStatusFile,
@@ -112,7 +113,7 @@ export class GuestRunner {
       if (!opts.paused && !opts.incoming) await qemu.qmp.execute('cont');
     } catch (err) {
       await qemu.kill({ graceful: false }).catch(() => undefined);
-      await removeStatusFile(statusFilePath(this.paths.qemuDir, def.name)).catch(() => undefined);
+      await removeStatusFile(statusFilePath(this.paths.qemuDir, def.uuid)).catch(() => undefined);
       throw err;
     }
     return runtime;
@@ -134,7 +135,19 @@ export class GuestRunner {
       try {
         qemu = await QemuProcess.attach(st);
       } catch (err) {
-        this.log(`QEMU of '${st.name}' (pid ${st.pid}) is gone: ${(err as Error).message}`);
+        if (err instanceof FerryError && err.code === 'no_domain') {
+          this.log(`QEMU of '${st.name}' (pid ${st.pid}) is gone: ${err.message}`);
+        } else {
+          // Alive but unmanageable: leaving it would let a later start run the guest twice.
+          this.log(`QEMU of '${st.name}' (pid ${st.pid}) runs but cannot be re-attached (${(err as Error).message}); killing it so the guest cannot end up running twice`);
+          if (await isProcessAlive(st.pid, st.pidStartTime)) {
+            try {
+              process.kill(st.pid, 'SIGKILL');
+            } catch {
+              // Gone meanwhile.
+            }
+          }
+        }
         await removeStatusFile(entry.path).catch(() => undefined);
         gone(st);
         continue;
@@ -155,9 +168,11 @@ export class GuestRunner {
         }
         found.push({ status: st, liveDoc, qemu, id, domainStatus });
       } catch (err) {
-        // Without a readable definition the guest cannot be managed; leave it running and say so.
-        this.log(`cannot manage re-attached QEMU of '${st.name}': ${(err as Error).message}; leaving it running`);
-        qemu.detach();
+        // Without a readable definition the guest cannot be managed, and leaving it would risk a second copy.
+        this.log(`cannot manage re-attached QEMU of '${st.name}': ${(err as Error).message}; stopping it`);
+        await qemu.kill({ graceful: false }).catch(() => undefined);
+        await removeStatusFile(entry.path).catch(() => undefined);
+        gone(st);
       }
     }
     return found;
@@ -178,13 +193,13 @@ export class GuestRunner {
         case 'STOP':
           if (d.status.state !== 'paused') {
             const reason = ioErrorSeen ? 'I/O error' : runtime.pendingPause ?? 'unknown';
-            this.transition(d, runtime, mkStatus('paused', reason), 'suspended', reason === 'I/O error' ? 'ioerror' : 'paused');
+            void this.transition(d, runtime, mkStatus('paused', reason), 'suspended', reason === 'I/O error' ? 'ioerror' : 'paused');
           }
           runtime.pendingPause = undefined;
           break;
         case 'RESUME':
           ioErrorSeen = false;
-          if (d.status.state !== 'running') this.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
+          if (d.status.state !== 'running') void this.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
           break;
         case 'SHUTDOWN':
           this.events.lifecycle(d, 'shutdown', 'finished');
@@ -196,22 +211,26 @@ export class GuestRunner {
     });
   }
 
-  /** Sets a new state, records it in the status file and publishes the event. */
-  transition(d: HostedDomain, runtime: DomainRuntime, next: DomainStatus, kind: 'suspended' | 'resumed', detail: string): void {
+  /**
+   * Sets a new state, records it in the status file and publishes the
+   * event. Callers that acknowledge the change to a client await the
+   * returned promise first, so that an acknowledged state survives a crash.
+   */
+  transition(d: HostedDomain, runtime: DomainRuntime, next: DomainStatus, kind: 'suspended' | 'resumed', detail: string): Promise<void> {
     d.setStatus(next);
-    void this.writeStatus(d, runtime, next, runtime.qemu.startTime).catch((err) => this.log(`cannot update status file of '${d.name}': ${(err as Error).message}`));
     this.events.lifecycle(d, kind, detail);
+    return this.writeStatus(d, runtime, next, runtime.qemu.startTime).catch((err) => this.log(`cannot update status file of '${d.name}': ${(err as Error).message}`));
   }
 
   /** Removes the status file of a domain whose QEMU ended. */
-  async forget(name: string): Promise<void> {
-    await removeStatusFile(statusFilePath(this.paths.qemuDir, name)).catch(() => undefined);
+  async forget(uuid: string): Promise<void> {
+    await removeStatusFile(statusFilePath(this.paths.qemuDir, uuid)).catch(() => undefined);
   }
 
   /** Writes the status file of an active domain. */
   async writeStatus(d: HostedDomain, runtime: DomainRuntime, st: DomainStatus, pidStartTime: number): Promise<void> {
     const def = runtime.liveDoc.def;
-    await writeStatusFile(statusFilePath(this.paths.qemuDir, def.name), {
+    await writeStatusFile(statusFilePath(this.paths.qemuDir, def.uuid), {
       version: 1,
       name: def.name,
       uuid: def.uuid,

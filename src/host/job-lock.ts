@@ -53,13 +53,11 @@ export class DomainJobLock {
     const mine = new Promise<void>((r) => (release = r));
     this.tail = previous.then(() => mine);
     let timer: NodeJS.Timeout | undefined;
-    let timedOut = false;
     try {
       await Promise.race([
         previous,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
-            timedOut = true;
             reject(new FerryError('operation_timeout', `cannot start ${kind} on domain '${this.domainName()}': another job (${this.holder ?? 'queued'}) still holds it after ${waitMs} ms`));
           }, waitMs);
         }),
@@ -71,7 +69,6 @@ export class DomainJobLock {
     } finally {
       if (timer) clearTimeout(timer);
     }
-    if (timedOut) throw new FerryError('operation_timeout', 'lock wait timed out');
     try {
       this.checkAllowed(kind);
       this.holder = kind;

@@ -143,7 +143,9 @@ export class Lifecycle {
       if (d.status.state === 'paused') return d.summary();
       runtime.pendingPause = 'user';
       await runtime.qemu.qmp.execute('stop');
-      if (stateOf(d) !== 'paused') this.deps.runner.transition(d, runtime, mkStatus('paused', 'user'), 'suspended', 'paused');
+      // The STOP event may have recorded the state already; write it (again) before acknowledging.
+      if (stateOf(d) !== 'paused') await this.deps.runner.transition(d, runtime, mkStatus('paused', 'user'), 'suspended', 'paused');
+      else await this.deps.runner.writeStatus(d, runtime, d.status, runtime.qemu.startTime);
       return d.summary();
     });
   }
@@ -155,7 +157,8 @@ export class Lifecycle {
       const runtime = requireRuntime(d);
       if (d.status.state === 'running') return d.summary();
       await runtime.qemu.qmp.execute('cont');
-      if (stateOf(d) !== 'running') this.deps.runner.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
+      if (stateOf(d) !== 'running') await this.deps.runner.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
+      else await this.deps.runner.writeStatus(d, runtime, d.status, runtime.qemu.startTime);
       return d.summary();
     });
   }
@@ -252,14 +255,20 @@ export class Lifecycle {
       : mkStatus('shutoff', 'crashed');
     d.setStatus(next);
     if (!destroyed && !migrated) this.deps.log(`domain '${d.name}' stopped: ${describeExit(reason)}`);
-    void this.deps.runner.forget(runtime.liveDoc.def.name);
+    void this.deps.runner.forget(runtime.liveDoc.def.uuid);
     this.deps.events.lifecycle(d, 'stopped', next.reason === 'shutdown' ? 'shutdown' : next.reason);
     if (!d.persistent) this.deps.registry.remove(d);
   }
 
   /** Launches QEMU for `d` from `doc` (caller holds the job lock). */
   private async boot(d: HostedDomain, doc: DomainDocument, paused: boolean): Promise<DomainSummary> {
-    const runtime = await this.deps.runner.launch(d, doc, { paused });
+    let runtime: DomainRuntime;
+    try {
+      runtime = await this.deps.runner.launch(d, doc, { paused });
+    } catch (err) {
+      d.setStatus(mkStatus('shutoff', 'failed'));
+      throw err;
+    }
     d.runtime = runtime;
     d.setStatus(paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted'));
     this.deps.runner.watch(d, runtime, (dd, rt, reason) => this.onExit(dd, rt, reason));

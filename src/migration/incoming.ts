@@ -140,13 +140,13 @@ export class IncomingMigrations {
         rt.incoming = false;
         this.host.events.lifecycle(d, 'started', 'migrated');
         if (hasFlag(job.flags, 'PAUSED')) {
-          this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
+          await this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
         } else {
           // Set before `cont` so the RESUME event does not record a plain 'unpaused'.
           d.setStatus(mkStatus('running', 'migrated'));
           await rt.qemu.qmp.execute('cont');
           if (args.sourceStoppedAt !== undefined) job.downtimeMs = Math.max(0, Date.now() - args.sourceStoppedAt);
-          this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
+          await this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
         }
       }
       job.state = 'finished';
@@ -186,7 +186,7 @@ export class IncomingMigrations {
       await rt.qemu.kill({ graceful: false }).catch(() => undefined);
       if (d.runtime === rt) {
         d.runtime = null;
-        void this.host.runner.forget(rt.liveDoc.def.name);
+        void this.host.runner.forget(rt.liveDoc.def.uuid);
       }
     }
     d.setStatus(mkStatus('shutoff', 'failed'));

@@ -134,7 +134,7 @@ export class OutgoingMigrations {
         rt.pendingPause = 'migrating';
         stoppedAt = Date.now();
         await qmp.execute('stop');
-        this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migration');
+        await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migration');
       }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       rt.pendingPause = 'migrating';
@@ -299,9 +299,9 @@ export class OutgoingMigrations {
     if (job.wasRunning && q && !q.running) {
       d.setStatus(mkStatus('running', 'migration canceled'));
       await rt.qemu.qmp.execute('cont');
-      this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
+      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
     } else if (job.wasRunning && q?.running && d.status.state !== 'running') {
-      this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
+      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
     }
   }
 

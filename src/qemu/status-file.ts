@@ -50,15 +50,12 @@ export type StatusFileEntry = { path: string; status: QemuStatus } | { path: str
 export const STATUS_FILE_SUFFIX = '.status.json';
 
 /**
- * The status file path of a domain in `runDir`. The name is percent-encoded
- * (anything but letters, digits, `.`, `_`, `-`; and a leading dot) so no
- * domain name can escape the directory or hide as a dotfile.
+ * The status file path of a domain in `runDir`, named by its UUID: names
+ * can be long or hold any character, a UUID is short and safe as a file name.
  */
-export function statusFilePath(runDir: string, domainName: string): string {
-  const safe = domainName.replace(/[^A-Za-z0-9._-]|^\./gu, (ch) =>
-    [...Buffer.from(ch, 'utf8')].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join(''),
-  );
-  return join(runDir, `${safe}${STATUS_FILE_SUFFIX}`);
+export function statusFilePath(runDir: string, domainUuid: string): string {
+  if (!/^[0-9a-f-]{36}$/.test(domainUuid)) throw new FerryError('invalid_arg', `'${domainUuid}' is not a domain UUID`);
+  return join(runDir, `${domainUuid}${STATUS_FILE_SUFFIX}`);
 }
 
 /**

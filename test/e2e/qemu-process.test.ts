@@ -182,7 +182,7 @@ describe('QemuProcess with the real QEMU', () => {
     const def = domain({ disks: [disk({ sourcePath: qcow2Path })] });
     const opts = launchOpts('c');
     const q1 = await start(def, opts);
-    const statusPath = statusFilePath(dir, def.name);
+    const statusPath = statusFilePath(dir, def.uuid);
     await writeStatusFile(statusPath, {
       version: 1,
       name: def.name,

@@ -89,7 +89,7 @@ describe('mutual TLS listener', () => {
 
   it('the client refuses a server whose certificate is from another CA', async () => {
     const err = await rejection(ApiClient.connect(`ferry+tls://127.0.0.1:${port}/system?pkipath=${pkiB}`));
-    expect(err.code).toBe('no_connect');
+    expect(err.code).toBe('auth_failed');
   });
 
   it('the server refuses a client certificate from another CA (no call succeeds)', async () => {
@@ -130,7 +130,7 @@ describe('mutual TLS listener', () => {
   it('checks the server name unless no_verify=1 (the CA is checked either way)', async () => {
     // 127.0.0.2 is not in the server certificate's subjectAltName.
     const err = await rejection(ApiClient.connect(`ferry+tls://127.0.0.2:${port2}/system?pkipath=${pkiA}`));
-    expect(err.code).toBe('no_connect');
+    expect(err.code).toBe('auth_failed');
 
     const c = await ApiClient.connect(`ferry+tls://127.0.0.2:${port2}/system?pkipath=${pkiA}&no_verify=1`);
     try {
@@ -140,6 +140,6 @@ describe('mutual TLS listener', () => {
     }
 
     const wrongCa = await rejection(ApiClient.connect(`ferry+tls://127.0.0.2:${port2}/system?pkipath=${pkiB}&no_verify=1`));
-    expect(wrongCa.code).toBe('no_connect');
+    expect(wrongCa.code).toBe('auth_failed');
   });
 });

@@ -170,7 +170,13 @@ describe('<name>', () => {
   it('accepts 200 characters, inner spaces and non-ASCII', () => {
     expect(DomainDocument.parse(named('a'.repeat(200))).def.name).toHaveLength(200);
     expect(DomainDocument.parse(named('gäst 1_x.y-z')).def.name).toBe('gäst 1_x.y-z');
-    expect(DomainDocument.parse(named('日本語'.repeat(66))).def.name).toHaveLength(198);
+    expect(DomainDocument.parse(named('日本語'.repeat(22))).def.name).toHaveLength(66);
+  });
+
+  it('limits names to 200 UTF-8 bytes, since names become file names', () => {
+    expect(DomainDocument.parse(named('é'.repeat(100))).def.name).toHaveLength(100);
+    expect(domainNameProblem('é'.repeat(101))).toContain('202 bytes');
+    expect(() => DomainDocument.parse(named('日本語'.repeat(66)))).toThrow(/bytes/);
   });
 
   it('exposes the rules for other layers', () => {

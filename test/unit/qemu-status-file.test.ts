@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
+
+const G1_UUID = '4dea22b3-1d52-d8f3-2516-782e98ab3fa0';
 import { parseProcStat } from '../../src/qemu/proc-stat.js';
 import {
   readAllStatusFiles,
@@ -53,15 +55,15 @@ describe('status file', () => {
       state: 'running',
       extra: { migration: { id: 3 }, note: 'x' },
     });
-    const path = statusFilePath(dir, 'g1');
+    const path = statusFilePath(dir, G1_UUID);
     await writeStatusFile(path, s);
     expect(await readStatusFile(path)).toEqual(s);
     // No temp files left behind.
-    expect(readdirSync(dir)).toEqual(['g1.status.json']);
+    expect(readdirSync(dir)).toEqual([`${G1_UUID}.status.json`]);
   });
 
   it('replaces an existing file whole', async () => {
-    const path = statusFilePath(dir, 'g1');
+    const path = statusFilePath(dir, G1_UUID);
     await writeStatusFile(path, status({ liveXml: 'x'.repeat(10000) }));
     await writeStatusFile(path, status({ state: 'paused' }));
     const s = await readStatusFile(path);
@@ -71,7 +73,7 @@ describe('status file', () => {
   });
 
   it('refuses to write a malformed status', async () => {
-    const path = statusFilePath(dir, 'g1');
+    const path = statusFilePath(dir, G1_UUID);
     expect(await codeOf(writeStatusFile(path, status({ pid: -1 })))).toBe('invalid_arg');
     expect(await codeOf(writeStatusFile(path, { ...status(), accel: 'hvf' as 'kvm' }))).toBe('invalid_arg');
   });
@@ -92,24 +94,23 @@ describe('status file', () => {
   });
 
   it('removes files and tolerates one already gone', async () => {
-    const path = statusFilePath(dir, 'g1');
+    const path = statusFilePath(dir, G1_UUID);
     await writeStatusFile(path, status());
     await removeStatusFile(path);
     await removeStatusFile(path);
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it('encodes domain names so they stay inside the run dir', () => {
-    expect(statusFilePath('/run', 'a/../../etc')).toBe('/run/a%2F..%2F..%2Fetc.status.json');
-    expect(statusFilePath('/run', '.hidden')).toBe('/run/%2Ehidden.status.json');
-    expect(statusFilePath('/run', 'ü b')).toBe('/run/%C3%BC%20b.status.json');
-    expect(statusFilePath('/run', 'web-01.prod_x')).toBe('/run/web-01.prod_x.status.json');
+  it('names the file by domain UUID and refuses anything else', () => {
+    expect(statusFilePath('/run', G1_UUID)).toBe(`/run/${G1_UUID}.status.json`);
+    expect(() => statusFilePath('/run', 'a/../../etc')).toThrow(FerryError);
+    expect(() => statusFilePath('/run', '.hidden')).toThrow(/not a domain UUID/);
   });
 
   it('reads all status files, reporting bad ones without failing the rest', async () => {
-    await writeStatusFile(statusFilePath(dir, 'a'), status({ name: 'a' }));
-    await writeStatusFile(statusFilePath(dir, 'b'), status({ name: 'b' }));
-    writeFileSync(join(dir, 'c.status.json'), 'garbage');
+    await writeStatusFile(statusFilePath(dir, '00000000-0000-4000-8000-00000000000a'), status({ name: 'a' }));
+    await writeStatusFile(statusFilePath(dir, '00000000-0000-4000-8000-00000000000b'), status({ name: 'b' }));
+    writeFileSync(join(dir, '00000000-0000-4000-8000-00000000000c.status.json'), 'garbage');
     writeFileSync(join(dir, 'qmp.sock'), '');
     const all = await readAllStatusFiles(dir);
     expect(all.map((e) => ('status' in e ? e.status.name : `error:${e.error.code}`))).toEqual(['a', 'b', 'error:operation_failed']);

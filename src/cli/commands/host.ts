@@ -43,14 +43,14 @@ export function registerHostCommands(program: Command, ctx: CliContext): void {
     .option('--timeout <seconds>', 'stop after SECONDS', (v) => parsePositiveInt(v, '--timeout'))
     .action(async (opts: { loop?: boolean; timeout?: number }) => {
       const client = await ctx.client();
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         client.on('event', (name: string, data: Record<string, unknown>) => {
           if (name !== 'domain.lifecycle') return;
           if (ctx.output.json) ctx.output.out(JSON.stringify({ event: name, ...data }));
           else ctx.output.out(`${data.timestamp}: event 'lifecycle' for domain '${data.domain}': ${data.kind} ${data.detail}`);
           if (!opts.loop) resolve();
         });
-        client.on('close', () => resolve());
+        client.on('close', (err: unknown) => reject(err ?? new Error('the connection to the daemon closed')));
         if (opts.timeout) setTimeout(resolve, opts.timeout * 1000);
         void client.call('events.subscribe', {}).then(() => {
           if (!ctx.output.json) process.stderr.write('waiting for events (Ctrl-C to stop)\n');
