@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, afterEach, beforeEach } from 'vitest';
 import { readProcStat } from '../../src/qemu/proc-stat.js';
+import { inNetns } from './netns.js';
 
 /** Repository root (tests run with it as the working directory). */
 export const REPO_ROOT = resolve(import.meta.dirname, '..', '..');
@@ -38,6 +39,8 @@ export interface DaemonOptions {
   extraArgs?: string[];
   /** Deadline for the socket and the `ready:` line. Default 30 s. */
   readyTimeoutMs?: number;
+  /** Run ferryd (and so its QEMUs) inside this network namespace: a separate host. */
+  netns?: string;
 }
 
 /** A running ferryd. `pid` and the stderr buffer follow {@link FerrydHandle.restart}. */
@@ -125,7 +128,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
   const launch = async (): Promise<void> => {
     const socketPath = join(runDir, 'ferryd.sock');
     currentLogStart = log.length;
-    const child = spawn(process.execPath, daemonArgs(opts, stateDir, runDir), {
+    const cmd = inNetns(opts.netns, [process.execPath, ...daemonArgs(opts, stateDir, runDir)]);
+    // `ip netns exec` execs the command in place, so the pid is ferryd's own.
+    const child = spawn(cmd.file, cmd.args, {
       cwd: REPO_ROOT,
       env: cleanEnv(),
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -235,6 +240,8 @@ export interface CliOptions {
   json?: boolean;
   timeoutMs?: number;
   env?: NodeJS.ProcessEnv;
+  /** Run the CLI inside this network namespace (as a user on that host). */
+  netns?: string;
 }
 
 /** Runs `node dist/cli/main.js [-c URI] [--json] ...args`; never rejects on a non-zero exit. */
@@ -244,9 +251,10 @@ export function ferry(args: string[], opts: CliOptions = {}): Promise<CliResult>
   if (opts.json) argv.push('--json');
   argv.push(...args);
   return new Promise((res, rej) => {
+    const cmd = inNetns(opts.netns, [process.execPath, ...argv]);
     execFile(
-      process.execPath,
-      argv,
+      cmd.file,
+      cmd.args,
       { cwd: REPO_ROOT, env: { ...cleanEnv(), ...opts.env }, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: 'utf8' },
       (err, stdout, stderr) => {
         const e = err as (NodeJS.ErrnoException & { code?: unknown; killed?: boolean }) | null;

@@ -47,7 +47,7 @@ export interface ReadyEvent {
   pages: number;
 }
 
-/** `HB <counter> gen=<n> rewrites=<n> check=<OK|CORRUPT|SKIP> full=<0|1>`. */
+/** `HB <counter> gen=<n> rewrites=<n> check=<OK|CORRUPT|SKIP> full=<0|1> [disk=<n>]`. */
 export interface HeartbeatEvent {
   kind: 'heartbeat';
   /** Starts at 1, +1 per heartbeat, continues across live migration. */
@@ -60,6 +60,12 @@ export interface HeartbeatEvent {
   check: CheckStatus;
   /** Whether the reported sweep checked every word (false: first/last word of each page). */
   full: boolean;
+  /**
+   * Total 512-byte sectors written to the IDE disk so far (`disk=`, last
+   * field). Only present when the disk writer is on (`disk=<rate>` on the
+   * guest command line and a disk was found).
+   */
+  diskWrites?: number;
 }
 
 /** `CORRUPT page=<p> word=<w> want=0x... got=0x...`: a mismatch found by a sweep. */
@@ -81,6 +87,44 @@ export interface PoweroffFailedEvent {
   kind: 'poweroff-failed';
 }
 
+/**
+ * `FERRY-GUEST disk ready sectors=<n> rate=<n> disk_start=<lba> disk_sectors=<n>`:
+ * the disk writer found the IDE disk and is on. Printed before `ready`.
+ */
+export interface DiskReadyEvent {
+  kind: 'disk-ready';
+  /** Drive capacity in 512-byte sectors, from IDENTIFY (LBA28). */
+  sectors: number;
+  /** Sectors written per second (`disk=` on the command line). */
+  rate?: number;
+  /** First LBA of the written range. */
+  diskStart?: number;
+  /** Sectors in the written range (after clamping to the disk), written round robin. */
+  diskSectors?: number;
+}
+
+/** `FERRY-GUEST disk none`: the disk writer was asked for but no usable IDE disk answered; it stays off. */
+export interface DiskNoneEvent {
+  kind: 'disk-none';
+}
+
+/**
+ * `FERRY-GUEST disk error lba=<n> status=0x... errors=<n>`: the drive
+ * reported ERR/DF for a write (e.g. `werror=report`); the sector is
+ * skipped. Also `disk timeout ...` (kind `disk-timeout`): a wait on the
+ * drive took longer than 10 s of guest time; the channel was reset.
+ * At most one such line per second.
+ */
+export interface DiskErrorEvent {
+  kind: 'disk-error' | 'disk-timeout';
+  /** LBA of the failed write. */
+  lba: number;
+  /** ATA status register. */
+  status: number;
+  /** Failed or timed-out writes so far, including ones not reported by a line of their own. */
+  errors: number;
+}
+
 /** `FERRY-GUEST fault vec=<n>`: CPU exception inside the guest (a guest bug); it halts. */
 export interface FaultEvent {
   kind: 'fault';
@@ -98,7 +142,10 @@ export type SerialEvent =
   | CorruptEvent
   | PoweroffEvent
   | PoweroffFailedEvent
-  | FaultEvent;
+  | FaultEvent
+  | DiskReadyEvent
+  | DiskNoneEvent
+  | DiskErrorEvent;
 
 const DEC = /^\d+$/;
 const HEX32 = /^0x[0-9a-fA-F]{1,8}$/;
@@ -138,7 +185,50 @@ function parseHeartbeat(tokens: readonly string[]): HeartbeatEvent | null {
   if (gen === null || rewrites === null) return null;
   if (check !== 'OK' && check !== 'CORRUPT' && check !== 'SKIP') return null;
   if (full !== '0' && full !== '1') return null;
-  return { kind: 'heartbeat', counter: Number(counterText), gen, rewrites, check, full: full === '1' };
+  const event: HeartbeatEvent = { kind: 'heartbeat', counter: Number(counterText), gen, rewrites, check, full: full === '1' };
+  if (kv.has('disk')) {
+    const diskWrites = dec(kv, 'disk');
+    if (diskWrites === null) return null;
+    event.diskWrites = diskWrites;
+  }
+  return event;
+}
+
+function parseDisk(tokens: readonly string[]): SerialEvent | null {
+  const [sub, ...fields] = tokens;
+  const kv = keyValues(fields);
+  if (!kv) return null;
+  switch (sub) {
+    case 'ready': {
+      const sectors = dec(kv, 'sectors');
+      if (sectors === null) return null;
+      const event: DiskReadyEvent = { kind: 'disk-ready', sectors };
+      const optional = [
+        ['rate', 'rate'],
+        ['disk_start', 'diskStart'],
+        ['disk_sectors', 'diskSectors'],
+      ] as const;
+      for (const [key, prop] of optional) {
+        if (!kv.has(key)) continue;
+        const v = dec(kv, key);
+        if (v === null) return null;
+        event[prop] = v;
+      }
+      return event;
+    }
+    case 'none':
+      return fields.length === 0 ? { kind: 'disk-none' } : null;
+    case 'error':
+    case 'timeout': {
+      const lba = dec(kv, 'lba');
+      const status = hex(kv, 'status');
+      const errors = dec(kv, 'errors');
+      if (lba === null || status === null || errors === null) return null;
+      return { kind: sub === 'error' ? 'disk-error' : 'disk-timeout', lba, status, errors };
+    }
+    default:
+      return null;
+  }
 }
 
 function parseCorrupt(tokens: readonly string[]): CorruptEvent | null {
@@ -187,6 +277,8 @@ function parseGuestLine(tag: string | undefined, tokens: readonly string[], rest
       return tokens.length === 0 ? { kind: 'poweroff' } : null;
     case 'poweroff-failed':
       return tokens.length === 0 ? { kind: 'poweroff-failed' } : null;
+    case 'disk':
+      return parseDisk(tokens);
     default:
       return null;
   }
@@ -244,6 +336,12 @@ export interface SerialLog {
   ready: ReadyEvent | undefined;
   /** True if the guest printed `FERRY-GUEST poweroff`. */
   poweroff: boolean;
+  /** The (first) `disk ready` event: the disk writer is on. */
+  diskReady: DiskReadyEvent | undefined;
+  /** True if the guest printed `FERRY-GUEST disk none` (writer asked for, no usable disk). */
+  diskNone: boolean;
+  /** `disk error` and `disk timeout` events, in order (rate-limited by the guest: see their `errors` count). */
+  diskErrors: DiskErrorEvent[];
   /** Text after the last `\n` (not parsed unless `includePartial`). */
   partial: string;
 }
@@ -269,6 +367,9 @@ export function parseSerialLog(text: string, options: ParseSerialLogOptions = {}
   let boot: BootEvent | undefined;
   let ready: ReadyEvent | undefined;
   let poweroff = false;
+  let diskReady: DiskReadyEvent | undefined;
+  let diskNone = false;
+  const diskErrors: DiskErrorEvent[] = [];
   for (const line of lines) {
     const event = parseSerialLine(line);
     if (!event) continue;
@@ -290,6 +391,16 @@ export function parseSerialLog(text: string, options: ParseSerialLogOptions = {}
       case 'poweroff':
         poweroff = true;
         break;
+      case 'disk-ready':
+        diskReady ??= event;
+        break;
+      case 'disk-none':
+        diskNone = true;
+        break;
+      case 'disk-error':
+      case 'disk-timeout':
+        diskErrors.push(event);
+        break;
       default:
         break;
     }
@@ -302,6 +413,9 @@ export function parseSerialLog(text: string, options: ParseSerialLogOptions = {}
     boot,
     ready,
     poweroff,
+    diskReady,
+    diskNone,
+    diskErrors,
     partial: options.includePartial ? '' : partial,
   };
 }
@@ -399,4 +513,19 @@ export function rewriteRateMiBps(a: HeartbeatEvent, b: HeartbeatEvent, hbMs: num
   if (beats <= 0 || hbMs <= 0) return Number.NaN;
   const pages = b.rewrites - a.rewrites;
   return pages / 256 / ((beats * hbMs) / 1000);
+}
+
+/**
+ * Disk write rate between two heartbeats in sectors per second, using the
+ * nominal interval like {@link rewriteRateMiBps}. Returns NaN if `b` is not
+ * after `a` or either heartbeat has no `disk=` field.
+ *
+ * @param a - Earlier heartbeat.
+ * @param b - Later heartbeat.
+ * @param hbMs - Heartbeat interval in ms (from the boot event).
+ */
+export function diskWriteRate(a: HeartbeatEvent, b: HeartbeatEvent, hbMs: number): number {
+  const beats = b.counter - a.counter;
+  if (beats <= 0 || hbMs <= 0 || a.diskWrites === undefined || b.diskWrites === undefined) return Number.NaN;
+  return (b.diskWrites - a.diskWrites) / ((beats * hbMs) / 1000);
 }

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import {
   checkMigrationContinuity,
+  diskWriteRate,
   findCounterAnomalies,
   parseSerialLine,
   parseSerialLog,
@@ -83,6 +84,47 @@ describe('parseSerialLine', () => {
     });
   });
 
+  it('parses the optional disk= field of a heartbeat', () => {
+    expect(parseSerialLine('HB 7 gen=0 rewrites=0 check=OK full=0 disk=1399')).toEqual({
+      kind: 'heartbeat',
+      counter: 7,
+      gen: 0,
+      rewrites: 0,
+      check: 'OK',
+      full: false,
+      diskWrites: 1399,
+    });
+    expect(parseSerialLine('HB 7 gen=0 rewrites=0 check=OK full=0 disk=0')).toMatchObject({ diskWrites: 0 });
+    // Without the field (writer off) the property is absent, not undefined-valued.
+    expect(parseSerialLine('HB 7 gen=0 rewrites=0 check=OK full=0')).not.toHaveProperty('diskWrites');
+    // A later field after disk= is still tolerated.
+    expect(parseSerialLine('HB 7 gen=0 rewrites=0 check=OK full=0 disk=5 extra=1')).toMatchObject({ diskWrites: 5 });
+  });
+
+  it('parses the disk lines', () => {
+    expect(parseSerialLine('FERRY-GUEST disk ready sectors=131072 rate=200 disk_start=2048 disk_sectors=65536')).toEqual({
+      kind: 'disk-ready',
+      sectors: 131072,
+      rate: 200,
+      diskStart: 2048,
+      diskSectors: 65536,
+    });
+    expect(parseSerialLine('FERRY-GUEST disk ready sectors=131072')).toEqual({ kind: 'disk-ready', sectors: 131072 });
+    expect(parseSerialLine('FERRY-GUEST disk none')).toEqual({ kind: 'disk-none' });
+    expect(parseSerialLine('FERRY-GUEST disk error lba=3072 status=0x00000041 errors=1')).toEqual({
+      kind: 'disk-error',
+      lba: 3072,
+      status: 0x41,
+      errors: 1,
+    });
+    expect(parseSerialLine('FERRY-GUEST disk timeout lba=2050 status=0x000000d0 errors=3')).toEqual({
+      kind: 'disk-timeout',
+      lba: 2050,
+      status: 0xd0,
+      errors: 3,
+    });
+  });
+
   it('tolerates extra key=value fields appended later', () => {
     expect(parseSerialLine('HB 5 gen=1 rewrites=9 check=OK full=0 extra=1')).toMatchObject({ counter: 5 });
     expect(parseSerialLine('FERRY-GUEST ready pages=7 more=yes')).toEqual({ kind: 'ready', pages: 7 });
@@ -97,6 +139,18 @@ describe('parseSerialLine', () => {
     'HB 12 gen=3 rewrites=10 check=OK',
     'HB 12 gen=3 rewrites=10 check=MAYBE full=0',
     'HB 12 gen=3 rewrites=10 check=OK full=2',
+    'HB 12 gen=3 rewrites=10 check=OK full=0 disk=',
+    'HB 12 gen=3 rewrites=10 check=OK full=0 disk=x',
+    'HB 12 gen=3 rewrites=10 check=OK full=0 disk=-1',
+    'FERRY-GUEST disk',
+    'FERRY-GUEST disk ready',
+    'FERRY-GUEST disk ready sectors=0x10',
+    'FERRY-GUEST disk ready sectors=10 rate=fast',
+    'FERRY-GUEST disk none now',
+    'FERRY-GUEST disk error lba=3072 status=0x00000041',
+    'FERRY-GUEST disk error lba=3072 status=65 errors=1',
+    'FERRY-GUEST disk error lba=3072',
+    'FERRY-GUEST disk exploded lba=1',
     'HB x gen=3 rewrites=10 check=OK full=0',
     'HB -1 gen=3 rewrites=10 check=OK full=0',
     ' HB 1 gen=0 rewrites=0 check=OK full=0',
@@ -149,6 +203,34 @@ describe('parseSerialLog', () => {
     expect(log.lastHeartbeat?.counter).toBe(1);
   });
 
+  it('collects the disk writer events', () => {
+    const text = [
+      'FERRY-GUEST boot ws_mib=16 rate_pages=0 hb_ms=200 verify=sample',
+      'FERRY-GUEST disk ready sectors=131072 rate=400 disk_start=2048 disk_sectors=65536',
+      'FERRY-GUEST ready pages=4096',
+      'HB 1 gen=0 rewrites=0 check=OK full=0 disk=79',
+      'FERRY-GUEST disk error lba=3072 status=0x00000041 errors=1',
+      'HB 2 gen=0 rewrites=0 check=OK full=0 disk=100',
+      'FERRY-GUEST disk error lba=3473 status=0x00000041 errors=402',
+      '',
+    ].join('\n');
+    const log = parseSerialLog(text);
+    expect(log.diskReady).toEqual({ kind: 'disk-ready', sectors: 131072, rate: 400, diskStart: 2048, diskSectors: 65536 });
+    expect(log.diskNone).toBe(false);
+    expect(log.diskErrors.map((e) => [e.lba, e.errors])).toEqual([
+      [3072, 1],
+      [3473, 402],
+    ]);
+    expect(log.heartbeats.map((h) => h.diskWrites)).toEqual([79, 100]);
+    expect(log.corrupt).toBe(false);
+
+    const none = parseSerialLog('FERRY-GUEST disk none\n' + hb(1));
+    expect(none.diskNone).toBe(true);
+    expect(none.diskReady).toBeUndefined();
+    expect(none.diskErrors).toEqual([]);
+    expect(none.lastHeartbeat).not.toHaveProperty('diskWrites');
+  });
+
   it('handles CRLF line endings', () => {
     expect(parseSerialLog('HB 1 gen=0 rewrites=0 check=OK full=0\r\n').heartbeats).toHaveLength(1);
   });
@@ -159,6 +241,9 @@ describe('parseSerialLog', () => {
     expect(log.lastHeartbeat).toBeUndefined();
     expect(log.boot).toBeUndefined();
     expect(log.corrupt).toBe(false);
+    expect(log.diskReady).toBeUndefined();
+    expect(log.diskNone).toBe(false);
+    expect(log.diskErrors).toEqual([]);
   });
 });
 
@@ -246,5 +331,28 @@ describe('rewriteRateMiBps', () => {
   it('returns NaN for heartbeats out of order', () => {
     expect(rewriteRateMiBps(at(4, 0), at(4, 10), 500)).toBeNaN();
     expect(rewriteRateMiBps(at(5, 0), at(4, 10), 500)).toBeNaN();
+  });
+});
+
+describe('diskWriteRate', () => {
+  const at = (counter: number, diskWrites?: number): HeartbeatEvent => ({
+    kind: 'heartbeat',
+    counter,
+    gen: 0,
+    rewrites: 0,
+    check: 'OK',
+    full: false,
+    ...(diskWrites !== undefined && { diskWrites }),
+  });
+
+  it('computes sectors per second from the nominal interval', () => {
+    // 80 sectors per 200 ms heartbeat = 400 sectors/s (as measured with disk=400 hb=200)
+    expect(diskWriteRate(at(13, 1039), at(27, 2159), 200)).toBeCloseTo(400, 6);
+  });
+
+  it('returns NaN without disk= fields or for heartbeats out of order', () => {
+    expect(diskWriteRate(at(1), at(2), 500)).toBeNaN();
+    expect(diskWriteRate(at(1, 10), at(2), 500)).toBeNaN();
+    expect(diskWriteRate(at(2, 10), at(2, 20), 500)).toBeNaN();
   });
 });
