@@ -1,5 +1,6 @@
-/** The daemon's event bus: lifecycle (and later job) events fanned out to API subscribers. */
+/** The daemon's event bus: lifecycle, migration-iteration and job-completed events fanned out to API subscribers. */
 import { EventEmitter } from 'node:events';
+import type { JobStats } from './job-stats.js';
 
 /** A lifecycle event as sent to subscribers (event name 'domain.lifecycle'), after libvirt's lifecycle events. */
 export interface LifecycleEvent {
@@ -11,8 +12,27 @@ export interface LifecycleEvent {
   timestamp: string;
 }
 
+/** libvirt's migration-iteration event: QEMU started another pass over dirty memory. */
+export interface MigrationIterationEvent {
+  domain: string;
+  uuid: string;
+  iteration: number;
+  timestamp: string;
+}
+
+/** libvirt's job-completed event: a job ended, with its final statistics. */
+export interface JobCompletedEvent {
+  domain: string;
+  uuid: string;
+  stats: JobStats;
+  timestamp: string;
+}
+
 /** A typed event published by the host layer. */
-export type HostEvent = { name: 'domain.lifecycle'; data: LifecycleEvent };
+export type HostEvent =
+  | { name: 'domain.lifecycle'; data: LifecycleEvent }
+  | { name: 'domain.migration-iteration'; data: MigrationIterationEvent }
+  | { name: 'domain.job-completed'; data: JobCompletedEvent };
 
 /** Publish/subscribe for {@link HostEvent}s. */
 export class EventBus {
@@ -25,6 +45,16 @@ export class EventBus {
   /** Publishes a lifecycle event. */
   lifecycle(domain: { name: string; uuid: string }, kind: LifecycleEvent['kind'], detail: string): void {
     this.publish({ name: 'domain.lifecycle', data: { domain: domain.name, uuid: domain.uuid, kind, detail, timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes a migration-iteration event. */
+  migrationIteration(domain: { name: string; uuid: string }, iteration: number): void {
+    this.publish({ name: 'domain.migration-iteration', data: { domain: domain.name, uuid: domain.uuid, iteration, timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes a job-completed event. */
+  jobCompleted(domain: { name: string; uuid: string }, stats: JobStats): void {
+    this.publish({ name: 'domain.job-completed', data: { domain: domain.name, uuid: domain.uuid, stats, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes any event. */

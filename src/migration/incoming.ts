@@ -156,6 +156,7 @@ export class IncomingMigrations {
         ...(job.downtimeMs !== undefined ? { downtime: job.downtimeMs } : {}),
       };
       this.release(job);
+      this.host.events.jobCompleted(d, d.completedJob);
       return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
     } catch (err) {
       await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);

@@ -121,6 +121,7 @@ export class OutgoingMigrations {
     let stoppedAt: number | undefined;
     const onEvent = (ev: QmpEvent) => {
       if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = Date.now();
+      if (ev.event === 'MIGRATION_PASS') this.host.events.migrationIteration(d, Number((ev.data as { pass?: number } | undefined)?.pass ?? 0));
       if (ev.event === 'BLOCK_IO_ERROR' && hasFlag(job.flags, 'ABORT_ON_ERROR')) {
         ioError = true;
         void cancelMigration(qmp).catch(() => undefined);
@@ -311,6 +312,7 @@ export class OutgoingMigrations {
     const base: JobStats = job.stats ?? { type: 'Completed', operation: 'Outgoing migration', time_elapsed: elapsed };
     d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed };
     d.jobs.endAsync(job.asyncJob);
+    this.host.events.jobCompleted(d, d.completedJob);
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }
 

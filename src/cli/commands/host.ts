@@ -38,16 +38,15 @@ export function registerHostCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('event')
-    .description('print domain lifecycle events as they happen')
+    .description('print domain events (lifecycle, migration-iteration, job-completed) as they happen')
     .option('--loop', 'keep printing events until interrupted (default: stop after the first)')
     .option('--timeout <seconds>', 'stop after SECONDS', (v) => parsePositiveInt(v, '--timeout'))
     .action(async (opts: { loop?: boolean; timeout?: number }) => {
       const client = await ctx.client();
       await new Promise<void>((resolve, reject) => {
         client.on('event', (name: string, data: Record<string, unknown>) => {
-          if (name !== 'domain.lifecycle') return;
           if (ctx.output.json) ctx.output.out(JSON.stringify({ event: name, ...data }));
-          else ctx.output.out(`${data.timestamp}: event 'lifecycle' for domain '${data.domain}': ${data.kind} ${data.detail}`);
+          else ctx.output.out(describeEvent(name, data));
           if (!opts.loop) resolve();
         });
         client.on('close', (err: unknown) => reject(err ?? new Error('the connection to the daemon closed')));
@@ -57,4 +56,21 @@ export function registerHostCommands(program: Command, ctx: CliContext): void {
         });
       });
     });
+}
+
+/** One event as virsh's `event` prints it. */
+function describeEvent(name: string, data: Record<string, unknown>): string {
+  const head = `${String(data.timestamp)}: event`;
+  switch (name) {
+    case 'domain.lifecycle':
+      return `${head} 'lifecycle' for domain '${String(data.domain)}': ${String(data.kind)} ${String(data.detail)}`;
+    case 'domain.migration-iteration':
+      return `${head} 'migration-iteration' for domain '${String(data.domain)}': iteration: '${String(data.iteration)}'`;
+    case 'domain.job-completed': {
+      const stats = (data.stats ?? {}) as Record<string, unknown>;
+      return `${head} 'job-completed' for domain '${String(data.domain)}': ${String(stats.operation ?? 'job')} ${String(stats.type ?? '')}`;
+    }
+    default:
+      return `${head} '${name}': ${JSON.stringify(data)}`;
+  }
 }
