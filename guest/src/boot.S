@@ -62,6 +62,24 @@ irq0_stub:
         popl %eax
         iret
 
+/* IRQ14 (primary IDE, via the slave PIC): only wakes the CPU out of HLT.
+ * Reads the drive's status register (which lowers its interrupt line, so
+ * this is safe even if the line were level-triggered), acknowledges both
+ * PICs and returns. The driver itself polls the drive. */
+        .global irq14_stub
+        .type irq14_stub, @function
+irq14_stub:
+        pushl %eax
+        pushl %edx
+        movw $0x1F7, %dx
+        inb %dx, %al
+        movb $0x20, %al
+        outb %al, $0xA0
+        outb %al, $0x20
+        popl %edx
+        popl %eax
+        iret
+
 /* Anything else that is not an exception (spurious IRQ7/15 and so on). */
         .global ignore_stub
         .type ignore_stub, @function

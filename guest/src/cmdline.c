@@ -59,6 +59,12 @@ static void apply(struct config *cfg, const char *key, const char *val)
         if (parse_u32(val, 1000000, &v) == 0) { cfg->full_every = v; return; }
     } else if (streq(key, "corrupt_at")) {
         if (parse_u32(val, 0xFFFFFFFFu, &v) == 0) { cfg->corrupt_at = v; return; }
+    } else if (streq(key, "disk")) {
+        if (parse_u32(val, 1000000, &v) == 0) { cfg->disk_rate = v; return; }
+    } else if (streq(key, "disk_start")) {
+        if (parse_u32(val, 0x0FFFFFFFu, &v) == 0) { cfg->disk_start = v; return; }
+    } else if (streq(key, "disk_sectors")) {
+        if (parse_u32(val, 0x10000000u, &v) == 0 && v >= 1) { cfg->disk_sectors = v; return; }
     } else if (streq(key, "verify")) {
         if (streq(val, "full"))   { cfg->verify = VERIFY_FULL;   return; }
         if (streq(val, "sample")) { cfg->verify = VERIFY_SAMPLE; return; }
@@ -78,6 +84,9 @@ void cmdline_parse(const char *cmdline, struct config *cfg)
     cfg->verify = VERIFY_SAMPLE;
     cfg->full_every = 10;
     cfg->corrupt_at = 0;
+    cfg->disk_rate = 0;
+    cfg->disk_start = 2048;
+    cfg->disk_sectors = 65536;
     if (!cmdline)
         return;
 

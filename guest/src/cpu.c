@@ -17,6 +17,7 @@ struct idt_ptr {
 
 extern char exc_stubs[];
 extern void irq0_stub(void);
+extern void irq14_stub(void);
 extern void ignore_stub(void);
 
 static struct idt_gate idt[256] __attribute__((aligned(8)));
@@ -42,6 +43,7 @@ void cpu_init_interrupts(void)
     for (u32 v = 0; v < 256; v++)
         set_gate(v, v < 32 ? (void *)(exc_stubs + 16 * v) : (void *)ignore_stub);
     set_gate(0x20, (void *)irq0_stub);
+    set_gate(0x2E, (void *)irq14_stub);
 
     struct idt_ptr p = { sizeof(idt) - 1, (u32)(uptr)idt };
     __asm__ volatile("lidt %0" : : "m"(p));
@@ -65,6 +67,14 @@ void cpu_init_interrupts(void)
     outb(0x40, (u8)(div >> 8));
 
     __asm__ volatile("sti");
+}
+
+/* IRQ14 (primary IDE) is slave PIC line 6, through the cascade on IRQ2. It
+ * only wakes the main loop out of HLT when a disk write completes. */
+void cpu_enable_irq14(void)
+{
+    outb(PIC2_DAT, (u8)(inb(PIC2_DAT) & ~0x40));
+    outb(PIC1_DAT, (u8)(inb(PIC1_DAT) & ~0x04));
 }
 
 void exception_handler(u32 vector)

@@ -56,6 +56,7 @@ void say(const char *text);                  /* write text + '\n' */
 /* ---- cpu.c: GDT is set in boot.S; IDT, PIC and PIT here --------------- */
 void cpu_init_interrupts(void);              /* IDT + PIC; PIT ch0 at 1 kHz; STI */
 void exception_handler(u32 vector);
+void cpu_enable_irq14(void);                 /* unmask the primary IDE channel's IRQ */
 extern volatile u32 timer_irqs;             /* bumped by the IRQ0 stub (boot.S) */
 
 /* ---- timer.c ------------------------------------------------------------ */
@@ -85,12 +86,23 @@ struct config {
     enum verify_mode verify;
     u32 full_every;
     u32 corrupt_at;        /* test aid: damage one page after heartbeat N (0 = never) */
+    u32 disk_rate;         /* sectors per second written to the IDE disk, 0 = off */
+    u32 disk_start;        /* first LBA written */
+    u32 disk_sectors;      /* sectors in the written range (wraps) */
 };
-#define MAX_WARNINGS 6
+#define MAX_WARNINGS 8
 extern char cfg_warnings[MAX_WARNINGS][96];
 extern u32 cfg_nwarnings;
 void cmdline_parse(const char *cmdline, struct config *cfg);
 void cfg_warn(const char *a, const char *b, const char *c);
 const char *verify_name(enum verify_mode m);
+
+/* ---- disk.c: ATA PIO writer on the primary IDE master ----------------- */
+extern u64 disk_written;                     /* sectors written successfully */
+extern u32 disk_errors;                      /* failed writes (ERR/DF), given-up ones */
+u32  disk_init(u32 rate, u32 start, u32 span, u32 *span_out);  /* -> capacity, 0 = none */
+void disk_begin(u64 now);                    /* after cpu_init_interrupts */
+int  disk_enabled(void);
+int  disk_poll(u64 now);                     /* 1 if it made progress */
 
 #endif

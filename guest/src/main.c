@@ -229,6 +229,8 @@ static void heartbeat(void)
     ln_kv_u64(&l, "rewrites", rewrites);
     ln_kv_str(&l, "check", cfg.verify == VERIFY_OFF ? "SKIP" : corrupt_sticky ? "CORRUPT" : "OK");
     ln_kv_u64(&l, "full", cfg.verify != VERIFY_OFF && sw_full);
+    if (disk_enabled())
+        ln_kv_u64(&l, "disk", disk_written);
     ln_emit(&l);
 
     if (cfg.corrupt_at && n == cfg.corrupt_at && npages) {
@@ -329,6 +331,22 @@ void kmain(u32 magic, struct mb_info *mbi)
     if (timer_init(acpi_pmtimer_port()) != 0)
         cfg_warn("tsc-calibration-failed", NULL, NULL);
 
+    /* Disk writer: look for the IDE disk now, so that a clamped range is
+     * reported with the other warnings. */
+    u32 disk_cap = 0, disk_span = 0;
+    if (cfg.disk_rate) {
+        disk_cap = disk_init(cfg.disk_rate, cfg.disk_start, cfg.disk_sectors, &disk_span);
+        if (disk_cap && disk_span != cfg.disk_sectors) {
+            ln_start(&l, "disk-clamped");
+            ln_kv_u64(&l, "disk_start", cfg.disk_start);
+            ln_kv_u64(&l, "requested_sectors", cfg.disk_sectors);
+            ln_kv_u64(&l, "disk_sectors", disk_span);
+            ln_kv_u64(&l, "capacity", disk_cap);
+            l.buf[l.len] = 0;
+            cfg_warn(l.buf, NULL, NULL);
+        }
+    }
+
     for (u32 i = 0; i < cfg_nwarnings; i++) {
         ln_start(&l, "FERRY-GUEST warn ");
         ln_str(&l, cfg_warnings[i]);
@@ -348,6 +366,18 @@ void kmain(u32 magic, struct mb_info *mbi)
     ln_emit(&l);
     if (acpi_kind == ACPI_NONE)
         say("FERRY-GUEST no-acpi");
+    if (cfg.disk_rate) {
+        if (disk_span) {
+            ln_start(&l, "FERRY-GUEST disk ready");
+            ln_kv_u64(&l, "sectors", disk_cap);
+            ln_kv_u64(&l, "rate", cfg.disk_rate);
+            ln_kv_u64(&l, "disk_start", cfg.disk_start);
+            ln_kv_u64(&l, "disk_sectors", disk_span);
+            ln_emit(&l);
+        } else {
+            say("FERRY-GUEST disk none");
+        }
+    }
 
     /* Initial fill: every page at generation 0. */
     for (u32 p = 0; p < npages; p++) {
@@ -359,6 +389,7 @@ void kmain(u32 magic, struct mb_info *mbi)
     credit_cap = clock_hz * cfg.rate_pages / 10;
     cpu_init_interrupts();
     rw_last = timer_now();
+    disk_begin(rw_last);
     next_hb = rw_last + hb_ticks;
     sweep_start(sweep_is_full(1));
 
@@ -377,6 +408,7 @@ void kmain(u32 magic, struct mb_info *mbi)
             }
         }
         u64 now = timer_now();
+        int disk_more = disk_poll(now);
         if (now >= next_hb)
             heartbeat();
         else if (sw_active && sweep_behind(now)) {
@@ -386,7 +418,7 @@ void kmain(u32 magic, struct mb_info *mbi)
             ;
         else if (sw_active)
             sweep_step();
-        else
-            idle_wait();
+        else if (!disk_more)
+            idle_wait();    /* a disk write completing wakes it too (IRQ14) */
     }
 }

@@ -111,8 +111,9 @@ export interface DiskNoneEvent {
 /**
  * `FERRY-GUEST disk error lba=<n> status=0x... errors=<n>`: the drive
  * reported ERR/DF for a write (e.g. `werror=report`); the sector is
- * skipped. Also `disk timeout ...` (kind `disk-timeout`): a wait on the
- * drive took longer than 10 s of guest time; the channel was reset.
+ * skipped. Also `disk timeout ...` (kind `disk-timeout`): the write of
+ * `lba` has been pending for another 10 s of guest time (host I/O slow or
+ * hung); the guest keeps waiting and repeats the line every 10 s.
  * At most one such line per second.
  */
 export interface DiskErrorEvent {
