@@ -13,7 +13,8 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
-import { hasFlag } from '../flags/index.js';
+import { hasFlag, validateMigrationRequest } from '../flags/index.js';
+import { migrationSetup } from './tuning.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
 import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
@@ -51,8 +52,10 @@ export class IncomingMigrations {
     if (args.cookie.source.hostUuid === me.hostUuid) {
       throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${me.hostName} (host UUID ${me.hostUuid}): source and destination are one host`);
     }
+    // The destination checks the request too: it may come from a peer that checks less.
+    const request = validateMigrationRequest({ flags: args.flags, params: args.params });
     let doc = DomainDocument.parse(args.xml);
-    const dname = args.params.destination_name;
+    const dname = request.params.destination_name;
     if (typeof dname === 'string' && dname !== doc.def.name) doc = doc.withName(dname);
     if (doc.def.uuid !== args.cookie.domain.uuid) {
       throw new FerryError('invalid_arg', `the destination XML has uuid ${doc.def.uuid}, but the migrating domain is ${args.cookie.domain.uuid}`);
@@ -96,8 +99,8 @@ export class IncomingMigrations {
         this.host.runner.watch(d, rt, (dd, r, reason) => this.host.lifecycle.onExit(dd, r, reason));
         return rt;
       });
-      await prepareQemuForMigration(runtime.qemu.qmp, {});
-      const listen = typeof args.params.listen_address === 'string' ? args.params.listen_address : '0.0.0.0';
+      await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination'));
+      const listen = request.params.listen_address ?? '0.0.0.0';
       job.port = await this.listen(runtime.qemu.qmp, listen);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${listen}:${job.port}`);

@@ -8,14 +8,15 @@ import { randomUUID } from 'node:crypto';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
-import { hasFlag, validateMigrationRequest } from '../flags/index.js';
+import { hasFlag, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { QmpEvent } from '../qemu/index.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
-import { MIB, UNLIMITED_BANDWIDTH_BYTES, cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it. */
@@ -28,7 +29,7 @@ interface OutgoingJob {
   id: string;
   domain: HostedDomain;
   flags: number;
-  params: Record<string, unknown>;
+  params: MigrationParams;
   asyncJob: AsyncJob;
   phase: OutgoingPhase;
   startedAt: number;
@@ -56,7 +57,7 @@ export class OutgoingMigrations {
     const live = d.runtime?.liveDoc ?? null;
     const defNow = (live ?? d.persistentDoc ?? d.currentDoc).def;
     const request = validateMigrationRequest({ flags: req.flags, params: req.params }, { hardLimitKiB: defNow.hardLimitKiB });
-    const { flags, params } = { flags: request.flags, params: request.params as Record<string, unknown> };
+    const { flags, params } = request;
     if (offline) {
       if (!d.persistentDoc) throw new FerryError('operation_invalid', `cannot migrate transient domain '${d.name}' offline: it has no persistent definition to move`);
     } else {
@@ -129,8 +130,8 @@ export class OutgoingMigrations {
     };
     qmp.on('event', onEvent);
     try {
-      const bandwidthMiB = typeof job.params.bandwidth === 'number' ? job.params.bandwidth : this.speeds.get(d.uuid);
-      await prepareQemuForMigration(qmp, bandwidthMiB !== undefined && bandwidthMiB < UNLIMITED_SPEED_MIB ? { maxBandwidthBytes: bandwidthMiB * MIB } : {});
+      const speed = this.speeds.get(d.uuid);
+      await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}));
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
         rt.pendingPause = 'migrating';
         stoppedAt = Date.now();
@@ -316,7 +317,7 @@ export class OutgoingMigrations {
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }
 
-  private xmlToSend(d: HostedDomain, params: Record<string, unknown>, offline: boolean): string {
+  private xmlToSend(d: HostedDomain, params: MigrationParams, offline: boolean): string {
     const base = offline ? d.persistentDoc! : d.runtime!.liveDoc;
     const destXml = params.destination_xml;
     if (typeof destXml !== 'string') return base.toXml();
@@ -329,7 +330,7 @@ export class OutgoingMigrations {
   }
 
   /** The definition to persist on the destination: persistent_xml, then destination_xml, then the source's. */
-  private persistentXml(d: HostedDomain, params: Record<string, unknown>): string {
+  private persistentXml(d: HostedDomain, params: MigrationParams): string {
     const pick = typeof params.persistent_xml === 'string' ? params.persistent_xml : typeof params.destination_xml === 'string' ? params.destination_xml : undefined;
     if (pick !== undefined) {
       const doc = DomainDocument.parse(pick);

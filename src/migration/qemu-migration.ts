@@ -6,26 +6,13 @@
 import { FerryError } from '../errors/index.js';
 import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { QemuMigrateInfo } from '../host/job-stats.js';
+import type { QemuMigrationSetup } from './tuning.js';
 
-/** QEMU's "no limit" for max-bandwidth: libvirt also sets a huge value rather than 0. */
-export const UNLIMITED_BANDWIDTH_BYTES = 2 ** 53 - 1;
-/** MiB in bytes. */
-export const MIB = 1024 * 1024;
-
-/** Tuning applied to the QEMU on one side before the stream starts. */
-export interface MigrationTuning {
-  /** Bytes per second; undefined means unlimited (QEMU 7.2 would otherwise cap at 128 MiB/s). */
-  maxBandwidthBytes?: number;
-  /** Maximum downtime, ms; undefined keeps QEMU's default (300 ms). */
-  downtimeLimitMs?: number;
-}
-
-/** Sets the capabilities and parameters both ends need. */
-export async function prepareQemuForMigration(qmp: QmpClient, tuning: MigrationTuning): Promise<void> {
-  await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: true }] });
-  const params: Record<string, unknown> = { 'max-bandwidth': tuning.maxBandwidthBytes ?? UNLIMITED_BANDWIDTH_BYTES };
-  if (tuning.downtimeLimitMs !== undefined) params['downtime-limit'] = tuning.downtimeLimitMs;
-  await qmp.execute('migrate-set-parameters', params);
+/** Applies one side's capabilities and parameters (see tuning.ts) before the stream starts. */
+export async function prepareQemuForMigration(qmp: QmpClient, setup: QemuMigrationSetup): Promise<void> {
+  const capabilities = Object.entries(setup.capabilities).map(([capability, state]) => ({ capability, state }));
+  await qmp.execute('migrate-set-capabilities', { capabilities });
+  if (Object.keys(setup.parameters).length) await qmp.execute('migrate-set-parameters', setup.parameters);
 }
 
 /** Terminal states of a migration as QEMU reports them. */
