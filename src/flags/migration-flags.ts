@@ -206,7 +206,7 @@ export const MIGRATION_FLAGS = [
       'xbzrle (a cache of pages already sent, so that only the changed bytes of a page travel again). With PARALLEL ' +
       'the method must be named and must be zlib or zstd. Every compression* parameter requires this flag. It trades ' +
       'CPU time on both hosts for bandwidth. Refused with OFFLINE.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'ABORT_ON_ERROR',
@@ -232,7 +232,7 @@ export const MIGRATION_FLAGS = [
       'first by auto_converge.initial percent and then by auto_converge.increment more each time it is still not ' +
       'enough, so that a live migration ends at the cost of guest speed. The auto_converge.* parameters require it. ' +
       'Refused with OFFLINE.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'RDMA_PIN_ALL',
@@ -287,7 +287,7 @@ export const MIGRATION_FLAGS = [
       'Memory is sent over several connections at once (parallel.connections of them) to use more of a fast link. ' +
       'With it, compression is limited to one method, zlib or zstd, which must be named. parallel.connections requires ' +
       'it. Refused with OFFLINE.',
-    availability: 'later',
+    availability: 'supported',
   },
 ] as const satisfies readonly MigrationFlagSpec[];
 

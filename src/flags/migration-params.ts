@@ -224,7 +224,7 @@ export const MIGRATION_PARAMS = [
       'changed bytes of pages sent before; `mt` compresses pages with several threads; `zlib` and `zstd` compress ' +
       'the streams of a PARALLEL migration. xbzrle and mt cannot be used with PARALLEL; zlib and zstd only with ' +
       'PARALLEL, and only one of them. Requires COMPRESSED.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.mt.level',
@@ -236,7 +236,7 @@ export const MIGRATION_PARAMS = [
     max: 9,
     summary: 'compression level of the mt method',
     doc: 'From 0 (no compression) through 1 (fastest) to 9 (smallest). Requires method mt.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.mt.threads',
@@ -248,7 +248,7 @@ export const MIGRATION_PARAMS = [
     max: 255,
     summary: 'compression threads of the mt method on the source',
     doc: 'Number of threads compressing on the source. Requires method mt.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.mt.dthreads',
@@ -260,7 +260,7 @@ export const MIGRATION_PARAMS = [
     max: 255,
     summary: 'decompression threads of the mt method on the destination',
     doc: 'Number of threads decompressing on the destination. Requires method mt.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.xbzrle.cache',
@@ -275,7 +275,7 @@ export const MIGRATION_PARAMS = [
     doc:
       'Size of the cache of sent pages that xbzrle compares against: a power of two, at least one 4 KiB page. ' +
       'Requires method xbzrle.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.zlib.level',
@@ -287,7 +287,7 @@ export const MIGRATION_PARAMS = [
     max: 9,
     summary: 'compression level of the zlib method',
     doc: 'From 0 (no compression) through 1 (fastest, the default) to 9 (smallest). Requires method zlib.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'compression.zstd.level',
@@ -299,7 +299,7 @@ export const MIGRATION_PARAMS = [
     max: 20,
     summary: 'compression level of the zstd method',
     doc: 'From 0 (no compression) through 1 (fastest, the default) to 20 (smallest). Requires method zstd.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'auto_converge.initial',
@@ -312,7 +312,7 @@ export const MIGRATION_PARAMS = [
     max: 99,
     summary: 'first CPU throttling step of auto-convergence',
     doc: 'How much guest CPU time is taken away when throttling first starts. Requires AUTO_CONVERGE.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'auto_converge.increment',
@@ -325,7 +325,7 @@ export const MIGRATION_PARAMS = [
     max: 99,
     summary: 'further CPU throttling step of auto-convergence',
     doc: 'How much more is taken away each time the throttling is still not enough. Requires AUTO_CONVERGE.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'parallel.connections',
@@ -337,7 +337,7 @@ export const MIGRATION_PARAMS = [
     max: 255,
     summary: 'number of connections of a parallel migration',
     doc: 'How many connections carry the memory; when omitted, the hypervisor default. Requires PARALLEL.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'tls.destination',

@@ -27,6 +27,8 @@ export interface QemuMigrateInfo {
     'postcopy-requests'?: number;
   };
   'cpu-throttle-percentage'?: number;
+  'xbzrle-cache'?: { 'cache-size'?: number; bytes?: number; pages?: number; 'cache-miss'?: number; 'cache-miss-rate'?: number; 'encoding-rate'?: number; overflow?: number };
+  compression?: { pages?: number; busy?: number; 'busy-rate'?: number; 'compressed-size'?: number; 'compression-rate'?: number };
 }
 
 /** libvirt's job types, as virsh prints them. */
@@ -58,6 +60,14 @@ export interface JobStats {
   memory_page_size?: number;
   memory_postcopy_requests?: number;
   auto_converge_throttle?: number;
+  /** XBZRLE cache size, bytes. */
+  compression_cache?: number;
+  /** Bytes sent XBZRLE-encoded (or, for mt, compressed). */
+  compression_bytes?: number;
+  /** Pages sent XBZRLE-encoded (or, for mt, compressed). */
+  compression_pages?: number;
+  compression_cache_misses?: number;
+  compression_overflow?: number;
   /** Ferry's own measurement of the whole job, ms (wall clock). */
   wall_time?: number;
   errmsg?: string;
@@ -87,6 +97,19 @@ export function statsFromQemu(info: QemuMigrateInfo, opts: { operation: JobStats
   set('memory_page_size', ram['page-size']);
   set('memory_postcopy_requests', ram['postcopy-requests']);
   set('auto_converge_throttle', info['cpu-throttle-percentage']);
+  const x = info['xbzrle-cache'];
+  if (x) {
+    set('compression_cache', x['cache-size']);
+    set('compression_bytes', x.bytes);
+    set('compression_pages', x.pages);
+    set('compression_cache_misses', x['cache-miss']);
+    set('compression_overflow', x.overflow);
+  }
+  const c = info.compression;
+  if (c && !x) {
+    set('compression_bytes', c['compressed-size']);
+    set('compression_pages', c.pages);
+  }
   if (info['error-desc']) s.errmsg = info['error-desc'];
   return s;
 }

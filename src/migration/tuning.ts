@@ -34,8 +34,10 @@ export interface TuningContext {
 
 /** The settings for `side`. */
 export function migrationSetup(flags: number, params: MigrationParams, side: 'source' | 'destination', ctx: TuningContext = {}): QemuMigrationSetup {
-  const caps: Record<string, boolean> = { events: true };
-  const p: Record<string, unknown> = {};
+  // Every capability Ferry manages is set each time, on or off: a QEMU that received one migration
+  // keeps that migration's capabilities, and a stale one (compress) would clash with the next (multifd).
+  const caps: Record<string, boolean> = { events: true, xbzrle: false, compress: false, multifd: false, 'auto-converge': false, 'postcopy-ram': false };
+  const p: Record<string, unknown> = { 'multifd-compression': 'none', 'tls-creds': '' };
   const source = side === 'source';
 
   if (source) {
@@ -79,6 +81,7 @@ export function migrationSetup(flags: number, params: MigrationParams, side: 'so
     caps['postcopy-ram'] = true;
     if (source && params['bandwidth.postcopy'] !== undefined) p['max-postcopy-bandwidth'] = params['bandwidth.postcopy'] * MIB;
   }
+  // rdma-pin-all is only set when asked: QEMU builds without RDMA reject the capability name.
   if (hasFlag(flags, 'RDMA_PIN_ALL')) caps['rdma-pin-all'] = true;
   if (hasFlag(flags, 'TLS') && ctx.tlsCredsId) {
     p['tls-creds'] = ctx.tlsCredsId;

@@ -132,9 +132,9 @@ describe('not-implemented', () => {
   );
 
   it('lists every later flag and parameter of the request', () => {
-    const err = refusal(() => validate(['LIVE', 'COMPRESSED', 'PARALLEL'], { compression: ['zstd'] }, {}, {}));
+    const err = refusal(() => validate(['LIVE', 'POSTCOPY', 'TLS'], { 'tls.destination': 'h' }, {}, {}));
     expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('--compressed (COMPRESSED), --parallel (PARALLEL) and --comp-methods (compression) are not implemented yet');
+    expect(err.message).toBe('--postcopy (POSTCOPY), --tls (TLS) and --tls-destination (tls.destination) are not implemented yet');
   });
 
   it('refuses a later parameter with only supported flags', () => {

@@ -239,6 +239,11 @@ const JOB_FIELDS: Array<[keyof JobStats, string, (v: number) => string]> = [
   ['downtime', 'Total downtime', (v) => `${v} ms`],
   ['setup_time', 'Setup time', (v) => `${v} ms`],
   ['auto_converge_throttle', 'Auto converge throttle', (v) => `${v} %`],
+  ['compression_cache', 'Compression cache', mib],
+  ['compression_bytes', 'Compressed data', mib],
+  ['compression_pages', 'Compressed pages', String],
+  ['compression_cache_misses', 'Compression cache misses', String],
+  ['compression_overflow', 'Compression overflows', String],
   ['wall_time', 'Wall time (Ferry)', (v) => `${v} ms`],
 ];
 
