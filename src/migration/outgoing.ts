@@ -120,6 +120,7 @@ export class OutgoingMigrations {
     const qmp = rt.qemu.qmp;
     let ioError = false;
     let stoppedAt: number | undefined;
+    let lastThrottle: number | undefined;
     const onEvent = (ev: QmpEvent) => {
       if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = Date.now();
       if (ev.event === 'MIGRATION_PASS') this.host.events.migrationIteration(d, Number((ev.data as { pass?: number } | undefined)?.pass ?? 0));
@@ -146,9 +147,12 @@ export class OutgoingMigrations {
         signal: job.abortController.signal,
         onProgress: (info) => {
           job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
+          if (info['cpu-throttle-percentage']) lastThrottle = info['cpu-throttle-percentage'];
         },
       });
       const stats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
+      // QEMU drops the throttle from its answer once the job ends; keep the last one seen, as libvirt does.
+      if (stats.auto_converge_throttle === undefined && lastThrottle !== undefined) stats.auto_converge_throttle = lastThrottle;
       job.stats = stats;
       if (end.status !== 'completed') {
         job.phase = 'perform-failed';
