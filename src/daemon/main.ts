@@ -18,6 +18,7 @@ import { Migrations, type PeerConnector } from '../migration/manager.js';
 import { migrationHandlers } from '../api/migration-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
 import { ApiClient } from '../api/client.js';
+import { layoutQemuTlsDir } from '../migration/qemu-tls.js';
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ferryd: ${msg}\n`);
@@ -40,7 +41,8 @@ async function run(): Promise<void> {
   const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log });
   // Peer connections use this host's client certificate from --tls-dir (mutual TLS).
   const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {});
-  const migrations = new Migrations(host, connectPeer, log);
+  const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
+  const migrations = new Migrations(host, connectPeer, log, qemuTlsDir);
   const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, connectPeer, log)), log);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);

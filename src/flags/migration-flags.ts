@@ -274,7 +274,7 @@ export const MIGRATION_FLAGS = [
       "The migration data (memory and any copied disks) is encrypted with TLS, using the certificates configured on " +
       'the hosts; the migration fails if either host lacks a usable setup. tls.destination requires it. Allowed with ' +
       'OFFLINE, where it has nothing to encrypt, so that hosts that insist on TLS accept every migration.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'PARALLEL',

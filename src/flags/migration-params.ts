@@ -349,7 +349,7 @@ export const MIGRATION_PARAMS = [
     doc:
       "The name the destination's certificate must carry, when it differs from the host name in the destination " +
       'URI. Requires TLS.',
-    availability: 'later',
+    availability: 'supported',
   },
 ] as const satisfies readonly MigrationParamSpec[];
 

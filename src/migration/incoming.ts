@@ -15,6 +15,7 @@ import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { hasFlag, validateMigrationRequest } from '../flags/index.js';
 import { migrationSetup } from './tuning.js';
+import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
 import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
@@ -44,6 +45,7 @@ export class IncomingMigrations {
   constructor(
     private readonly host: Host,
     private readonly log: (msg: string) => void,
+    private readonly qemuTlsDir?: string,
   ) {}
 
   /** prepare: start the destination QEMU with `-incoming defer` and open the stream. */
@@ -99,7 +101,8 @@ export class IncomingMigrations {
         this.host.runner.watch(d, rt, (dd, r, reason) => this.host.lifecycle.onExit(dd, r, reason));
         return rt;
       });
-      await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination'));
+      const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
+      await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
       const listen = request.params.listen_address ?? '0.0.0.0';
       job.port = await this.listen(runtime.qemu.qmp, listen);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;

@@ -28,9 +28,11 @@ export class Migrations {
     private readonly host: Host,
     private readonly connectPeer: PeerConnector,
     private readonly log: (msg: string) => void,
+    /** QEMU-style TLS credentials directory (see qemu-tls.ts), when ferryd has --tls-dir. */
+    qemuTlsDir?: string,
   ) {
-    this.outgoing = new OutgoingMigrations(host, log);
-    this.incoming = new IncomingMigrations(host, log);
+    this.outgoing = new OutgoingMigrations(host, log, qemuTlsDir);
+    this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
   }
 
   /** This host's source side, as the driver calls it in peer-to-peer mode. */

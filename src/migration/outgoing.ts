@@ -18,6 +18,7 @@ import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationReque
 import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
+import { addTlsCreds } from './qemu-tls.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it. */
 export const UNLIMITED_SPEED_MIB = 8796093022207;
@@ -48,6 +49,7 @@ export class OutgoingMigrations {
   constructor(
     private readonly host: Host,
     private readonly log: (msg: string) => void,
+    private readonly qemuTlsDir?: string,
   ) {}
 
   /** begin: validate, lock the domain for the job, and produce the XML and cookie. */
@@ -132,7 +134,10 @@ export class OutgoingMigrations {
     qmp.on('event', onEvent);
     try {
       const speed = this.speeds.get(d.uuid);
-      await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}));
+      const tls = hasFlag(job.flags, 'TLS')
+        ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? dataHost(args.migrateUri) }
+        : {};
+      await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
         rt.pendingPause = 'migrating';
         stoppedAt = Date.now();
@@ -350,4 +355,10 @@ export class OutgoingMigrations {
     if (!job) throw new FerryError('operation_invalid', `no outgoing migration job ${jobId} on this host`);
     return job;
   }
+}
+
+/** The host part of a `tcp:HOST:PORT` URI: the name the destination's certificate must carry. */
+function dataHost(uri: string): string {
+  const m = /^tcp:(\[[^\]]+\]|[^:]+):\d+$/.exec(uri);
+  return m ? m[1]!.replace(/^\[|\]$/g, '') : uri;
 }

@@ -132,13 +132,13 @@ describe('not-implemented', () => {
   );
 
   it('lists every later flag and parameter of the request', () => {
-    const err = refusal(() => validate(['LIVE', 'POSTCOPY', 'TLS'], { 'tls.destination': 'h' }, {}, {}));
+    const err = refusal(() => validate(['LIVE', 'POSTCOPY', 'NON_SHARED_DISK'], { migrate_disks: ['vda'] }, {}, {}));
     expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('--postcopy (POSTCOPY), --tls (TLS) and --tls-destination (tls.destination) are not implemented yet');
+    expect(err.message).toBe('--copy-storage-all (NON_SHARED_DISK), --postcopy (POSTCOPY) and --migrate-disks (migrate_disks) are not implemented yet');
   });
 
   it('refuses a later parameter with only supported flags', () => {
-    expect(refusal(() => validate(['LIVE'], { 'tls.destination': 'h' }, {}, {})).message).toBe('--tls-destination (tls.destination) is not implemented yet');
+    expect(refusal(() => validate(['LIVE'], { disks_uri: 'unix:///tmp/x' }, {}, {})).message).toMatch(/--disks-uri \(disks_uri\) is not implemented yet/);
   });
 
   it('refuses a later URI scheme in a supported parameter', () => {
