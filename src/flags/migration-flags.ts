@@ -246,7 +246,7 @@ export const MIGRATION_FLAGS = [
       'page as it is sent. Requires a migrate_uri starting with `rdma://` and a memory hard limit ' +
       '(`<memtune><hard_limit>`) in the guest definition covering the guest memory plus what QEMU itself uses. A limit ' +
       "set too high lets the guest lock most of the host's memory, which can starve the host. Refused with OFFLINE.",
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'POSTCOPY',

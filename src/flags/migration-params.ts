@@ -77,7 +77,7 @@ export const MIGRATION_PARAMS = [
     schemes: [
       { scheme: 'tcp', availability: 'supported' },
       { scheme: 'unix', availability: 'later' },
-      { scheme: 'rdma', availability: 'later' },
+      { scheme: 'rdma', availability: 'supported' },
     ],
     summary: 'address the destination QEMU listens on for the memory stream',
     doc:

@@ -127,7 +127,9 @@ export function chooseDataUri(explicit: unknown, prepared: string, destAddress: 
     // A bare host (virsh accepts tcp://HOST) takes the port the destination chose.
     const m = /^tcp:\/\/([^/:]+|\[[^\]]+\])\/?$/.exec(explicit);
     if (m) return prepared.replace(/^tcp:(\*|\[[^\]]+\]|[^:]+):/, `tcp:${m[1]}:`);
-    return explicit.replace(/^tcp:\/\//, 'tcp:');
+    // libvirt writes tcp://HOST:PORT and rdma://HOST:PORT; QEMU wants tcp:HOST:PORT and rdma:HOST:PORT.
+    if (/^rdma:\/\//.test(explicit) && prepared.startsWith('rdma:')) return prepared.replace(/^rdma:\*:/, `rdma:${new URL(explicit).hostname}:`);
+    return explicit.replace(/^(tcp|rdma):\/\//, '$1:');
   }
   const host = destAddress.includes(':') && !destAddress.startsWith('[') ? `[${destAddress}]` : destAddress;
   return prepared.replace(/^tcp:\*:/, `tcp:${host}:`);

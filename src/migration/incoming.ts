@@ -13,7 +13,8 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
-import { hasFlag, validateMigrationRequest } from '../flags/index.js';
+import { hasFlag, uriScheme, validateMigrationRequest } from '../flags/index.js';
+import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
@@ -103,11 +104,14 @@ export class IncomingMigrations {
       });
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
-      const listen = request.params.listen_address ?? '0.0.0.0';
-      job.port = await this.listen(runtime.qemu.qmp, listen);
+      if (hasFlag(request.flags, 'RDMA_PIN_ALL')) await raiseMemlock(runtime.qemu.pid, doc.def.hardLimitKiB ?? doc.def.memoryKiB, this.log);
+      // The stream's transport follows the source's migrate_uri: RDMA needs the listener on RDMA too.
+      const transport = request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'rdma' ? 'rdma' : 'tcp';
+      const listen = request.params.listen_address ?? (transport === 'rdma' ? new URL(request.params.migrate_uri!).hostname : '0.0.0.0');
+      job.port = await this.listen(runtime.qemu.qmp, listen, transport);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
-      this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${listen}:${job.port}`);
-      return { jobId: job.id, migrateUri: `tcp:${shownHost}:${job.port}`, destination: me, domainName: d.name };
+      this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
+      return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name };
     } catch (err) {
       await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
       throw err;
@@ -239,18 +243,20 @@ export class IncomingMigrations {
   }
 
   /** Starts QEMU's listener on a free port, retrying if another process took it first. */
-  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string): Promise<number> {
+  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string, transport: 'tcp' | 'rdma'): Promise<number> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await findFreePort(host, DEFAULT_MIGRATION_PORTS, this.usedPorts);
       this.usedPorts.add(port);
       try {
         const hostPart = host.includes(':') ? `[${host}]` : host;
-        await qmp.execute('migrate-incoming', { uri: `tcp:${hostPart}:${port}` });
+        await qmp.execute('migrate-incoming', { uri: `${transport}:${hostPart}:${port}` });
         return port;
       } catch (err) {
         lastErr = err;
         this.usedPorts.delete(port);
+        // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
+        if (transport !== 'tcp' || !/in use|bind/i.test((err as Error).message)) break;
       }
     }
     throw toFerryError(lastErr, 'operation_failed');

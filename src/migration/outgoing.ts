@@ -19,6 +19,7 @@ import { cancelMigration, followMigration, prepareQemuForMigration } from './qem
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
+import { raiseMemlock } from './memlock.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it. */
 export const UNLIMITED_SPEED_MIB = 8796093022207;
@@ -137,6 +138,7 @@ export class OutgoingMigrations {
       const tls = hasFlag(job.flags, 'TLS')
         ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? dataHost(args.migrateUri) }
         : {};
+      if (hasFlag(job.flags, 'RDMA_PIN_ALL')) await raiseMemlock(rt.qemu.pid, rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB, this.log);
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
         rt.pendingPause = 'migrating';

@@ -7,7 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ferry, ferryOk, makeTempDir, startDaemon, useDaemonCleanup, waitFor, sleep, type FerrydHandle } from '../support/daemon.js';
-import { serialLogFile, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
+import { writeFileSync } from 'node:fs';
+import { serialLogFile, testGuestXml, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import { checkMigrationContinuity } from '../support/serial.js';
 
 useDaemonCleanup();
@@ -124,5 +125,25 @@ describe('migration tuning flags', () => {
     expect((await ferry(['list', '--all', '--name'], { uri: b.uri })).stdout.trim()).toBe('');
     // Without --tls the same hosts migrate: TLS really was what failed.
     await migrateAndCheck('tz8', []);
+  });
+
+  it('--rdma-pin-all needs a hard limit; with one, Ferry goes as far as QEMU, which has no RDMA device here', async () => {
+    await hosts();
+    await guest('tz9', 'ws=16 rate=5 hb=200');
+    const uri = 'rdma://127.0.0.1:49210';
+    const noLimit = await ferry(['migrate', '--live', '--p2p', '--rdma-pin-all', '--migrateuri', uri, 'tz9', destUri], { uri: a.uri, json: true });
+    expect(noLimit.json?.error?.code).toBe('operation_invalid');
+    expect(noLimit.json?.error?.message).toMatch(/hard.limit/);
+
+    const xml = testGuestXml({ name: 'tz10', cmdline: 'ws=16 rate=5 hb=200' }).replace('<vcpu', "<memtune><hard_limit unit='KiB'>600000</hard_limit></memtune>\n  <vcpu");
+    writeFileSync(`${dir}/tz10.xml`, xml);
+    await ferryOk(['create', `${dir}/tz10.xml`], { uri: a.uri });
+    await waitForHeartbeat(a.uri, 'tz10', (log) => (log.lastHeartbeat?.counter ?? 0) >= 2, 30_000);
+    const r = await ferry(['migrate', '--live', '--p2p', '--rdma-pin-all', '--migrateuri', uri, 'tz10', destUri], { uri: a.uri, json: true });
+    expect(r.code).toBe(1);
+    // The refusal is QEMU's own (no RDMA hardware), not a Ferry rule.
+    expect(r.json?.error?.message).toMatch(/QEMU refused migrate-incoming: RDMA/);
+    expect((await ferry(['domstate', 'tz10'], { uri: a.uri })).stdout.trim()).toBe('running');
+    expect((await ferry(['list', '--all', '--name'], { uri: b.uri })).stdout.trim()).toBe('');
   });
 });
