@@ -99,7 +99,7 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
       return { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent, stats, warning: out.confirmWarning ?? null };
     },
-    'domain.jobInfo': async (p) => m.outgoing.jobInfo(requireString(p, 'domain'), p.completed === true),
+    'domain.jobInfo': async (p) => m.outgoing.jobInfo(requireString(p, 'domain'), p.completed === true, (uuid) => m.incoming.runningJobInfo(uuid)),
     'domain.jobAbort': async (p) => {
       await m.outgoing.abort(requireString(p, 'domain'));
       return { aborted: true };

@@ -193,7 +193,7 @@ export class GuestRunner {
         case 'STOP':
           if (d.status.state !== 'paused') {
             const reason = ioErrorSeen ? 'I/O error' : runtime.pendingPause ?? 'unknown';
-            void this.transition(d, runtime, mkStatus('paused', reason), 'suspended', reason === 'I/O error' ? 'ioerror' : 'paused');
+            void this.transition(d, runtime, mkStatus('paused', reason), 'suspended', reason === 'I/O error' ? 'ioerror' : reason === 'migrating' ? 'migrated' : 'paused');
           }
           runtime.pendingPause = undefined;
           break;
@@ -202,7 +202,8 @@ export class GuestRunner {
           if (d.status.state !== 'running') void this.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
           break;
         case 'SHUTDOWN':
-          this.events.lifecycle(d, 'shutdown', 'finished');
+          // Only a shutdown the guest asked for is a lifecycle 'shutdown'; ferryd's own quit (destroy, migration) is not.
+          if ((ev.data as { guest?: boolean } | undefined)?.guest === true) this.events.lifecycle(d, 'shutdown', 'finished');
           break;
       }
     });

@@ -36,6 +36,8 @@ interface IncomingJob {
   port: number;
   stats?: JobStats;
   downtimeMs?: number;
+  /** From the cookie: whether the guest ran on the source when the job began. */
+  wasRunning: boolean;
 }
 
 /** The destination side of migrations on one host. */
@@ -89,6 +91,7 @@ export class IncomingMigrations {
       state: 'prepared',
       startedAt: Date.now(),
       port: 0,
+      wasRunning: args.cookie.wasRunning !== false,
     };
     this.jobs.set(job.id, job);
     try {
@@ -108,7 +111,9 @@ export class IncomingMigrations {
       // The stream's transport follows the source's migrate_uri: RDMA needs the listener on RDMA too.
       const transport = request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'rdma' ? 'rdma' : 'tcp';
       const listen = request.params.listen_address ?? (transport === 'rdma' ? new URL(request.params.migrate_uri!).hostname : '0.0.0.0');
-      job.port = await this.listen(runtime.qemu.qmp, listen, transport);
+      // A port in migrate_uri is where the source will connect (a firewall rule, say): listen exactly there.
+      const asked = request.params.migrate_uri !== undefined ? Number(new URL(request.params.migrate_uri).port || 0) : 0;
+      job.port = await this.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
       return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name };
@@ -149,7 +154,8 @@ export class IncomingMigrations {
         // From here the guest is this host's: a restarted ferryd must keep it, not clean it up.
         rt.incoming = false;
         this.host.events.lifecycle(d, 'started', 'migrated');
-        if (hasFlag(job.flags, 'PAUSED')) {
+        // A guest that was paused on the source stays paused, as with PAUSED (libvirt does the same).
+        if (hasFlag(job.flags, 'PAUSED') || !job.wasRunning) {
           await this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
         } else {
           // Set before `cont` so the RESUME event does not record a plain 'unpaused'.
@@ -172,6 +178,16 @@ export class IncomingMigrations {
       await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);
       throw err;
     }
+  }
+
+  /** Statistics of a domain's running incoming job, if it has one (`domjobinfo` on the destination). */
+  runningJobInfo(uuid: string): JobStats | undefined {
+    for (const j of this.jobs.values()) {
+      if (j.domain.uuid === uuid && (j.state === 'prepared' || j.state === 'finishing')) {
+        return { type: 'Unbounded', operation: 'Incoming migration', time_elapsed: Date.now() - j.startedAt };
+      }
+    }
+    return undefined;
   }
 
   /** The state of an incoming job, for a source that lost sight of the outcome. */
@@ -243,10 +259,10 @@ export class IncomingMigrations {
   }
 
   /** Starts QEMU's listener on a free port, retrying if another process took it first. */
-  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string, transport: 'tcp' | 'rdma'): Promise<number> {
+  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const port = await findFreePort(host, DEFAULT_MIGRATION_PORTS, this.usedPorts);
+      const port = fixedPort ?? (await findFreePort(host, DEFAULT_MIGRATION_PORTS, this.usedPorts));
       this.usedPorts.add(port);
       try {
         const hostPart = host.includes(':') ? `[${host}]` : host;
@@ -256,7 +272,7 @@ export class IncomingMigrations {
         lastErr = err;
         this.usedPorts.delete(port);
         // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
-        if (transport !== 'tcp' || !/in use|bind/i.test((err as Error).message)) break;
+        if (transport !== 'tcp' || fixedPort !== undefined || !/in use|bind/i.test((err as Error).message)) break;
       }
     }
     throw toFerryError(lastErr, 'operation_failed');

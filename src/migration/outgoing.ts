@@ -144,7 +144,8 @@ export class OutgoingMigrations {
         rt.pendingPause = 'migrating';
         stoppedAt = Date.now();
         await qmp.execute('stop');
-        await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migration');
+        // The STOP event may have recorded the pause already; one event, one state.
+        if (stateOf(d) !== 'paused') await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migrated');
       }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       rt.pendingPause = 'migrating';
@@ -239,11 +240,11 @@ export class OutgoingMigrations {
   }
 
   /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
-  jobInfo(ref: unknown, completed: boolean): JobStats {
+  jobInfo(ref: unknown, completed: boolean, incoming?: (uuid: string) => JobStats | undefined): JobStats {
     const d = this.host.registry.lookup(ref);
     if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
-    if (!job) return { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
+    if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const elapsed = Date.now() - job.startedAt;
     const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
     if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
@@ -363,4 +364,9 @@ export class OutgoingMigrations {
 function dataHost(uri: string): string {
   const m = /^tcp:(\[[^\]]+\]|[^:]+):\d+$/.exec(uri);
   return m ? m[1]!.replace(/^\[|\]$/g, '') : uri;
+}
+
+/** The state now, read through a call so that TypeScript does not carry a narrowing across an await. */
+function stateOf(d: HostedDomain): string {
+  return d.status.state;
 }
