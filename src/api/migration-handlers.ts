@@ -100,6 +100,10 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
       return { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent, stats, warning: out.confirmWarning ?? null };
     },
     'domain.jobInfo': async (p) => m.outgoing.jobInfo(requireString(p, 'domain'), p.completed === true, (uuid) => m.incoming.runningJobInfo(uuid)),
+    'domain.migrateStartPostcopy': async (p) => {
+      await m.outgoing.startPostcopy(requireString(p, 'domain'));
+      return { ok: true };
+    },
     'domain.jobAbort': async (p) => {
       await m.outgoing.abort(requireString(p, 'domain'));
       return { aborted: true };

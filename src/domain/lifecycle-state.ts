@@ -22,7 +22,7 @@ export type DomainState = keyof typeof DOMAIN_STATES;
 /** Reasons per state, in libvirt's order (index = libvirt's reason number). */
 export const STATE_REASONS = {
   nostate: ['unknown'],
-  running: ['unknown', 'booted', 'migrated', 'restored', 'from snapshot', 'unpaused', 'migration canceled', 'save canceled', 'event wakeup', 'crashed', 'post-copy'],
+  running: ['unknown', 'booted', 'migrated', 'restored', 'from snapshot', 'unpaused', 'migration canceled', 'save canceled', 'event wakeup', 'crashed', 'post-copy', 'post-copy failed'],
   blocked: ['unknown'],
   paused: ['unknown', 'user', 'migrating', 'saving', 'dumping', 'I/O error', 'watchdog', 'from snapshot', 'shutting down', 'creating snapshot', 'crashed', 'starting up', 'post-copy', 'post-copy failed'],
   shutdown: ['unknown', 'user'],

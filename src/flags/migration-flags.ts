@@ -261,7 +261,7 @@ export const MIGRATION_FLAGS = [
       'switch happens later, on request. Requires LIVE; refused with PAUSED, TUNNELLED and OFFLINE. bandwidth.postcopy ' +
       'requires it. After the switch, losing either host or the link between them leaves the guest unable to run ' +
       'anywhere until the migration is recovered.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'TLS',

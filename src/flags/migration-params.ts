@@ -153,7 +153,7 @@ export const MIGRATION_PARAMS = [
     max: MAX_POSTCOPY_BANDWIDTH_MIB,
     summary: 'maximum bandwidth of the post-copy phase',
     doc: 'Caps the rate of the post-copy phase. 0 or omitted means no cap. Requires POSTCOPY.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'listen_address',

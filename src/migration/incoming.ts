@@ -133,13 +133,15 @@ export class IncomingMigrations {
     if (job.state !== 'prepared') throw new FerryError('operation_invalid', `incoming migration job ${job.id} is ${job.state}, not prepared`);
     job.state = 'finishing';
     const d = job.domain;
+    let postcopy = false;
     try {
       const offline = hasFlag(job.flags, 'OFFLINE');
       if (!offline) {
         const rt = d.runtime;
         if (!rt) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' is gone`);
-        const end = await followMigration(rt.qemu.qmp, { pollMs: 200 });
-        if (end.status !== 'completed') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
+        const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: hasFlag(job.flags, 'POSTCOPY') });
+        if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
+        postcopy = end.status === 'postcopy-active';
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
       }
       if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) {
@@ -159,22 +161,39 @@ export class IncomingMigrations {
           await this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
         } else {
           // Set before `cont` so the RESUME event does not record a plain 'unpaused'.
-          d.setStatus(mkStatus('running', 'migrated'));
+          const running = postcopy ? mkStatus('running', 'post-copy') : mkStatus('running', 'migrated');
+          d.setStatus(running);
           await rt.qemu.qmp.execute('cont');
           if (args.sourceStoppedAt !== undefined) job.downtimeMs = Math.max(0, Date.now() - args.sourceStoppedAt);
-          await this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
+          await this.host.runner.transition(d, rt, running, 'resumed', postcopy ? 'postcopy' : 'migrated');
+        }
+        // The guest now runs here: for outcome checks the job is done, whatever the rest of a post-copy stream does.
+        job.state = 'finished';
+        if (postcopy) {
+          const rest = await followMigration(rt.qemu.qmp, { pollMs: 200 });
+          if (rest.status !== 'completed') {
+            await this.host.runner.transition(d, rt, mkStatus('running', 'post-copy failed'), 'resumed', 'post-copy failed');
+            throw new FerryError('operation_failed', `post-copy migration of '${d.name}' broke after the switch: ${'error' in rest ? rest.error : rest.status}; the guest keeps running here but may stall on pages it never received`);
+          }
+          if (d.status.reason === 'post-copy') await this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
         }
       }
       job.state = 'finished';
       d.completedJob = {
         ...(args.sourceStats ?? job.stats ?? { type: 'Completed', operation: 'Incoming migration', time_elapsed: Date.now() - job.startedAt }),
         operation: 'Incoming migration',
+        type: 'Completed',
         ...(job.downtimeMs !== undefined ? { downtime: job.downtimeMs } : {}),
       };
       this.release(job);
       this.host.events.jobCompleted(d, d.completedJob);
       return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
     } catch (err) {
+      // Never kill a guest that was already handed over (resumed here): the source no longer has it.
+      if (d.runtime && d.runtime.incoming === false) {
+        this.release(job);
+        throw err;
+      }
       await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);
       throw err;
     }

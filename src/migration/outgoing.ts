@@ -15,7 +15,7 @@ import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { QmpEvent } from '../qemu/index.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
-import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { cancelMigration, followMigration, prepareQemuForMigration, type MigrationEnd } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
@@ -39,6 +39,12 @@ interface OutgoingJob {
   stats: JobStats | null;
   abortRequested: boolean;
   abortController: AbortController;
+  /** Set once the migration switched to post-copy: the source never resumes after that. */
+  postcopy?: boolean;
+  /** `migrate-postcopy` was called. */
+  postcopyRequested?: boolean;
+  /** Post-copy: the rest of the stream, followed in the background after perform returned. */
+  completion?: Promise<MigrationEnd>;
 }
 
 /** The source side of migrations on one host. */
@@ -150,23 +156,38 @@ export class OutgoingMigrations {
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       rt.pendingPause = 'migrating';
       await qmp.execute('migrate', { uri: args.migrateUri });
-      const end = await followMigration(qmp, {
-        pollMs: 250,
-        signal: job.abortController.signal,
-        onProgress: (info) => {
-          job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
-          if (info['cpu-throttle-percentage']) lastThrottle = info['cpu-throttle-percentage'];
-        },
-      });
+      const follow = (stopAtPostcopy: boolean) =>
+        followMigration(qmp, {
+          pollMs: 250,
+          signal: job.abortController.signal,
+          stopAtPostcopy,
+          onProgress: (info) => {
+            job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
+            if (info['cpu-throttle-percentage']) lastThrottle = info['cpu-throttle-percentage'];
+          },
+        });
+      const end = await follow(hasFlag(job.flags, 'POSTCOPY'));
+      if (end.status === 'postcopy-active') {
+        // From here the destination holds the newest state: the source must never run this guest again.
+        job.postcopy = true;
+        job.phase = 'performed';
+        const completion = follow(false);
+        job.completion = completion;
+        void completion.then((e) => {
+          job.stats = { ...statsFromQemu(e.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: e.status === 'completed' ? 'Completed' : 'Failed' }) };
+        });
+        return { stats: statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
+      }
       const stats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
       // QEMU drops the throttle from its answer once the job ends; keep the last one seen, as libvirt does.
       if (stats.auto_converge_throttle === undefined && lastThrottle !== undefined) stats.auto_converge_throttle = lastThrottle;
       job.stats = stats;
       if (end.status !== 'completed') {
         job.phase = 'perform-failed';
+        if (end.info.status === 'postcopy-paused') job.postcopy = true;
         if (ioError) throw new FerryError('operation_aborted', `migration of '${d.name}' cancelled: a disk I/O error occurred and --abort-on-error (ABORT_ON_ERROR) was given`);
         if (job.abortRequested || end.status === 'cancelled') throw new FerryError('operation_aborted', `migration of '${d.name}' was aborted`);
-        throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${end.error}`);
+        throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}`);
       }
       job.phase = 'performed';
       return { stats, ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
@@ -190,6 +211,15 @@ export class OutgoingMigrations {
         if (job.phase !== 'performed' && !hasFlag(job.flags, 'OFFLINE')) {
           throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}; it cannot be confirmed as a success`);
         }
+        if (job.completion) {
+          // Post-copy: the rest of the memory is still flowing to the destination; wait for it.
+          const end = await job.completion;
+          if (end.status !== 'completed') {
+            await this.takeBack(job);
+            job.phase = 'cancelled';
+            throw new FerryError('operation_failed', `post-copy migration of '${d.name}' failed after the switch: ${'error' in end ? end.error : end.status}; the guest is paused here and runs, degraded, on the destination`);
+          }
+        }
         if (args.downtimeMs !== undefined && job.stats) job.stats.downtime = args.downtimeMs;
         await this.completeSource(job);
         job.phase = 'confirmed';
@@ -200,6 +230,18 @@ export class OutgoingMigrations {
     } finally {
       this.finishJob(job, args.cancelled);
     }
+  }
+
+  /** `migrate-postcopy`: switches a running POSTCOPY migration of a domain to post-copy. */
+  async startPostcopy(ref: unknown): Promise<void> {
+    const d = this.host.registry.lookup(ref);
+    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase === 'performing');
+    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration running that could switch to post-copy`);
+    if (!hasFlag(job.flags, 'POSTCOPY')) throw new FerryError('operation_invalid', `the migration of '${d.name}' was started without --postcopy (POSTCOPY), so post-copy is not enabled`);
+    if (job.postcopyRequested) return;
+    await d.runtime!.qemu.qmp.execute('migrate-start-postcopy');
+    // Marked as switched only when QEMU reports post-copy: until then a failure leaves the source running.
+    job.postcopyRequested = true;
   }
 
   /** Aborts the running job of a domain (`domjobabort`). */
@@ -310,6 +352,14 @@ export class OutgoingMigrations {
     const rt = d.runtime;
     if (!rt || rt.qemu.exitReason) return;
     const q = await rt.qemu.qmp.execute<{ running: boolean; status: string }>('query-status').catch(() => null);
+    // A switch that was asked for may have happened even if no poll saw 'postcopy-active': QEMU then stays stopped.
+    if (job.postcopy || (job.postcopyRequested && q && !q.running)) {
+      // After the post-copy switch the source's memory is stale: resuming it would fork the guest.
+      if (stateOf(d) !== 'paused' || d.status.reason !== 'post-copy failed') {
+        await this.host.runner.transition(d, rt, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
+      }
+      return;
+    }
     if (job.wasRunning && q && !q.running) {
       d.setStatus(mkStatus('running', 'migration canceled'));
       await rt.qemu.qmp.execute('cont');

@@ -15,15 +15,24 @@ export async function prepareQemuForMigration(qmp: QmpClient, setup: QemuMigrati
   if (Object.keys(setup.parameters).length) await qmp.execute('migrate-set-parameters', setup.parameters);
 }
 
-/** Terminal states of a migration as QEMU reports them. */
-export type MigrationEnd = { status: 'completed'; info: QemuMigrateInfo } | { status: 'failed' | 'cancelled'; info: QemuMigrateInfo; error: string };
+/**
+ * How following a migration ended: a terminal state, or `postcopy-active`
+ * when the caller asked to stop there (the guest must then run on the
+ * destination while the rest of its memory follows).
+ */
+export type MigrationEnd =
+  | { status: 'completed' | 'postcopy-active'; info: QemuMigrateInfo }
+  | { status: 'failed' | 'cancelled'; info: QemuMigrateInfo; error: string };
 
 /**
  * Waits until the migration on `qmp` ends, calling `onProgress` with
  * `query-migrate` answers every `pollMs`. Also ends (as failed) if the QMP
  * connection closes, i.e. QEMU died.
  */
-export function followMigration(qmp: QmpClient, opts: { pollMs: number; onProgress?: (info: QemuMigrateInfo) => void; signal?: AbortSignal }): Promise<MigrationEnd> {
+export function followMigration(
+  qmp: QmpClient,
+  opts: { pollMs: number; onProgress?: (info: QemuMigrateInfo) => void; signal?: AbortSignal; stopAtPostcopy?: boolean },
+): Promise<MigrationEnd> {
   return new Promise((resolve) => {
     let done = false;
     let polling = false;
@@ -43,8 +52,12 @@ export function followMigration(qmp: QmpClient, opts: { pollMs: number; onProgre
         if (done) return;
         opts.onProgress?.(info);
         if (info.status === 'completed') finish({ status: 'completed', info });
+        else if (info.status === 'postcopy-active' && opts.stopAtPostcopy) finish({ status: 'postcopy-active', info });
         else if (info.status === 'failed' || info.status === 'cancelled') {
           finish({ status: info.status, info, error: info['error-desc'] ?? `migration ${info.status}` });
+        } else if (info.status === 'postcopy-paused') {
+          // QEMU waits for a recovery that Ferry does not drive: for us the post-copy has failed.
+          finish({ status: 'failed', info, error: 'post-copy failed: the migration stream broke after the switch (QEMU status postcopy-paused)' });
         }
       } catch (err) {
         if (qmp.closed) finish({ status: 'failed', info: {}, error: `QEMU exited during migration (${(err as Error).message})` });
@@ -55,7 +68,7 @@ export function followMigration(qmp: QmpClient, opts: { pollMs: number; onProgre
     const onEvent = (ev: QmpEvent) => {
       if (ev.event !== 'MIGRATION') return;
       const st = (ev.data as { status?: string } | undefined)?.status;
-      if (st === 'completed' || st === 'failed' || st === 'cancelled') void poll();
+      if (st === 'completed' || st === 'failed' || st === 'cancelled' || st === 'postcopy-active' || st === 'postcopy-paused') void poll();
     };
     const onClose = () => finish({ status: 'failed', info: {}, error: 'QEMU exited during migration' });
     qmp.on('event', onEvent);

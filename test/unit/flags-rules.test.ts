@@ -132,9 +132,9 @@ describe('not-implemented', () => {
   );
 
   it('lists every later flag and parameter of the request', () => {
-    const err = refusal(() => validate(['LIVE', 'POSTCOPY', 'NON_SHARED_DISK'], { migrate_disks: ['vda'] }, {}, {}));
+    const err = refusal(() => validate(['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_DISK'], { migrate_disks: ['vda'] }, {}, {}));
     expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('--copy-storage-all (NON_SHARED_DISK), --postcopy (POSTCOPY) and --migrate-disks (migrate_disks) are not implemented yet');
+    expect(err.message).toBe('--tunnelled (TUNNELLED), --copy-storage-all (NON_SHARED_DISK) and --migrate-disks (migrate_disks) are not implemented yet');
   });
 
   it('refuses a later parameter with only supported flags', () => {

@@ -35,7 +35,7 @@ const LIBVIRT_FLAGS: Array<[string, number, string]> = [
   ['PARALLEL', 131072, '--parallel'],
 ];
 
-const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL'];
+const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY'];
 
 /** libvirt's typed parameters: field, constant, type and virsh option. */
 const LIBVIRT_PARAMS: Array<[string, string, string, string]> = [

@@ -50,11 +50,15 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     .option('--verbose', 'show a progress bar')
     .option('--timeout <seconds>', 'act when the live migration has not finished after SECONDS (default action: suspend the guest)', (v) => parsePositiveInt(v, '--timeout'))
     .option('--timeout-suspend', 'with --timeout: suspend the guest so the copy can finish')
-    .option('--timeout-postcopy', 'with --timeout: switch to post-copy (not implemented yet)')
-    .option('--postcopy-after-precopy', 'switch to post-copy after the first pass (not implemented yet)')
+    .option('--timeout-postcopy', 'with --timeout: switch to post-copy instead of suspending')
+    .option('--postcopy-after-precopy', 'with --postcopy: switch to post-copy once the first pass over memory is done')
     .action(async (domain: string, destUri: string, opts: Record<string, unknown> & MigrateExtras) => {
       if (opts.direct) throw new FerryError('argument_unsupported', '--direct migration is not offered for QEMU guests; use managed migration (default) or --p2p');
-      if (opts.timeoutPostcopy || opts.postcopyAfterPrecopy) throw new FerryError('argument_unsupported', '--timeout-postcopy and --postcopy-after-precopy need --postcopy, which is not implemented yet');
+      if ((opts.timeoutPostcopy || opts.postcopyAfterPrecopy) && opts.postcopy !== true) {
+        throw new FerryError('invalid_arg', '--timeout-postcopy and --postcopy-after-precopy need --postcopy (POSTCOPY)');
+      }
+      if (opts.timeoutPostcopy && opts.timeout === undefined) throw new FerryError('invalid_arg', '--timeout-postcopy needs --timeout SECONDS');
+      if (opts.timeoutPostcopy && opts.timeoutSuspend) throw new FerryError('invalid_arg', '--timeout-suspend and --timeout-postcopy exclude each other');
       const names = MIGRATION_FLAGS.filter((f) => opts[optionKey(f.option)] === true).map((f) => f.name);
       let flags = flagsFromNames(names);
       if (opts.timeout !== undefined) flags |= flagsFromNames(['LIVE']); // virsh: --timeout implies a live migration
@@ -70,7 +74,25 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       const source = await ctx.client();
       const start = Date.now();
       const progress = opts.verbose ? startProgress(source, domain) : null;
-      const timeoutTimer = opts.timeout !== undefined ? setTimeout(() => void source.call('domain.suspend', { domain }).catch(() => undefined), opts.timeout * 1000) : null;
+      const switchToPostcopy = () => void source.callRaw('domain.migrateStartPostcopy', { domain }).catch(() => undefined);
+      // virsh: when --timeout expires, suspend the guest, or with --timeout-postcopy switch to post-copy.
+      const timeoutTimer =
+        opts.timeout !== undefined
+          ? setTimeout(() => (opts.timeoutPostcopy ? switchToPostcopy() : void source.call('domain.suspend', { domain }).catch(() => undefined)), opts.timeout * 1000)
+          : null;
+      // --postcopy-after-precopy: switch once the first pass over memory is done.
+      const afterPrecopy = opts.postcopyAfterPrecopy
+        ? setInterval(() => {
+            void (source.callRaw('domain.jobInfo', { domain }) as Promise<JobStats>)
+              .then((s) => {
+                if ((s.memory_iteration ?? 0) >= 2) {
+                  clearInterval(afterPrecopy!);
+                  switchToPostcopy();
+                }
+              })
+              .catch(() => undefined);
+          }, 200)
+        : null;
       const onSigint = () => {
         process.stderr.write('\nmigrate: aborting the job (Ctrl-C)\n');
         void source.callRaw('domain.jobAbort', { domain }).catch(() => undefined);
@@ -111,6 +133,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         throw toFerryError(err);
       } finally {
         if (timeoutTimer) clearTimeout(timeoutTimer);
+        if (afterPrecopy) clearInterval(afterPrecopy);
         process.off('SIGINT', onSigint);
       }
     });
@@ -212,10 +235,11 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('migrate-postcopy')
-    .description('switch a running migration to post-copy (not implemented yet)')
+    .description('switch a running migration (started with --postcopy) to post-copy')
     .argument('<domain>', 'domain name, id or uuid')
-    .action(() => {
-      throw new FerryError('argument_unsupported', 'post-copy migration (--postcopy) is not implemented yet');
+    .action(async (domain: string) => {
+      const r = await (await ctx.client()).callRaw('domain.migrateStartPostcopy', { domain });
+      printResult(ctx.output, r, () => '');
     });
 }
 
