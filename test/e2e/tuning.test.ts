@@ -146,4 +146,41 @@ describe('migration tuning flags', () => {
     expect((await ferry(['domstate', 'tz10'], { uri: a.uri })).stdout.trim()).toBe('running');
     expect((await ferry(['list', '--all', '--name'], { uri: b.uri })).stdout.trim()).toBe('');
   });
+
+  it('--postcopy with a manual migrate-postcopy switch: the destination runs the guest at once', async () => {
+    await hosts();
+    await guest('tp1', 'ws=200 rate=100 hb=200');
+    const run = migrateAndCheck('tp1', ['--postcopy', '--bandwidth', '32'], 120_000);
+    await waitFor('the migration to be copying', async () => ((await ferry(['domjobinfo', 'tp1'], { uri: a.uri, json: true })).json?.data_processed ?? 0) > 10 * 1024 * 1024, 30_000, 200);
+    await ferryOk(['migrate-postcopy', 'tp1'], { uri: a.uri });
+    const s = await run;
+    expect(s.type).toBe('Completed');
+    expect(typeof s.memory_postcopy_requests).toBe('number');
+  });
+
+  it('--postcopy --postcopy-after-precopy gets a writer through that plain pre-copy cannot finish', async () => {
+    await hosts();
+    await guest('tp2', 'ws=200 rate=300 hb=200');
+    await migrateAndCheck('tp2', ['--postcopy', '--postcopy-after-precopy', '--bandwidth', '64', '--postcopy-bandwidth', '256'], 120_000);
+  });
+
+  it('--timeout N --timeout-postcopy switches after N seconds', async () => {
+    await hosts();
+    await guest('tp3', 'ws=200 rate=300 hb=200');
+    const t0 = Date.now();
+    await migrateAndCheck('tp3', ['--postcopy', '--timeout', '3', '--timeout-postcopy', '--bandwidth', '64'], 120_000);
+    expect(Date.now() - t0).toBeGreaterThan(3000);
+  });
+
+  it('migrate-postcopy is refused for a migration started without --postcopy', async () => {
+    await hosts();
+    await guest('tp4', 'ws=64 rate=20 hb=200');
+    const run = ferry(['migrate', '--live', '--p2p', '--bandwidth', '16', 'tp4', destUri], { uri: a.uri, json: true, timeoutMs: 120_000 });
+    await waitFor('the migration to be copying', async () => ((await ferry(['domjobinfo', 'tp4'], { uri: a.uri, json: true })).json?.data_processed ?? 0) > 1024 * 1024, 30_000, 200);
+    const r = await ferry(['migrate-postcopy', 'tp4'], { uri: a.uri, json: true });
+    expect(r.json?.error?.code).toBe('operation_invalid');
+    expect(r.json?.error?.message).toMatch(/--postcopy/);
+    await ferryOk(['domjobabort', 'tp4'], { uri: a.uri });
+    expect((await run).code).toBe(1);
+  });
 });
