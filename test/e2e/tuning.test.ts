@@ -8,6 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ferry, ferryOk, makeTempDir, startDaemon, useDaemonCleanup, waitFor, sleep, type FerrydHandle } from '../support/daemon.js';
 import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { serialLogFile, testGuestXml, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import { checkMigrationContinuity } from '../support/serial.js';
 
@@ -182,5 +183,23 @@ describe('migration tuning flags', () => {
     expect(r.json?.error?.message).toMatch(/--postcopy/);
     await ferryOk(['domjobabort', 'tp4'], { uri: a.uri });
     expect((await run).code).toBe(1);
+  });
+
+  it('a stream broken after the post-copy switch kills neither side: source paused, destination running, both "post-copy failed"', async () => {
+    await hosts();
+    await guest('tp5', 'ws=200 rate=50 hb=200');
+    // A slow post-copy phase, so that there is time to break it.
+    const run = ferry(['migrate', '--live', '--p2p', '--postcopy', '--postcopy-after-precopy', '--bandwidth', '64', '--postcopy-bandwidth', '4', 'tp5', destUri], { uri: a.uri, json: true, timeoutMs: 120_000 });
+    await waitFor('post-copy on the destination', async () => (await ferry(['domstate', '--reason', 'tp5'], { uri: b.uri })).stdout.trim() === 'running (post-copy)', 60_000, 100);
+    // Kill the QEMU-to-QEMU stream (ports 49152-49215) with a reset, as a failing link would end it.
+    execFileSync('ss', ['-K', 'dport', 'ge', ':49152', 'dport', 'le', ':49215'], { stdio: 'ignore' });
+    const r = await run;
+    expect(r.code).toBe(1);
+    expect(r.json?.error?.message).toMatch(/post-copy/);
+    expect((await ferry(['domstate', '--reason', 'tp5'], { uri: a.uri })).stdout.trim()).toBe('paused (post-copy failed)');
+    expect((await ferry(['domstate', '--reason', 'tp5'], { uri: b.uri })).stdout.trim()).toBe('running (post-copy failed)');
+    // Both QEMUs are still there, and both daemons answer.
+    expect((await ferry(['list', '--name'], { uri: a.uri })).stdout.trim()).toBe('tp5');
+    expect((await ferry(['list', '--name'], { uri: b.uri })).stdout.trim()).toBe('tp5');
   });
 });
