@@ -83,6 +83,18 @@ export class ApiClient extends EventEmitter {
     });
   }
 
+  /**
+   * Gives up the API on this connection and returns its socket for raw
+   * bytes (a migration tunnel). Call only with no call pending.
+   */
+  detachSocket(): Socket {
+    this.socket.removeAllListeners('data');
+    this.socket.removeAllListeners('close');
+    this.socket.removeAllListeners('error');
+    this.closedError = new FerryError('no_connect', 'the connection was turned into a data tunnel');
+    return this.socket;
+  }
+
   /** Closes the connection; pending calls fail. */
   close(): void {
     this.socket.end();

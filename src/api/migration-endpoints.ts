@@ -54,6 +54,17 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
       return r.state;
     },
     connectionLost: () => current.isClosed,
+    openTunnel: async (destJobId) => {
+      // A connection of its own, authenticated like the control one, that then carries only the stream.
+      const t = await ApiClient.connect(client.target, { ...connectOpts, timeoutMs: 10_000 });
+      try {
+        await t.callRaw('migration.tunnelAttach', { jobId: destJobId }, { timeoutMs: 30_000 });
+      } catch (err) {
+        t.close();
+        throw err;
+      }
+      return t.detachSocket();
+    },
     close: () => {
       current.close();
       if (current !== client) client.close();

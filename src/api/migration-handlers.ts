@@ -7,6 +7,7 @@
 import { FerryError } from '../errors/index.js';
 import type { Migrations, PeerConnector } from '../migration/manager.js';
 import type { Handler } from './server.js';
+import { attachToQemu } from '../migration/tunnel.js';
 
 function requireString(p: Record<string, unknown>, key: string): string {
   const v = p[key];
@@ -90,6 +91,12 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
         ...(p.sourceStats && typeof p.sourceStats === 'object' ? { sourceStats: p.sourceStats as never } : {}),
         ...(typeof p.sourceStoppedAt === 'number' ? { sourceStoppedAt: p.sourceStoppedAt } : {}),
       });
+    },
+    'migration.tunnelAttach': async (p, conn) => {
+      const path = m.incoming.tunnelPathOf(requireString(p, 'jobId'));
+      // After this reply the connection carries the migration stream only.
+      setImmediate(() => attachToQemu(conn.takeOverSocket(), path));
+      return { attached: true };
     },
     'migration.abortIncoming': async (p) => ({
       state: await m.incoming.abort(requireString(p, 'jobId'), 'the source asked (outcome check)', false, typeof p.domainUuid === 'string' ? p.domainUuid : undefined),

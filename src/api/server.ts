@@ -63,6 +63,17 @@ export class ApiConnection extends EventEmitter {
     this.write(msg);
   }
 
+  /**
+   * Hands the raw socket to the caller (a migration tunnel), once the reply
+   * to the current call has been written: the connection stops reading
+   * frames, and from then on carries bytes only.
+   */
+  takeOverSocket(): Socket {
+    this.socket.removeAllListeners('data');
+    if (this.decoder.pendingBytes > 0) throw new FerryError('rpc', 'bytes arrived before the tunnel was ready');
+    return this.socket;
+  }
+
   /** Closes the connection. */
   close(): void {
     this.socket.end();

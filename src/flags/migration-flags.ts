@@ -76,7 +76,7 @@ export const MIGRATION_FLAGS = [
       'encryption. Requires PEER2PEER. Since the data never uses its own connection, migrate_uri, listen_address and ' +
       'disks_port are refused with it, and so are storage copy (NON_SHARED_DISK, NON_SHARED_INC), POSTCOPY and ' +
       'OFFLINE. If the daemons lose their connection, the migration fails and the guest stays on the source.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'PERSIST_DEST',

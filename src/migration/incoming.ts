@@ -7,6 +7,7 @@
  * finish, ends in the same clean-up.
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError, toFerryError } from '../errors/index.js';
@@ -38,6 +39,8 @@ interface IncomingJob {
   downtimeMs?: number;
   /** From the cookie: whether the guest ran on the source when the job began. */
   wasRunning: boolean;
+  /** TUNNELLED: the unix socket the destination QEMU listens on. */
+  tunnelPath?: string;
 }
 
 /** The destination side of migrations on one host. */
@@ -107,6 +110,13 @@ export class IncomingMigrations {
       });
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
+      if (hasFlag(request.flags, 'TUNNELLED')) {
+        // The stream comes through this daemon: QEMU listens on a unix socket only ferryd can reach.
+        job.tunnelPath = join(this.host.paths.qemuDir, `${job.id}.tunnel-in.sock`);
+        await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${job.tunnelPath}` });
+        this.log(`incoming tunnelled migration of '${d.name}' (job ${job.id}) waiting on ${job.tunnelPath}`);
+        return { jobId: job.id, migrateUri: `tunnel:${job.id}`, destination: me, domainName: d.name };
+      }
       if (hasFlag(request.flags, 'RDMA_PIN_ALL')) await raiseMemlock(runtime.qemu.pid, doc.def.hardLimitKiB ?? doc.def.memoryKiB, this.log);
       // The stream's transport follows the source's migrate_uri: RDMA needs the listener on RDMA too.
       const transport = request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'rdma' ? 'rdma' : 'tcp';
@@ -197,6 +207,13 @@ export class IncomingMigrations {
       await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);
       throw err;
     }
+  }
+
+  /** The unix socket the destination QEMU of tunnelled job `jobId` listens on. */
+  tunnelPathOf(jobId: string): string {
+    const job = this.get(jobId);
+    if (job.state !== 'prepared' || !job.tunnelPath) throw new FerryError('operation_invalid', `incoming migration job ${jobId} is not waiting for a tunnel`);
+    return job.tunnelPath;
   }
 
   /** Statistics of a domain's running incoming job, if it has one (`domjobinfo` on the destination). */

@@ -2,7 +2,11 @@
  * A host's migrations: the source and destination sides, and the
  * peer-to-peer mode in which this daemon drives the destination itself.
  */
+import type { Duplex } from 'node:stream';
+import { join } from 'node:path';
 import { FerryError } from '../errors/index.js';
+import { hasFlag } from '../flags/index.js';
+import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
 import { IncomingMigrations } from './incoming.js';
@@ -13,6 +17,8 @@ import type { MigrationRequest } from './phases.js';
 export interface PeerDestination extends DestinationEndpoint {
   /** The peer's identity. */
   identity(): Promise<{ hostName: string; hostUuid: string }>;
+  /** Opens a connection to the peer that carries the migration stream of incoming job `destJobId` (TUNNELLED). */
+  openTunnel(destJobId: string): Promise<Duplex>;
   close(): void;
 }
 
@@ -45,6 +51,30 @@ export class Migrations {
   }
 
   /**
+   * The source side of a TUNNELLED migration: QEMU writes its stream to a
+   * unix socket of this daemon, which relays it over a connection to the
+   * destination daemon (mutual TLS when the peer URI is TLS). Piping gives
+   * back-pressure end to end with bounded buffers, and the relay has its
+   * own connection, so control calls never queue behind the data.
+   */
+  private tunnelledSource(peer: PeerDestination): SourceEndpoint {
+    const local = this.localSource;
+    return {
+      ...local,
+      perform: async (args) => {
+        const destJobId = /^tunnel:(.+)$/.exec(args.migrateUri)?.[1];
+        if (!destJobId) throw new FerryError('operation_failed', `the destination did not prepare a tunnel (URI '${args.migrateUri}')`);
+        const tunnel = await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.tunnel.sock`), () => peer.openTunnel(destJobId));
+        try {
+          return await local.perform({ jobId: args.jobId, migrateUri: `unix:${tunnel.path}` });
+        } finally {
+          tunnel.close();
+        }
+      },
+    };
+  }
+
+  /**
    * Peer-to-peer: this daemon connects to `destUri` and runs all five
    * phases itself. The client only waits for the answer (and may poll the
    * job's statistics or abort it meanwhile).
@@ -59,7 +89,8 @@ export class Migrations {
       if (id.hostUuid === me.hostUuid) {
         throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${id.hostName} (host UUID ${id.hostUuid}): ${destUri} is this host`);
       }
-      const outcome = await runMigration(this.localSource, peer, domain, req);
+      const source = hasFlag(req.flags, 'TUNNELLED') ? this.tunnelledSource(peer) : this.localSource;
+      const outcome = await runMigration(source, peer, domain, req);
       if (outcome.confirmWarning) this.log(outcome.confirmWarning);
       return outcome;
     } finally {

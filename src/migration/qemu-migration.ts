@@ -44,8 +44,14 @@ export function followMigration(
       qmp.off('close', onClose);
       resolve(end);
     };
+    let again = false;
     const poll = async () => {
-      if (done || polling) return;
+      if (done) return;
+      if (polling) {
+        // An event arrived while a query was in flight whose answer may predate it: ask once more after it.
+        again = true;
+        return;
+      }
       polling = true;
       try {
         const info = await qmp.execute<QemuMigrateInfo>('query-migrate', undefined, { timeoutMs: 10_000 });
@@ -63,6 +69,10 @@ export function followMigration(
         if (qmp.closed) finish({ status: 'failed', info: {}, error: `QEMU exited during migration (${(err as Error).message})` });
       } finally {
         polling = false;
+        if (again && !done) {
+          again = false;
+          void poll();
+        }
       }
     };
     const onEvent = (ev: QmpEvent) => {

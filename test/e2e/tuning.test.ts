@@ -202,4 +202,35 @@ describe('migration tuning flags', () => {
     expect((await ferry(['list', '--name'], { uri: a.uri })).stdout.trim()).toBe('tp5');
     expect((await ferry(['list', '--name'], { uri: b.uri })).stdout.trim()).toBe('tp5');
   });
+
+  it('--tunnelled carries the stream through the daemons, over plain TCP and over mutual TLS', async () => {
+    await hosts();
+    await guest('tt1', 'ws=64 rate=30 hb=200');
+    await migrateAndCheck('tt1', ['--tunnelled']);
+
+    const pki = `${dir}/tunnel-pki`;
+    await ferryOk(['tls-setup', pki, '--host', '127.0.0.1']);
+    a = await startDaemon({ hostName: 'tune-a', listenTls: '127.0.0.1:0', tlsDir: pki });
+    b = await startDaemon({ hostName: 'tune-b', listenTls: '127.0.0.1:0', tlsDir: pki });
+    destUri = `ferry+tls://127.0.0.1:${b.tlsPort}/system`;
+    await guest('tt2', 'ws=64 rate=30 hb=200');
+    await migrateAndCheck('tt2', ['--tunnelled']);
+  });
+
+  it('--tunnelled is refused without --p2p, with --postcopy and with --migrateuri, before any host changes', async () => {
+    await hosts();
+    await guest('tt3', 'ws=8 rate=5 hb=200');
+    const cases: Array<[string[], string]> = [
+      [['migrate', '--live', '--tunnelled', 'tt3', destUri], 'invalid_arg'],
+      [['migrate', '--live', '--p2p', '--tunnelled', '--postcopy', 'tt3', destUri], 'argument_unsupported'],
+      [['migrate', '--live', '--p2p', '--tunnelled', '--migrateuri', 'tcp://127.0.0.1:49300', 'tt3', destUri], 'argument_unsupported'],
+    ];
+    for (const [args, code] of cases) {
+      const r = await ferry(args, { uri: a.uri, json: true });
+      expect(r.json?.error?.code, args.join(' ')).toBe(code);
+      expect(r.json?.error?.message).toMatch(/--tunnelled/);
+    }
+    expect((await ferry(['domstate', 'tt3'], { uri: a.uri })).stdout.trim()).toBe('running');
+    expect((await ferry(['list', '--all', '--name'], { uri: b.uri })).stdout.trim()).toBe('');
+  });
 });

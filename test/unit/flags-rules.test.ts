@@ -132,9 +132,9 @@ describe('not-implemented', () => {
   );
 
   it('lists every later flag and parameter of the request', () => {
-    const err = refusal(() => validate(['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_DISK'], { migrate_disks: ['vda'] }, {}, {}));
+    const err = refusal(() => validate(['LIVE', 'NON_SHARED_DISK'], { migrate_disks: ['vda'], disks_port: 49500 }, {}, {}));
     expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('--tunnelled (TUNNELLED), --copy-storage-all (NON_SHARED_DISK) and --migrate-disks (migrate_disks) are not implemented yet');
+    expect(err.message).toBe('--copy-storage-all (NON_SHARED_DISK), --migrate-disks (migrate_disks) and --disks-port (disks_port) are not implemented yet');
   });
 
   it('refuses a later parameter with only supported flags', () => {
@@ -148,8 +148,8 @@ describe('not-implemented', () => {
   });
 
   it('is reported before a combination problem of the same request', () => {
-    expect(refusal(() => validate(['TUNNELLED'], {}, {}, {})).code).toBe('argument_unsupported');
-    expect(refusal(() => validate(['TUNNELLED'], {}, {}, LATER)).code).toBe('invalid_arg');
+    expect(refusal(() => validate(['NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, {})).code).toBe('argument_unsupported');
+    expect(refusal(() => validate(['NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, LATER)).code).toBe('invalid_arg');
   });
 
   it('comes after the form checks', () => {

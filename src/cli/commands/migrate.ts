@@ -99,11 +99,11 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       };
       process.on('SIGINT', onSigint);
       try {
-        let result: { domainName?: string; domain?: string; state: string; reason: string; persistent: boolean };
+        let result: { domain?: string; state: string; reason: string; persistent: boolean };
         let stats: JobStats | null = null;
         if (hasFlag(flags, 'PEER2PEER')) {
           const r = (await source.callRaw('domain.migrate', { domain, destUri, flags, params })) as typeof result & { stats: JobStats | null };
-          result = r;
+          result = { domain: r.domain ?? domain, state: r.state, reason: r.reason, persistent: r.persistent };
           stats = r.stats;
         } else {
           const dest = await ApiClient.connect(destUri, process.env.FERRY_PKI_DIR ? { pkiDir: process.env.FERRY_PKI_DIR } : {});
@@ -115,7 +115,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
             }
             const out = await runMigration(remoteSource(source), dst, domain, { flags, params, destUri });
             if (out.confirmWarning) process.stderr.write(`warning: ${out.confirmWarning}\n`);
-            result = out.finish;
+            result = { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent };
             stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
           } finally {
             dst.close();

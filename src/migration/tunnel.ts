@@ -1,0 +1,71 @@
+/**
+ * The byte relay of a TUNNELLED migration. On the source, QEMU connects to
+ * a unix socket of ferryd and its stream is piped into a daemon-to-daemon
+ * connection; on the destination, that connection is piped into the unix
+ * socket QEMU listens on. `pipe` pauses the reader whenever the writer's
+ * buffer is full, so memory stays bounded and a slow link slows QEMU down.
+ */
+import { createConnection, createServer, type Socket } from 'node:net';
+import { unlink } from 'node:fs/promises';
+import type { Duplex } from 'node:stream';
+import { FerryError } from '../errors/index.js';
+
+/** A listening relay endpoint for the source QEMU. */
+export interface Relay {
+  /** The unix socket QEMU migrates to (`unix:PATH`). */
+  path: string;
+  close(): void;
+}
+
+/**
+ * Listens on `path`; when QEMU connects, opens the peer side with `open`
+ * and pipes both ways. A failure on either side ends both, which QEMU
+ * reports as a failed migration.
+ */
+export async function openRelay(path: string, open: () => Promise<Duplex>): Promise<Relay> {
+  await unlink(path).catch(() => undefined);
+  const peers: Duplex[] = [];
+  const server = createServer({ pauseOnConnect: true }, (qemu: Socket) => {
+    open().then(
+      (peer) => {
+        peers.push(peer);
+        splice(qemu, peer);
+        qemu.resume();
+      },
+      () => qemu.destroy(),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new FerryError('operation_failed', `cannot open the tunnel socket ${path}: ${err.message}`)));
+    server.listen(path, () => resolve());
+  });
+  return {
+    path,
+    close() {
+      server.close();
+      for (const p of peers) p.destroy();
+      void unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+/** Connects `peer` (a daemon connection handed over for the stream) to the QEMU listening on `path`. */
+export function attachToQemu(peer: Socket, path: string): void {
+  const qemu = createConnection({ path });
+  qemu.once('connect', () => splice(peer, qemu));
+  qemu.once('error', () => peer.destroy());
+}
+
+/** Pipes two duplex streams into each other; either ending or failing ends both. */
+function splice(a: Duplex, b: Duplex): void {
+  a.pipe(b);
+  b.pipe(a);
+  const end = () => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('error', end);
+  b.once('error', end);
+  a.once('close', end);
+  b.once('close', end);
+}
