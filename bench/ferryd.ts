@@ -16,6 +16,10 @@ export interface FerrydOptions {
   netns?: string;
   /** `HOST:PORT` for `--listen-tcp ... --insecure`. */
   listenTcp?: string;
+  /** `HOST:PORT` for `--listen-tls` (needs {@link tlsDir}). */
+  listenTls?: string;
+  /** `--tls-dir`: server credentials for `--listen-tls`, client credentials for peer connections. */
+  tlsDir?: string;
 }
 
 export interface Ferryd {
@@ -56,6 +60,8 @@ export async function startFerryd(o: FerrydOptions): Promise<Ferryd> {
   const logPath = join(o.dir, 'ferryd.log');
   const args = [DAEMON, '--state-dir', stateDir, '--run-dir', runDir, '--accel', 'tcg', '--host-name', o.hostName];
   if (o.listenTcp) args.push('--listen-tcp', o.listenTcp, '--insecure');
+  if (o.tlsDir) args.push('--tls-dir', o.tlsDir);
+  if (o.listenTls) args.push('--listen-tls', o.listenTls);
   const [file, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]] : [process.execPath, args];
   mkdirSync(o.dir, { recursive: true });
   const fd = openSync(logPath, 'w');

@@ -28,10 +28,28 @@
  * also run Ferry's `followMigration` as a shadow on the source's QMP, to
  * see when it notices the end next to an event-driven follower.
  *
+ * Data-path contenders (`--contenders LIST` or the `--datapath` preset),
+ * all p2p so that they differ from "Ferry p2p" only in how memory travels:
+ * - tunnelled: `--p2p --tunnelled` to `ferry+tcp://` (the stream relayed
+ *   by both ferryds over a daemon-to-daemon connection of its own);
+ * - tunnelled-tls: the same to `ferry+tls://B:16614/system` (both ferryds
+ *   `--listen-tls ADDR:16614 --tls-dir DIR`, the PKI from `ferry
+ *   tls-setup DIR --host A --host B`): the tunnel is mutual TLS;
+ * - compressed: `--p2p --compressed` (xbzrle); parallel: `--p2p
+ *   --parallel` (multifd, 2 channels).
+ * For every contender the wire monitor also samples the CPU time of both
+ * ferryds, both QEMUs and the machine while the stream is on the wire, and
+ * the data-path table gives each one's throughput on the wire against p2p
+ * direct (else raw) of the same round.
+ *
  * Run (as root, for the namespaces):
  *   npx tsx bench/migration.ts [--runs 3] [--rates 0,100] [--phase-runs N] [--loopback] [--subnet 237]
+ *                              [--contenders raw,p2p,managed,tunnelled,tunnelled-tls,compressed,parallel] [--datapath]
  * (`--rates 0,100,200` adds a heavier writer; `--phase-runs 0` drops the
- * diagnostic; `--subnet N` picks 10.200.N.0/24 for the two hosts.)
+ * diagnostic, which by default runs only with the default contenders
+ * raw,p2p,managed; `--datapath` = `--contenders
+ * raw,p2p,tunnelled,tunnelled-tls,compressed,parallel`; `--subnet N` picks
+ * 10.200.N.0/24 for the two hosts.)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -59,6 +77,8 @@ import {
   fmtSummary,
   killIf,
   machineInfo,
+  pidIs,
+  procCpuMs,
   markdownTable,
   onCleanup,
   requireBuild,
@@ -76,7 +96,27 @@ import {
 // ------------------------------------------------------------ settings
 
 const RUNS = argInt('runs', 3);
-const PHASE_RUNS = Math.min(RUNS, Number(argValue('phase-runs') ?? RUNS));
+/** Every contender `--contenders` accepts, in table order. */
+const ALL_CONTENDERS = ['raw', 'p2p', 'managed', 'tunnelled', 'tunnelled-tls', 'compressed', 'parallel'] as const;
+type Contender = (typeof ALL_CONTENDERS)[number];
+/** The default set (fast: ~3 min with the in-process diagnostic). */
+const DEFAULT_CONTENDERS: Contender[] = ['raw', 'p2p', 'managed'];
+/** `--datapath`: how memory travels (p2p only, so the modes differ only in the data path). */
+const DATAPATH_CONTENDERS: Contender[] = ['raw', 'p2p', 'tunnelled', 'tunnelled-tls', 'compressed', 'parallel'];
+const DATAPATH = argFlag('datapath');
+const CONTENDERS: Contender[] = (() => {
+  const arg = argValue('contenders');
+  if (arg === undefined) return DATAPATH ? DATAPATH_CONTENDERS : DEFAULT_CONTENDERS;
+  const picked = arg.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = picked.filter((c) => !(ALL_CONTENDERS as readonly string[]).includes(c));
+  if (bad.length > 0 || picked.length === 0) {
+    process.stderr.write(`--contenders expects a list of ${ALL_CONTENDERS.join(', ')}; not '${bad.join(',') || arg}'\n`);
+    process.exit(2);
+  }
+  return ALL_CONTENDERS.filter((c) => picked.includes(c));
+})();
+/** The in-process diagnostic runs by default only with the default set (it needs managed mode to compare with). */
+const PHASE_RUNS = Math.min(RUNS, Number(argValue('phase-runs') ?? (argValue('contenders') === undefined && !DATAPATH ? RUNS : 0)));
 if (!Number.isSafeInteger(PHASE_RUNS) || PHASE_RUNS < 0) {
   process.stderr.write(`--phase-runs expects a whole number, not '${argValue('phase-runs')}'\n`);
   process.exit(2);
@@ -100,14 +140,29 @@ const MIGRATION_TIMEOUT_MS = 120_000;
 const UNLIMITED_BANDWIDTH_BYTES = 2 ** 53 - 1;
 const MB = 1e6;
 
-type ContenderKey = 'raw' | 'p2p' | 'managed' | 'phases';
-const CONTENDERS: ContenderKey[] = ['raw', 'p2p', 'managed'];
+type ContenderKey = Contender | 'phases';
+type FerryMode = Exclude<Contender, 'raw'>;
+/** What `ferry migrate --live` gets besides the domain, per Ferry contender; `tls`: to the destination's `ferry+tls://` endpoint. */
+const FERRY_MODES: Record<FerryMode, { args: string[]; tls?: boolean }> = {
+  p2p: { args: ['--p2p'] },
+  managed: { args: [] },
+  tunnelled: { args: ['--p2p', '--tunnelled'] },
+  'tunnelled-tls': { args: ['--p2p', '--tunnelled'], tls: true },
+  compressed: { args: ['--p2p', '--compressed'] },
+  parallel: { args: ['--p2p', '--parallel'] },
+};
 const LABEL: Record<ContenderKey, string> = {
   raw: 'raw QEMU (`migrate` to dest `cont`)',
   p2p: 'Ferry p2p (`ferry migrate --live --p2p`)',
   managed: 'Ferry managed (`ferry migrate --live`)',
+  tunnelled: 'Ferry p2p tunnelled (`--p2p --tunnelled`, ferry+tcp)',
+  'tunnelled-tls': 'Ferry p2p tunnelled over mutual TLS (`--p2p --tunnelled`, ferry+tls)',
+  compressed: 'Ferry p2p compressed (`--p2p --compressed`: xbzrle)',
+  parallel: 'Ferry p2p parallel (`--p2p --parallel`: multifd, 2 channels)',
   phases: 'Ferry managed, driven in-process with phase timings (diagnostic)',
 };
+/** TLS port of both ferryds (with namespaces; loopback picks free ports). */
+const TLS_PORT = 16614;
 type PhaseName = 'connect' | 'begin' | 'prepare' | 'perform' | 'finish' | 'confirm';
 
 interface Host {
@@ -159,6 +214,20 @@ interface RunResult {
   /** The stream on the wire (source veth transmit counter), ms and bytes; netns only. */
   wireMs?: number;
   wireBytes?: number;
+  /**
+   * CPU time each process used while the stream was on the wire (from the
+   * wire monitor's first to its last burst sample, /proc/PID/stat), ms;
+   * netns only.
+   */
+  streamCpuMs?: Partial<Record<CpuProbe, number>>;
+  /** Busy share of all the machine's CPUs over the same window (/proc/stat: everything, other users' work included), %. */
+  machineBusyPct?: number;
+  /** Ferry only: CPU time of each ferryd over the whole `ferry migrate` call, ms. */
+  ferrydCpuMs?: { a: number; b: number };
+  /** Ferry only: read/write syscalls and bytes of each ferryd over the whole `ferry migrate` call (/proc/PID/io). */
+  ferrydIo?: { a?: ProcIo; b?: ProcIo };
+  /** Ferry only: xbzrle figures of the source (`--compressed`). */
+  compression?: { bytes?: number; pages?: number; cacheMisses?: number; overflow?: number };
   /** QEMU total-time (raw), or for Ferry setup + bytes / average throughput. */
   streamMs?: number;
   bytes?: number;
@@ -328,6 +397,57 @@ function untilMigrationEnds(qmp: QmpClient, timeoutMs: number): Promise<Migratio
   });
 }
 
+/** Read/write syscalls and bytes of a process (/proc/PID/io: rchar, wchar, syscr, syscw). */
+interface ProcIo {
+  rchar: number;
+  wchar: number;
+  syscr: number;
+  syscw: number;
+}
+
+function procIo(pid: number): ProcIo | undefined {
+  try {
+    const t = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const get = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(t)?.[1]);
+    const io = { rchar: get('rchar'), wchar: get('wchar'), syscr: get('syscr'), syscw: get('syscw') };
+    return Object.values(io).every(Number.isFinite) ? io : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function ioDelta(a: ProcIo | undefined, b: ProcIo | undefined): ProcIo | undefined {
+  return a && b ? { rchar: b.rchar - a.rchar, wchar: b.wchar - a.wchar, syscr: b.syscr - a.syscr, syscw: b.syscw - a.syscw } : undefined;
+}
+
+/** Processes whose CPU time is sampled while the stream is on the wire. */
+type CpuProbe = 'ferrydA' | 'ferrydB' | 'qemuSrc' | 'qemuDst';
+/** Where to find a probed process: its pid, or undefined while it is not known (yet). */
+type ProbePids = Partial<Record<CpuProbe, () => number | undefined>>;
+
+/** User + system CPU of `pid` in clock ticks (USER_HZ 100), or undefined once it is gone. */
+function cpuTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Busy and total clock ticks of all CPUs together (/proc/stat `cpu` line; idle + iowait count as not busy). */
+function machineTicks(): { busy: number; total: number } | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    const total = v.reduce((a, b) => a + b, 0);
+    return { busy: total - v[3]! - v[4]!, total };
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Times the migration stream on the wire: samples the transmit byte counter
  * of the source host's veth (from /proc/PID/net/dev of a process inside that
@@ -336,9 +456,13 @@ function untilMigrationEnds(qmp: QmpClient, timeoutMs: number): Promise<Migratio
  * burst; API calls between the daemons are far smaller. The same clock for
  * every contender, independent of QEMU's statistics (which QEMU 7.2 may not
  * have computed yet when it first says `completed`).
+ *
+ * Each sample also reads the CPU time of the probed processes (both
+ * ferryds, both QEMUs) and of the whole machine, so that the CPU each one
+ * used while the stream was on the wire can be told (10 ms resolution).
  */
 class WireMonitor {
-  private samples: Array<{ t: number; tx: number }> = [];
+  private samples: Array<{ t: number; tx: number; cpu: Partial<Record<CpuProbe, number>>; machine?: { busy: number; total: number } }> = [];
   private timer: NodeJS.Timeout | undefined;
   constructor(
     private readonly pid: number,
@@ -363,19 +487,27 @@ class WireMonitor {
     }
   }
 
-  start(): void {
+  start(probes: ProbePids = {}): void {
     if (this.timer) clearInterval(this.timer);
     this.samples = [];
     const sample = () => {
       const tx = this.read();
-      if (tx !== undefined) this.samples.push({ t: now(), tx });
+      if (tx === undefined) return;
+      const cpu: Partial<Record<CpuProbe, number>> = {};
+      for (const [k, pidOf] of Object.entries(probes) as Array<[CpuProbe, () => number | undefined]>) {
+        const pid = pidOf();
+        const ticks = pid !== undefined ? cpuTicks(pid) : undefined;
+        if (ticks !== undefined) cpu[k] = ticks;
+      }
+      const machine = machineTicks();
+      this.samples.push({ t: now(), tx, cpu, ...(machine ? { machine } : {}) });
     };
     sample();
     this.timer = setInterval(sample, 10);
   }
 
-  /** Stops sampling; returns the stream's duration and bytes, if a stream was seen. */
-  stop(): { ms: number; bytes: number } | undefined {
+  /** Stops sampling; returns the stream's duration and bytes, and the CPU used meanwhile, if a stream was seen. */
+  stop(): { ms: number; bytes: number; cpuMs: Partial<Record<CpuProbe, number>>; machineBusyPct?: number } | undefined {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     const s = this.samples;
@@ -388,7 +520,17 @@ class WireMonitor {
       }
     }
     if (first < 0) return undefined;
-    return { ms: s[last]!.t - s[first]!.t, bytes: s[last]!.tx - s[first]!.tx };
+    // Per process: the earliest sample in the window that saw it to the latest (a QEMU may start or end inside it).
+    const cpuMs: Partial<Record<CpuProbe, number>> = {};
+    const window = s.slice(first, last + 1);
+    for (const k of ['ferrydA', 'ferrydB', 'qemuSrc', 'qemuDst'] as const) {
+      const seen = window.filter((x) => x.cpu[k] !== undefined);
+      if (seen.length >= 2) cpuMs[k] = (seen[seen.length - 1]!.cpu[k]! - seen[0]!.cpu[k]!) * 10;
+    }
+    const m0 = s[first]!.machine;
+    const m1 = s[last]!.machine;
+    const machineBusyPct = m0 && m1 && m1.total > m0.total ? (100 * (m1.busy - m0.busy)) / (m1.total - m0.total) : undefined;
+    return { ms: s[last]!.t - s[first]!.t, bytes: s[last]!.tx - s[first]!.tx, cpuMs, ...(machineBusyPct !== undefined ? { machineBusyPct } : {}) };
   }
 }
 
@@ -421,9 +563,22 @@ async function main(): Promise<void> {
   }
   const portA = useNetns ? 16609 : await freePort('127.0.0.1');
   const portB = useNetns ? 16609 : await freePort('127.0.0.1');
+  // Mutual TLS for the contenders that need it: one test PKI (`ferry tls-setup`) whose server
+  // certificate names both addresses; each ferryd serves --listen-tls and uses the client
+  // certificate of the same --tls-dir for its peer connections.
+  const needTls = CONTENDERS.some((c) => c !== 'raw' && FERRY_MODES[c].tls);
+  const tlsDir = join(work, 'pki');
+  const tlsPortA = needTls ? (useNetns ? TLS_PORT : await freePort('127.0.0.1')) : 0;
+  const tlsPortB = needTls ? (useNetns ? TLS_PORT : await freePort('127.0.0.1')) : 0;
+  if (needTls) {
+    const hosts = [...new Set([addrA, addrB])].flatMap((h) => ['--host', h]);
+    const pki = await timedRun(process.execPath, [CLI, 'tls-setup', tlsDir, ...hosts], { timeoutMs: 60_000 });
+    if (pki.code !== 0) throw new Error(`ferry tls-setup failed: ${pki.stderr.trim() || pki.stdout.trim()}`);
+  }
+  const tlsOpts = (addr: string, port: number) => (needTls ? { tlsDir, listenTls: `${addr}:${port}` } : {});
   const [fa, fb] = await Promise.all([
-    startFerryd({ dir: join(work, 'host-a'), hostName: 'bench-a', ...(nsA ? { netns: nsA } : {}), listenTcp: `${addrA}:${portA}` }),
-    startFerryd({ dir: join(work, 'host-b'), hostName: 'bench-b', ...(nsB ? { netns: nsB } : {}), listenTcp: `${addrB}:${portB}` }),
+    startFerryd({ dir: join(work, 'host-a'), hostName: 'bench-a', ...(nsA ? { netns: nsA } : {}), listenTcp: `${addrA}:${portA}`, ...tlsOpts(addrA, tlsPortA) }),
+    startFerryd({ dir: join(work, 'host-b'), hostName: 'bench-b', ...(nsB ? { netns: nsB } : {}), listenTcp: `${addrB}:${portB}`, ...tlsOpts(addrB, tlsPortB) }),
   ]);
   // Kept for a post-mortem (runs at clean-up, before the temp dir goes, after the daemons stopped).
   onCleanup('keep ferryd logs', () => {
@@ -434,6 +589,7 @@ async function main(): Promise<void> {
   const A: Host = { name: 'a', ns: nsA, address: addrA, ferryd: fa, tcpPort: portA };
   const B: Host = { name: 'b', ns: nsB, address: addrB, ferryd: fb, tcpPort: portB };
   const destUri = `ferry+tcp://${B.address}:${B.tcpPort}/system`;
+  const destTlsUri = `ferry+tls://${B.address}:${tlsPortB}/system`;
   // The veth end in host a's namespace (named as createHostPair names it), seen through ferryd a's /proc entry.
   let wire: WireMonitor | undefined = useNetns ? new WireMonitor(fa.pid, `${vethPrefix.slice(0, 10)}a`) : undefined;
   if (wire && !wire.usable()) {
@@ -472,6 +628,23 @@ async function main(): Promise<void> {
     // A few heartbeats must follow on the destination (the guest really runs there).
     const after = (dst.lastHeartbeat?.counter ?? 0) - (c.sourceLast?.counter ?? 0);
     if (c.ok && after < 3) r.problems.push(`only ${after} heartbeats on the destination ${SETTLE_MS} ms after the migration`);
+  };
+
+  /** The QEMU of domain `name` among a ferryd's status files (its `-name guest=NAME`), once it exists. */
+  const ferryQemu = (h: Host, name: string): (() => number | undefined) => {
+    let pid: number | undefined;
+    return () => {
+      if (pid === undefined) pid = qemuPidsOf(h.ferryd.runDir).find((p) => pidIs(p, `guest=${name}\0`));
+      return pid;
+    };
+  };
+  const probes = (qemuSrc: () => number | undefined, qemuDst: () => number | undefined): ProbePids => ({ ferrydA: () => fa.pid, ferrydB: () => fb.pid, qemuSrc, qemuDst });
+  const recordWire = (r: RunResult, w: ReturnType<WireMonitor['stop']>) => {
+    if (!w) return;
+    r.wireMs = w.ms;
+    r.wireBytes = w.bytes;
+    r.streamCpuMs = w.cpuMs;
+    if (w.machineBusyPct !== undefined) r.machineBusyPct = w.machineBusyPct;
   };
 
   // ---------------- raw QEMU
@@ -537,7 +710,7 @@ async function main(): Promise<void> {
       src.qmp.on('event', (ev) => {
         if (ev.event === 'STOP' && tStop === undefined) tStop = now();
       });
-      wire?.start();
+      wire?.start(probes(() => src.child.pid, () => dst.child.pid));
       const t0 = now();
       await src.qmp.execute('migrate', { uri: `tcp:${B.address}:${port}` });
       // Shadow, not on the timed path: Ferry's own follower (as perform runs it, 250 ms polls plus
@@ -553,11 +726,7 @@ async function main(): Promise<void> {
       r.qemuRaces.destEventDuringPoll = dstEnd.eventDuringPoll;
       await dst.qmp.execute('cont');
       const t1 = now();
-      const w = wire?.stop();
-      if (w) {
-        r.wireMs = w.ms;
-        r.wireBytes = w.bytes;
-      }
+      recordWire(r, wire?.stop());
       // Not timed: QEMU 7.2 may answer `completed` before it has computed total-time,
       // downtime and mbps; ask the (stopped) source again for the final figures.
       let info = srcEnd.info;
@@ -607,8 +776,8 @@ async function main(): Promise<void> {
     return r;
   };
 
-  // ---------------- Ferry, p2p or managed
-  const ferryRun = async (mode: 'p2p' | 'managed', rate: number, run: number): Promise<RunResult> => {
+  // ---------------- Ferry: p2p or managed, and the data-path variants of p2p
+  const ferryRun = async (mode: FerryMode, rate: number, run: number): Promise<RunResult> => {
     const name = `${mode}-r${rate}-${run}`;
     const r: RunResult = { contender: mode, rateMiBps: rate, run, domain: name, ok: false, problems: [] };
     const xmlPath = join(xmlDir, `${name}.xml`);
@@ -626,21 +795,29 @@ async function main(): Promise<void> {
       if (created.code !== 0) throw new Error(`ferry create: ${created.stderr.trim()}`);
       await waitHeartbeats(files.srcSerial, WARM_HEARTBEATS);
 
-      // CLI start floor in the same namespace, same moment: `ferry --version`.
-      const floor = await cliIn(A, ['--version'], 30_000, true);
-      if (floor.code === 0) {
-        r.cliStartFloorMs = floor.ms;
-        if (floor.cpuMs !== undefined) r.cliStartFloorCpuMs = floor.cpuMs;
+      // CLI start floor in the same namespace, same moment: `ferry --version` (for the CLI table
+      // of the default set; the data-path modes share the CLI process with p2p).
+      if (mode === 'p2p' || mode === 'managed') {
+        const floor = await cliIn(A, ['--version'], 30_000, true);
+        if (floor.code === 0) {
+          r.cliStartFloorMs = floor.ms;
+          if (floor.cpuMs !== undefined) r.cliStartFloorCpuMs = floor.cpuMs;
+        }
       }
 
-      const args = ['-c', A.ferryd.unixUri, '--json', 'migrate', '--live', ...(mode === 'p2p' ? ['--p2p'] : []), name, destUri];
-      wire?.start();
+      const m = FERRY_MODES[mode];
+      const args = ['-c', A.ferryd.unixUri, '--json', 'migrate', '--live', ...m.args, name, m.tls ? destTlsUri : destUri];
+      const cpuA0 = procCpuMs(fa.pid);
+      const cpuB0 = procCpuMs(fb.pid);
+      const ioA0 = procIo(fa.pid);
+      const ioB0 = procIo(fb.pid);
+      wire?.start(probes(ferryQemu(A, name), ferryQemu(B, name)));
       const res = await cliIn(A, args, MIGRATION_TIMEOUT_MS, true);
-      const w = wire?.stop();
-      if (w) {
-        r.wireMs = w.ms;
-        r.wireBytes = w.bytes;
-      }
+      recordWire(r, wire?.stop());
+      r.ferrydCpuMs = { a: procCpuMs(fa.pid) - cpuA0, b: procCpuMs(fb.pid) - cpuB0 };
+      const ioA = ioDelta(ioA0, procIo(fa.pid));
+      const ioB = ioDelta(ioB0, procIo(fb.pid));
+      r.ferrydIo = { ...(ioA ? { a: ioA } : {}), ...(ioB ? { b: ioB } : {}) };
       r.wallMs = res.ms;
       if (res.cpuMs !== undefined) r.cliCpuMs = res.cpuMs;
       let out: { result?: unknown; stats?: Record<string, number> | null; wallTimeMs?: number; error?: { message?: string } } = {};
@@ -658,6 +835,9 @@ async function main(): Promise<void> {
       if (s.data_processed !== undefined) r.bytes = s.data_processed;
       if (s.memory_bps !== undefined) r.throughputBps = s.memory_bps;
       if (s.memory_iteration !== undefined) r.iterations = s.memory_iteration;
+      if (s.compression_bytes !== undefined || s.compression_pages !== undefined) {
+        r.compression = { bytes: s.compression_bytes, pages: s.compression_pages, cacheMisses: s.compression_cache_misses, overflow: s.compression_overflow };
+      }
       if (r.bytes !== undefined && r.throughputBps) r.streamMs = (r.setupMs ?? 0) + (r.bytes / r.throughputBps) * 1000;
       // The source QEMU must be gone once the CLI returns (confirm stops it).
       const leftover = qemuPidsOf(A.ferryd.runDir).filter((p) => existsSync(`/proc/${p}`));
@@ -668,11 +848,8 @@ async function main(): Promise<void> {
     } catch (err) {
       r.problems.push(`migration failed: ${(err as Error).message}`);
     } finally {
-      // Fresh state for the next run: the guest goes away on both hosts.
-      for (const h of [B, A]) {
-        const d = await cliIn(h, ['-c', h.ferryd.unixUri, 'destroy', name], 30_000).catch(() => null);
-        void d;
-      }
+      // Fresh state for the next run: the guest goes away on both hosts (both at once: a CLI start each).
+      await Promise.all([B, A].map((h) => cliIn(h, ['-c', h.ferryd.unixUri, 'destroy', name], 30_000).catch(() => null)));
     }
     r.ok = r.problems.length === 0;
     if (!r.ok) keepLogs(r, files);
@@ -736,15 +913,11 @@ async function main(): Promise<void> {
         connectionLost: () => dst0.connectionLost(),
       };
       // Over unix sockets the destination's data address would be 127.0.0.1: name it explicitly (the port is still the prepared one).
-      wire?.start();
+      wire?.start(probes(ferryQemu(A, name), ferryQemu(B, name)));
       const out = await runMigration(src, dst, name, { flags: flagsFromNames(['LIVE']), params: { migrate_uri: `tcp://${B.address}` }, destUri });
       const finishReturnedAt = Date.now();
       r.wallMs = now() - tStart;
-      const w = wire?.stop();
-      if (w) {
-        r.wireMs = w.ms;
-        r.wireBytes = w.bytes;
-      }
+      recordWire(r, wire?.stop());
       const s = out.perform?.stats;
       if (out.finish.downtimeMs !== undefined) r.downtimeMs = out.finish.downtimeMs;
       if (s?.setup_time !== undefined) r.setupMs = s.setup_time;
@@ -781,9 +954,10 @@ async function main(): Promise<void> {
         const r = c === 'raw' ? await rawRun(rate, run) : c === 'phases' ? await phasesRun(rate, run) : await ferryRun(c, rate, run);
         results.push(r);
         process.stderr.write(
-          `rate ${rate} run ${run} ${c.padEnd(7)}: ${r.ok ? 'OK    ' : 'FAILED'} wall ${r.wallMs?.toFixed(0) ?? '-'} ms` +
+          `rate ${rate} run ${run} ${c.padEnd(13)}: ${r.ok ? 'OK    ' : 'FAILED'} wall ${r.wallMs?.toFixed(0) ?? '-'} ms` +
             `${r.fullSequenceMs !== undefined ? ` (full ${r.fullSequenceMs.toFixed(0)} ms)` : ''}, downtime ${r.downtimeMs?.toFixed(0) ?? '-'} ms, ` +
-            `${r.bytes !== undefined ? (r.bytes / MB).toFixed(0) : '-'} MB, HB ${r.heartbeat?.sourceLast ?? '-'} -> ${r.heartbeat?.destinationFirst ?? '-'}` +
+            `${r.bytes !== undefined ? (r.bytes / MB).toFixed(0) : '-'} MB, wire ${r.wireMs?.toFixed(0) ?? '-'} ms ` +
+            `${r.wireBytes !== undefined && r.wireMs ? (r.wireBytes / MB / (r.wireMs / 1000)).toFixed(0) : '-'} MB/s, ferryd a CPU ${r.streamCpuMs?.ferrydA?.toFixed(0) ?? '-'} ms, HB ${r.heartbeat?.sourceLast ?? '-'} -> ${r.heartbeat?.destinationFirst ?? '-'}` +
             `${r.ok ? '' : `: ${r.problems.join('; ')}`}\n`,
         );
       }
@@ -827,9 +1001,11 @@ async function main(): Promise<void> {
         ratio,
       ]);
     };
-    row(LABEL.raw, raw, rawWall, '1.00', (r) => r.wallMs, { qemuDowntime: true });
-    row('raw QEMU, whole sequence (dest QEMU start to source QEMU exit)', raw, rawFull, rawWall.n ? (rawFull.median / rawWall.median).toFixed(2) : '-', (r) => r.fullSequenceMs);
-    for (const c of ['p2p', 'managed'] as const) {
+    if (CONTENDERS.includes('raw')) {
+      row(LABEL.raw, raw, rawWall, '1.00', (r) => r.wallMs, { qemuDowntime: true });
+      row('raw QEMU, whole sequence (dest QEMU start to source QEMU exit)', raw, rawFull, rawWall.n ? (rawFull.median / rawWall.median).toFixed(2) : '-', (r) => r.fullSequenceMs);
+    }
+    for (const c of CONTENDERS.filter((x): x is FerryMode => x !== 'raw')) {
       const rs = results.filter((r) => r.rateMiBps === rate && r.contender === c);
       const wall = sum(rs, (r) => r.wallMs);
       const ratio = rawWall.n && wall.n ? `${(wall.median / rawWall.median).toFixed(2)} (vs whole: ${(wall.median / rawFull.median).toFixed(2)})` : '-';
@@ -842,8 +1018,122 @@ async function main(): Promise<void> {
       row('Ferry managed driver in-process, no CLI process (diagnostic)', ph, wall, rawWall.n && wall.n ? `${(wall.median / rawWall.median).toFixed(2)} (vs whole: ${(wall.median / rawFull.median).toFixed(2)})` : '-', (r) => r.wallMs);
       summaries.push({ rate, contender: 'phases', wallMs: wall, ratioToRaw: wall.median / rawWall.median, ratioToRawWhole: wall.median / rawFull.median });
     }
-    summaries.push({ rate, contender: 'raw', wallMs: rawWall, fullSequenceMs: rawFull });
+    if (CONTENDERS.includes('raw')) summaries.push({ rate, contender: 'raw', wallMs: rawWall, fullSequenceMs: rawFull });
   }
+
+  // The data path: how fast memory moved, each contender against p2p direct (else raw) of the same round.
+  const wireMBps = (r: RunResult) => (r.wireBytes !== undefined && r.wireMs ? r.wireBytes / MB / (r.wireMs / 1000) : undefined);
+  const tputOf = (r: RunResult) => (wire ? wireMBps(r) : r.throughputBps !== undefined ? r.throughputBps / MB : undefined);
+  const tputWhat = wire ? 'on the wire' : "QEMU's average";
+  const reference: Contender | undefined = CONTENDERS.includes('p2p') ? 'p2p' : CONTENDERS.includes('raw') ? 'raw' : undefined;
+  const sameRound = (r: RunResult, c: Contender) => results.find((x) => x.ok && x.contender === c && x.rateMiBps === r.rateMiBps && x.run === r.run);
+  const ratioTo = (rs: RunResult[], c: Contender | undefined) =>
+    c === undefined
+      ? summarize([])
+      : sum(rs, (r) => {
+          const d = sameRound(r, c);
+          const a = tputOf(r);
+          const b = d ? tputOf(d) : undefined;
+          return a !== undefined && b ? a / b : undefined;
+        });
+  const pctOf = (r: RunResult, k: CpuProbe) => (r.streamCpuMs?.[k] !== undefined && r.wireMs ? (100 * r.streamCpuMs[k]!) / r.wireMs : undefined);
+  const SHORT: Record<Contender, string> = {
+    raw: 'raw QEMU',
+    p2p: 'p2p direct',
+    managed: 'managed direct',
+    tunnelled: 'p2p tunnelled (ferry+tcp)',
+    'tunnelled-tls': 'p2p tunnelled (ferry+tls, mutual TLS)',
+    compressed: 'p2p --compressed (xbzrle)',
+    parallel: 'p2p --parallel (multifd, 2 channels)',
+  };
+  /** Median KiB per read and per write syscall of a ferryd over the migrate call (only meaningful when it relays the stream). */
+  const ioCell = (rs: RunResult[], h: 'a' | 'b') => {
+    const rd = sum(rs, (r) => (r.ferrydIo?.[h]?.syscr ? r.ferrydIo[h]!.rchar / r.ferrydIo[h]!.syscr / 1024 : undefined));
+    const wr = sum(rs, (r) => (r.ferrydIo?.[h]?.syscw ? r.ferrydIo[h]!.wchar / r.ferrydIo[h]!.syscw / 1024 : undefined));
+    const n = sum(rs, (r) => (r.ferrydIo?.[h] ? r.ferrydIo[h]!.syscr + r.ferrydIo[h]!.syscw : undefined));
+    return rd.n ? `${rd.median.toFixed(1)} / ${wr.median.toFixed(1)} (${n.median.toFixed(0)} calls)` : '-';
+  };
+  /** CPU of the whole chain (both ferryds, both QEMUs) per 100 MB on the wire: what moving the memory costs, whoever does it. */
+  const chainCpuPer100MB = (r: RunResult) => {
+    const c = r.streamCpuMs;
+    if (!c || !r.wireBytes || c.qemuSrc === undefined || c.qemuDst === undefined) return undefined;
+    return ((c.ferrydA ?? 0) + (c.ferrydB ?? 0) + c.qemuSrc + c.qemuDst) / (r.wireBytes / MB / 100);
+  };
+  const dataRows: string[][] = [];
+  const cpuRows: string[][] = [];
+  for (const rate of RATES) {
+    const w = rate === 0 ? 'idle' : `${rate} MiB/s`;
+    for (const c of CONTENDERS) {
+      const rs = results.filter((r) => r.rateMiBps === rate && r.contender === c);
+      const toRef = ratioTo(rs, reference);
+      const toRaw = ratioTo(rs, CONTENDERS.includes('raw') ? 'raw' : undefined);
+      dataRows.push([
+        w,
+        SHORT[c],
+        `${ok(rs).length}/${rs.length}`,
+        fmtSummary(sum(rs, (r) => r.wallMs)),
+        fmtSummary(sum(rs, (r) => r.wireMs)),
+        fmtSummary(sum(rs, (r) => (r.bytes !== undefined ? r.bytes / MB : undefined))),
+        fmtSummary(sum(rs, (r) => (r.wireBytes !== undefined ? r.wireBytes / MB : undefined))),
+        fmtSummary(sum(rs, wireMBps)),
+        fmtSummary(sum(rs, (r) => (r.throughputBps !== undefined ? r.throughputBps / MB : undefined))),
+        c === reference ? '1' : fmtSummary(toRef, 2),
+        c === 'raw' ? '1' : fmtSummary(toRaw, 2),
+        fmtSummary(sum(rs, (r) => r.downtimeMs)),
+      ]);
+      cpuRows.push([
+        w,
+        SHORT[c],
+        fmtSummary(sum(rs, (r) => pctOf(r, 'ferrydA'))),
+        fmtSummary(sum(rs, (r) => pctOf(r, 'ferrydB'))),
+        fmtSummary(sum(rs, (r) => pctOf(r, 'qemuSrc'))),
+        fmtSummary(sum(rs, (r) => pctOf(r, 'qemuDst'))),
+        fmtSummary(sum(rs, (r) => r.machineBusyPct)),
+        fmtSummary(sum(rs, (r) => (r.streamCpuMs?.ferrydA !== undefined && r.wireBytes ? r.streamCpuMs.ferrydA / (r.wireBytes / MB / 100) : undefined))),
+        fmtSummary(sum(rs, chainCpuPer100MB)),
+        fmtSummary(sum(rs, (r) => r.ferrydCpuMs?.a)),
+        fmtSummary(sum(rs, (r) => r.ferrydCpuMs?.b)),
+        ioCell(rs, 'a'),
+        ioCell(rs, 'b'),
+      ]);
+      summaries.push({ rate, contender: c, table: 'datapath', throughputMBps: sum(rs, tputOf), ratioToReference: toRef, reference, ratioToRaw: toRaw });
+    }
+  }
+  const dataTable = markdownTable(
+    [
+      'workload',
+      'contender',
+      'OK runs',
+      'wall ms',
+      'stream on the wire, ms',
+      'MB moved (QEMU `ram.transferred`)',
+      'MB on the wire (veth tx)',
+      'throughput on the wire, MB/s',
+      "QEMU's average, MB/s",
+      `throughput ${tputWhat} / ${reference === 'p2p' ? 'p2p direct' : 'raw'} of the same round`,
+      `… / raw QEMU of the same round`,
+      'downtime ms',
+    ],
+    dataRows,
+  );
+  const cpuTable = markdownTable(
+    [
+      'workload',
+      'contender',
+      'ferryd a (source) CPU, % of one core',
+      'ferryd b (dest) CPU, %',
+      'source QEMU CPU, %',
+      'dest QEMU CPU, %',
+      'whole machine busy, % of all CPUs',
+      'ferryd a CPU ms per 100 MB on the wire',
+      'both ferryds + both QEMUs: CPU ms per 100 MB on the wire',
+      'ferryd a CPU over the whole `ferry migrate`, ms',
+      'ferryd b, ms',
+      'ferryd a: KiB per read / write syscall over the call (syscalls)',
+      'ferryd b: same',
+    ],
+    cpuRows,
+  );
   const summaryTable = markdownTable(
     ['workload', 'contender', 'OK runs', 'wall ms', `wall − ${streamWhat}, ms (time not spent moving memory)`, 'downtime ms (source stop to dest cont)', 'setup ms', 'MB moved', 'throughput MB/s', 'wall / raw (median)'],
     summaryRows,
@@ -880,7 +1170,7 @@ async function main(): Promise<void> {
       ['downtime (source stop to dest `cont`)', med(raw, (r) => r.downtimeMs), med(ph, (r) => r.downtimeMs)],
     ];
     for (const [label, a, b] of rows) phaseRows.push([w, label, f0(a), f0(b), Number.isFinite(a) && Number.isFinite(b) ? f0(b - a) : '-']);
-    for (const c of ['p2p', 'managed'] as const) {
+    for (const c of (['p2p', 'managed'] as const).filter((x) => CONTENDERS.includes(x))) {
       const rs = results.filter((r) => r.rateMiBps === rate && r.contender === c);
       const wall = med(rs, (r) => r.wallMs);
       const reported = med(rs, (r) => r.cliReportedMs);
@@ -942,26 +1232,39 @@ async function main(): Promise<void> {
     r.throughputBps !== undefined ? (r.throughputBps / MB).toFixed(0) : '-',
     r.iterations !== undefined ? String(r.iterations) : '-',
     r.wireMs !== undefined ? r.wireMs.toFixed(0) : '-',
+    wireMBps(r)?.toFixed(0) ?? '-',
+    `${pctOf(r, 'ferrydA')?.toFixed(0) ?? '-'} / ${pctOf(r, 'ferrydB')?.toFixed(0) ?? '-'} / ${r.machineBusyPct?.toFixed(0) ?? '-'}`,
     `${r.heartbeat?.sourceLast ?? '-'} → ${r.heartbeat?.destinationFirst ?? '-'} … ${r.heartbeat?.destinationLast ?? '-'}`,
   ]);
   const runsTable = markdownTable(
-    ['workload', 'contender', 'run', 'guest check', 'wall ms', 'raw whole / Ferry CLI-reported ms', 'downtime ms', 'setup ms', 'MB', 'MB/s', 'dirty syncs', 'stream on the wire, ms', 'HB src last → dst first … last'],
+    ['workload', 'contender', 'run', 'guest check', 'wall ms', 'raw whole / Ferry CLI-reported ms', 'downtime ms', 'setup ms', 'MB', 'MB/s', 'dirty syncs', 'stream on the wire, ms', 'wire MB/s', 'CPU on the wire, %: ferryd a / ferryd b / machine', 'HB src last → dst first … last'],
     runRows,
   );
 
   const where = useNetns ? `two network namespaces (${A.address} ↔ ${B.address}, veth)` : 'loopback (127.0.0.1, two ports)';
-  const header = `## migration (${RUNS} runs per contender and workload, alternated; guest 262148 KiB, ws=${WS_MIB} MiB, hb=${HB_MS} ms; ${where}; unlimited bandwidth; medians (min-max) over OK runs)`;
-  process.stdout.write(`${header}\n\n${summaryTable}\n\n${PHASE_RUNS > 0 ? `### Where the time goes: phases (medians)\n\n${breakdownTable}\n\n` : ''}### Where the time goes: the CLI process (medians)\n\n${cliTable}\n\n### Noticing the end of a migration (raw runs, source QEMU)\n\n${raceTable}\n\n### Every run\n\n${runsTable}\n\n(${results.length} migrations in ${elapsedS.toFixed(0)} s; load average ${load(loadStart)} at the start, ${load(loadEnd)} at the end, on ${os.cpus().length} CPUs)\n`);
-  const path = writeResults('migration', {
+  const header = `## migration (${RUNS} runs per contender and workload, alternated; contenders ${CONTENDERS.join(', ')}; guest 262148 KiB, ws=${WS_MIB} MiB, hb=${HB_MS} ms; ${where}; unlimited bandwidth; medians (min-max) over OK runs)`;
+  const hasCli = CONTENDERS.includes('p2p') || CONTENDERS.includes('managed');
+  process.stdout.write(
+    `${header}\n\n${summaryTable}\n\n` +
+      `### The data path (medians; ratios: median of the per-round ratios)\n\n${dataTable}\n\n` +
+      `### CPU while the stream is on the wire (medians; % of the stream's duration on the wire)\n\n${cpuTable}\n\n` +
+      `${PHASE_RUNS > 0 ? `### Where the time goes: phases (medians)\n\n${breakdownTable}\n\n` : ''}` +
+      `${hasCli ? `### Where the time goes: the CLI process (medians)\n\n${cliTable}\n\n` : ''}` +
+      `${CONTENDERS.includes('raw') ? `### Noticing the end of a migration (raw runs, source QEMU)\n\n${raceTable}\n\n` : ''}` +
+      `### Every run\n\n${runsTable}\n\n(${results.length} migrations in ${elapsedS.toFixed(0)} s; load average ${load(loadStart)} at the start, ${load(loadEnd)} at the end, on ${os.cpus().length} CPUs)\n`,
+  );
+  // The default set keeps its file; other sets write their own, so that one does not overwrite the other.
+  const resultsName = DATAPATH && argValue('contenders') === undefined ? 'migration-datapath' : argValue('contenders') !== undefined ? 'migration-custom' : 'migration';
+  const path = writeResults(resultsName, {
     benchmark: 'migration',
     date: new Date().toISOString(),
     machine: machineInfo(),
-    settings: { runs: RUNS, rates: RATES, memoryKiB: MEMORY_KIB, wsMiB: WS_MIB, hbMs: HB_MS, warmHeartbeats: WARM_HEARTBEATS, settleMs: SETTLE_MS, network: where },
+    settings: { runs: RUNS, rates: RATES, contenders: CONTENDERS, phaseRuns: PHASE_RUNS, memoryKiB: MEMORY_KIB, wsMiB: WS_MIB, hbMs: HB_MS, warmHeartbeats: WARM_HEARTBEATS, settleMs: SETTLE_MS, network: where },
     summaries,
     results,
     elapsedS,
     loadavg: { start: loadStart, end: loadEnd },
-    tables: { summary: summaryTable, phases: breakdownTable, cli: cliTable, races: raceTable, runs: runsTable },
+    tables: { summary: summaryTable, datapath: dataTable, cpu: cpuTable, phases: breakdownTable, cli: cliTable, races: raceTable, runs: runsTable },
   });
   process.stderr.write(`\nwritten ${path}${results.some((r) => !r.ok) ? `; logs of failed runs in ${failedLogsDir}` : ''}\n`);
 }

@@ -42,8 +42,13 @@ export async function openRelay(path: string, open: () => Promise<Duplex>): Prom
   return {
     path,
     close() {
+      // QEMU reports `completed` once its last byte is in our socket, not once we forwarded it:
+      // the pipes end by themselves when the data has gone. Only a relay stuck for a minute is cut.
       server.close();
-      for (const p of peers) p.destroy();
+      const stuck = setTimeout(() => {
+        for (const p of peers) p.destroy();
+      }, 60_000);
+      stuck.unref();
       void unlink(path).catch(() => undefined);
     },
   };
@@ -56,16 +61,18 @@ export function attachToQemu(peer: Socket, path: string): void {
   qemu.once('error', () => peer.destroy());
 }
 
-/** Pipes two duplex streams into each other; either ending or failing ends both. */
+/**
+ * Pipes two duplex streams into each other. The end of one side's data
+ * ends the other after everything buffered has been written (so the tail
+ * of the stream is never dropped); an error on either side destroys both.
+ */
 function splice(a: Duplex, b: Duplex): void {
   a.pipe(b);
   b.pipe(a);
-  const end = () => {
+  const fail = () => {
     a.destroy();
     b.destroy();
   };
-  a.once('error', end);
-  b.once('error', end);
-  a.once('close', end);
-  b.once('close', end);
+  a.once('error', fail);
+  b.once('error', fail);
 }
