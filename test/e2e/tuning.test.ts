@@ -11,6 +11,7 @@ import { writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { serialLogFile, testGuestXml, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import { checkMigrationContinuity } from '../support/serial.js';
+import { createHostPair, netnsAvailable } from '../support/netns.js';
 
 useDaemonCleanup();
 
@@ -232,5 +233,24 @@ describe('migration tuning flags', () => {
     }
     expect((await ferry(['domstate', 'tt3'], { uri: a.uri })).stdout.trim()).toBe('running');
     expect((await ferry(['list', '--all', '--name'], { uri: b.uri })).stdout.trim()).toBe('');
+  });
+
+  it.skipIf(!netnsAvailable())('--tunnelled over a slow link that pushes back still delivers the whole stream', async () => {
+    // 30 Mbit/s and a small send buffer on the source host: the relay must wait for the tail to drain.
+    const pair = createHostPair(`ftq${process.pid % 100000}`, 203);
+    try {
+      execFileSync('ip', ['netns', 'exec', pair.a.ns, 'tc', 'qdisc', 'add', 'dev', `ftq${process.pid % 100000}`.slice(0, 10) + 'a', 'root', 'tbf', 'rate', '30mbit', 'burst', '32kbit', 'latency', '400ms']);
+      execFileSync('ip', ['netns', 'exec', pair.a.ns, 'sysctl', '-qw', 'net.ipv4.tcp_wmem=4096 16384 262144']);
+      a = await startDaemon({ hostName: 'slow-a', netns: pair.a.ns, listenTcp: `${pair.a.address}:16609` });
+      b = await startDaemon({ hostName: 'slow-b', netns: pair.b.ns, listenTcp: `${pair.b.address}:16609` });
+      destUri = `ferry+tcp://${pair.b.address}:16609/system`;
+      await guest('tt4', 'ws=24 rate=2 hb=200');
+      await migrateAndCheck('tt4', ['--tunnelled'], 120_000);
+    } finally {
+      await ferry(['destroy', 'tt4'], { uri: b.uri }).catch(() => undefined);
+      await a.stop().catch(() => undefined);
+      await b.stop().catch(() => undefined);
+      pair.destroy();
+    }
   });
 });
