@@ -75,6 +75,10 @@ export class OutgoingMigrations {
         throw new FerryError('operation_invalid', `domain '${d.name}' is paused after a disk I/O error; resolve the error and resume it before migrating`);
       }
       if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, new Set());
+      if (d.runtime.accel === 'tcg' && d.runtime.liveDoc.def.memoryKiB % 256 === 0 && hasFlag(flags, 'LIVE')) {
+        // QEMU 7.2 under TCG can lose dirty pages of a RAM block whose size is a multiple of 256 KiB (see docs/migration.md).
+        this.log(`WARNING: '${d.name}' has ${d.runtime.liveDoc.def.memoryKiB} KiB of memory, a multiple of 256 KiB, and runs under TCG: QEMU 7.2 may lose pages the guest writes during a live migration; an odd size such as ${d.runtime.liveDoc.def.memoryKiB + 4} KiB is safe`);
+      }
     }
     const asyncJob = d.jobs.beginAsync({
       kind: 'migration-out',
