@@ -5,10 +5,13 @@
  * socket QEMU listens on. `pipe` pauses the reader whenever the writer's
  * buffer is full, so memory stays bounded and a slow link slows QEMU down.
  */
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, createServer, type NetConnectOpts, type Socket } from 'node:net';
 import { unlink } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
 import { FerryError } from '../errors/index.js';
+
+/** Read size of the relay's sockets. */
+const RELAY_CHUNK = 1024 * 1024;
 
 /** A listening relay endpoint for the source QEMU. */
 export interface Relay {
@@ -25,7 +28,8 @@ export interface Relay {
 export async function openRelay(path: string, open: () => Promise<Duplex>): Promise<Relay> {
   await unlink(path).catch(() => undefined);
   const peers: Duplex[] = [];
-  const server = createServer({ pauseOnConnect: true }, (qemu: Socket) => {
+  // Big reads mean fewer trips through the event loop per megabyte relayed.
+  const server = createServer({ pauseOnConnect: true, highWaterMark: RELAY_CHUNK }, (qemu: Socket) => {
     open().then(
       (peer) => {
         peers.push(peer);
@@ -56,7 +60,7 @@ export async function openRelay(path: string, open: () => Promise<Duplex>): Prom
 
 /** Connects `peer` (a daemon connection handed over for the stream) to the QEMU listening on `path`. */
 export function attachToQemu(peer: Socket, path: string): void {
-  const qemu = createConnection({ path });
+  const qemu = createConnection({ path, highWaterMark: RELAY_CHUNK } as NetConnectOpts);
   qemu.once('connect', () => splice(peer, qemu));
   qemu.once('error', () => peer.destroy());
 }
@@ -67,12 +71,33 @@ export function attachToQemu(peer: Socket, path: string): void {
  * of the stream is never dropped); an error on either side destroys both.
  */
 function splice(a: Duplex, b: Duplex): void {
-  a.pipe(b);
-  b.pipe(a);
+  // A bulk stream: let TCP coalesce segments (the control connection keeps Nagle off).
+  for (const s of [a, b]) if ('setNoDelay' in s && typeof s.setNoDelay === 'function') (s as Socket).setNoDelay(false);
+  pump(a, b);
+  pump(b, a);
   const fail = () => {
     a.destroy();
     b.destroy();
   };
   a.once('error', fail);
   b.once('error', fail);
+}
+
+/** Bytes the relay lets queue towards one side before it stops reading the other. */
+const RELAY_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * Copies `from` into `to` like `pipe`, but keeps up to {@link RELAY_WINDOW}
+ * bytes in flight instead of stopping at the socket's 16 KiB mark, so the
+ * relay is not stop-and-go; memory stays bounded by the window.
+ */
+function pump(from: Duplex, to: Duplex): void {
+  from.on('data', (chunk: Buffer) => {
+    to.write(chunk);
+    if (to.writableLength > RELAY_WINDOW && !from.isPaused()) {
+      from.pause();
+      to.once('drain', () => from.resume());
+    }
+  });
+  from.once('end', () => to.end());
 }
