@@ -27,17 +27,12 @@ export interface TlsCredentials {
 /** Loads the server or client credentials from `dir`, naming any missing file. */
 export async function loadTlsCredentials(dir: string, role: 'server' | 'client'): Promise<TlsCredentials> {
   const names = role === 'server' ? [PKI_FILES.ca, PKI_FILES.serverCert, PKI_FILES.serverKey] : [PKI_FILES.ca, PKI_FILES.clientCert, PKI_FILES.clientKey];
-  const [ca, cert, key] = await Promise.all(
-    names.map(async (name) => {
-      try {
-        return await readFile(join(dir, name));
-      } catch (err) {
-        throw new FerryError(
-          'auth_failed',
-          `cannot read TLS ${role} credential ${join(dir, name)}: ${(err as Error).message}; create a test PKI with 'ferry tls-setup ${dir}'`,
-        );
-      }
-    }),
-  );
+  const results = await Promise.allSettled(names.map((name) => readFile(join(dir, name))));
+  // Name every missing file, in a fixed order (the first read to fail is a matter of timing).
+  const missing = results.flatMap((r, i) => (r.status === 'rejected' ? [`${join(dir, names[i]!)} (${(r.reason as Error).message})`] : []));
+  if (missing.length) {
+    throw new FerryError('auth_failed', `cannot read TLS ${role} credentials: ${missing.join('; ')}; create a test PKI with 'ferry tls-setup ${dir}'`);
+  }
+  const [ca, cert, key] = results.map((r) => (r as PromiseFulfilledResult<Buffer>).value);
   return { ca: ca!, cert: cert!, key: key! };
 }
