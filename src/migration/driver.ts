@@ -45,20 +45,14 @@ export interface DriverOutcome {
   confirmWarning?: string;
 }
 
-/** Optional observer of phase changes (for `--verbose` and logs). */
-export type PhaseObserver = (phase: 'begin' | 'prepare' | 'perform' | 'finish' | 'confirm', jobId: string) => void;
-
 /** Runs begin, prepare, perform, finish and confirm; rolls back on failure. */
 export async function runMigration(
   src: SourceEndpoint,
   dst: DestinationEndpoint,
   domain: string,
   req: MigrationRequest & { destUri?: string },
-  observe: PhaseObserver = () => undefined,
 ): Promise<DriverOutcome> {
-  observe('begin', '');
   const begin = await src.begin(domain, req);
-  observe('prepare', begin.jobId);
   let prepare: PrepareResult;
   try {
     prepare = await dst.prepare({ xml: begin.xml, cookie: begin.cookie, flags: req.flags, params: req.params });
@@ -69,7 +63,6 @@ export async function runMigration(
   const offline = prepare.migrateUri === '';
   let perform: PerformResult | null = null;
   if (!offline) {
-    observe('perform', begin.jobId);
     const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
     try {
       perform = await src.perform({ jobId: begin.jobId, migrateUri: uri });
@@ -80,7 +73,6 @@ export async function runMigration(
       throw err;
     }
   }
-  observe('finish', prepare.jobId);
   let finish: FinishResult;
   // If the link to the destination is already gone, finish cannot reach it, and without finish
   // the destination never resumes the guest: an unreachable destination then means "aborted".
@@ -111,7 +103,6 @@ export async function runMigration(
       );
     }
   }
-  observe('confirm', begin.jobId);
   const out: DriverOutcome = { begin, prepare, perform, finish };
   try {
     await src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) });

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
-import { hasFlag, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
+import { MAX_BANDWIDTH_MIB, hasFlag, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
@@ -21,8 +21,8 @@ import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { raiseMemlock } from './memlock.js';
 
-/** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it. */
-export const UNLIMITED_SPEED_MIB = 8796093022207;
+/** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
+const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
 
 /** Where a source job stands. */
 type OutgoingPhase = 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
@@ -38,7 +38,6 @@ interface OutgoingJob {
   wasRunning: boolean;
   stats: JobStats | null;
   abortRequested: boolean;
-  abortController: AbortController;
   /** Set once the migration switched to post-copy: the source never resumes after that. */
   postcopy?: boolean;
   /** `migrate-postcopy` was called. */
@@ -99,7 +98,6 @@ export class OutgoingMigrations {
         wasRunning: d.status.state === 'running',
         stats: null,
         abortRequested: false,
-        abortController: new AbortController(),
       };
       this.jobs.set(job.id, job);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
@@ -163,7 +161,6 @@ export class OutgoingMigrations {
       const follow = (stopAtPostcopy: boolean) =>
         followMigration(qmp, {
           pollMs: 250,
-          signal: job.abortController.signal,
           stopAtPostcopy,
           onProgress: (info) => {
             job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
@@ -254,7 +251,6 @@ export class OutgoingMigrations {
     const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'begun' || j.phase === 'performing'));
     if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
     job.abortRequested = true;
-    job.abortController.abort();
     if (job.phase === 'performing' && d.runtime) await cancelMigration(d.runtime.qemu.qmp);
   }
 
@@ -280,10 +276,6 @@ export class OutgoingMigrations {
     await this.confirm({ jobId, cancelled: true });
   }
 
-  /** The phase of a job, if it exists. */
-  phaseOf(jobId: string): OutgoingPhase | undefined {
-    return this.jobs.get(jobId)?.phase;
-  }
 
   /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
   jobInfo(ref: unknown, completed: boolean, incoming?: (uuid: string) => JobStats | undefined): JobStats {

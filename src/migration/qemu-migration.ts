@@ -31,7 +31,7 @@ export type MigrationEnd =
  */
 export function followMigration(
   qmp: QmpClient,
-  opts: { pollMs: number; onProgress?: (info: QemuMigrateInfo) => void; signal?: AbortSignal; stopAtPostcopy?: boolean },
+  opts: { pollMs: number; onProgress?: (info: QemuMigrateInfo) => void; stopAtPostcopy?: boolean },
 ): Promise<MigrationEnd> {
   return new Promise((resolve) => {
     let done = false;
@@ -96,9 +96,4 @@ export async function cancelMigration(qmp: QmpClient): Promise<void> {
   } catch (err) {
     if (!qmp.closed) throw new FerryError('operation_failed', `cannot cancel the migration: ${(err as Error).message}`);
   }
-}
-
-/** Whether QEMU's vCPUs run now. */
-export async function qemuRunning(qmp: QmpClient): Promise<{ running: boolean; status: string }> {
-  return qmp.execute<{ running: boolean; status: string }>('query-status', undefined, { timeoutMs: 10_000 });
 }

@@ -14,6 +14,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import type { LifecycleEvent } from '../../src/api/protocol.js';
 import {
+  emptyDaemon,
   ferry,
   ferryOk,
   killQemusOf,
@@ -48,15 +49,7 @@ async function resetShared(): Promise<void> {
     await killQemusOf(shared.runDir, shared.stateDir);
     throw new Error(`the shared ferryd is gone; its stderr:\n${shared.stderr()}`);
   }
-  const c = await ApiClient.connect(shared.uri);
-  try {
-    for (const d of await c.call('domain.list', { all: true })) {
-      if (d.id !== null) await c.call('domain.destroy', { domain: d.uuid }).catch(() => undefined);
-      if (d.persistent) await c.call('domain.undefine', { domain: d.uuid }).catch(() => undefined);
-    }
-  } finally {
-    c.close();
-  }
+  await emptyDaemon(shared.uri);
 }
 
 useDaemonCleanup(resetShared);

@@ -22,6 +22,7 @@ import { ApiClient } from '../../src/api/client.js';
 import type { LifecycleEvent } from '../../src/api/protocol.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS } from '../../src/flags/index.js';
 import {
+  emptyDaemon,
   CLI_JS,
   REPO_ROOT,
   ferry,
@@ -88,15 +89,7 @@ async function resetHosts(): Promise<void> {
   for (const h of [A, B]) {
     if (!h) continue;
     if (!h.d.alive()) await h.d.restart();
-    const c = await ApiClient.connect(h.d.uri);
-    try {
-      for (const d of await c.call('domain.list', { all: true })) {
-        if (d.id !== null) await c.call('domain.destroy', { domain: d.uuid }).catch(() => undefined);
-        if (d.persistent) await c.call('domain.undefine', { domain: d.uuid }).catch(() => undefined);
-      }
-    } finally {
-      c.close();
-    }
+    await emptyDaemon(h.d.uri);
   }
 }
 

@@ -513,3 +513,17 @@ export function useDaemonCleanup(between?: () => Promise<void>): void {
     await cleanupAll();
   });
 }
+
+/** Destroys every running domain of the daemon at `uri` and undefines every persistent one. */
+export async function emptyDaemon(uri: string): Promise<void> {
+  const { ApiClient } = await import('../../src/api/client.js');
+  const c = await ApiClient.connect(uri);
+  try {
+    for (const d of await c.call('domain.list', { all: true })) {
+      if (d.id !== null) await c.call('domain.destroy', { domain: d.uuid }).catch(() => undefined);
+      if (d.persistent) await c.call('domain.undefine', { domain: d.uuid }).catch(() => undefined);
+    }
+  } finally {
+    c.close();
+  }
+}
