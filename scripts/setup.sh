@@ -11,6 +11,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v gcc >/dev/null || need_apt+=(gcc)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v sysctl >/dev/null || need_apt+=(procps)
+command -v prlimit >/dev/null || need_apt+=(util-linux)
 # The test guest is a 32-bit kernel: gcc needs its 32-bit support.
 echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - 2>/dev/null || need_apt+=(gcc-multilib)
 if [ ${#need_apt[@]} -gt 0 ]; then
