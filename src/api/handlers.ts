@@ -54,6 +54,7 @@ export function buildHandlers(host: Host, extra: Record<string, Handler> = {}): 
     'domain.xml': async (p) => l.xml(p.domain, optBool(p, 'inactive')),
     'domain.autostart': async (p) => l.setAutostart(p.domain, p.enable),
     'domain.consoleLog': async (p) => l.consoleLog(p.domain, p.maxBytes),
+    'domain.qemuMonitorCommand': async (p) => l.monitorCommand(p.domain, p.command, optBool(p, 'hmp')),
     'events.subscribe': async (_p, conn: ApiConnection) => {
       conn.subscribed = true;
       return { subscribed: true };

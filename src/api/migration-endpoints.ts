@@ -54,11 +54,11 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
       return r.state;
     },
     connectionLost: () => current.isClosed,
-    openTunnel: async (destJobId) => {
+    openTunnel: async (destJobId, channel = 'migration') => {
       // A connection of its own, authenticated like the control one, that then carries only the stream.
       const t = await ApiClient.connect(client.target, { ...connectOpts, timeoutMs: 10_000 });
       try {
-        await t.callRaw('migration.tunnelAttach', { jobId: destJobId }, { timeoutMs: 30_000 });
+        await t.callRaw('migration.tunnelAttach', { jobId: destJobId, channel }, { timeoutMs: 30_000 });
       } catch (err) {
         t.close();
         throw err;

@@ -8,6 +8,7 @@ import { FerryError } from '../errors/index.js';
 import type { Migrations, PeerConnector } from '../migration/manager.js';
 import type { Handler } from './server.js';
 import { attachToQemu } from '../migration/tunnel.js';
+import type { NbdTarget } from '../migration/phases.js';
 
 function requireString(p: Record<string, unknown>, key: string): string {
   const v = p[key];
@@ -65,7 +66,8 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
     'migration.perform': async (p) => {
       const jobId = requireString(p, 'jobId');
       try {
-        return await m.outgoing.perform({ jobId, migrateUri: requireString(p, 'migrateUri') });
+        const nbd = p.nbd === undefined ? undefined : requireNbdTarget(p.nbd);
+        return await m.outgoing.perform({ jobId, migrateUri: requireString(p, 'migrateUri'), ...(nbd ? { nbd } : {}) });
       } finally {
         orphaned(jobId);
       }
@@ -93,7 +95,9 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
       });
     },
     'migration.tunnelAttach': async (p, conn) => {
-      const path = m.incoming.tunnelPathOf(requireString(p, 'jobId'));
+      const channel = p.channel === undefined || p.channel === 'migration' ? 'migration' : p.channel === 'nbd' ? 'nbd' : undefined;
+      if (!channel) throw new FerryError('invalid_arg', "parameter 'channel' must be 'migration' or 'nbd'");
+      const path = m.incoming.tunnelPathOf(requireString(p, 'jobId'), channel);
       // After this reply the connection carries the migration stream only.
       setImmediate(() => attachToQemu(conn.takeOverSocket(), path));
       return { attached: true };
@@ -126,4 +130,17 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
     },
     'domain.migrateGetSpeed': async (p) => ({ bandwidth: m.outgoing.getSpeed(requireString(p, 'domain')) }),
   };
+}
+
+/** A perform request's NBD target, checked for shape (in managed mode it comes from the client). */
+function requireNbdTarget(raw: unknown): NbdTarget {
+  const bad = () => new FerryError('invalid_arg', "parameter 'nbd' is malformed: expected {transport, host?, port?, path?, exports, tls}");
+  if (!raw || typeof raw !== 'object') throw bad();
+  const n = raw as Record<string, unknown>;
+  if (n.transport !== 'tcp' && n.transport !== 'unix' && n.transport !== 'tunnel') throw bad();
+  if (n.host !== undefined && typeof n.host !== 'string') throw bad();
+  if (n.port !== undefined && (typeof n.port !== 'number' || !Number.isInteger(n.port) || n.port < 1 || n.port > 65535)) throw bad();
+  if (n.path !== undefined && (typeof n.path !== 'string' || !n.path.startsWith('/'))) throw bad();
+  if (!n.exports || typeof n.exports !== 'object' || Object.values(n.exports).some((v) => typeof v !== 'string')) throw bad();
+  return { transport: n.transport, ...(n.host !== undefined ? { host: n.host } : {}), ...(n.port !== undefined ? { port: n.port as number } : {}), ...(n.path !== undefined ? { path: n.path as string } : {}), exports: n.exports as Record<string, string>, tls: n.tls === true };
 }

@@ -63,6 +63,7 @@ export interface ApiMethods {
   'domain.xml': { params: DomainRef & { inactive?: boolean }; result: { xml: string } };
   'domain.autostart': { params: DomainRef & { enable: boolean }; result: DomainSummary };
   'domain.consoleLog': { params: DomainRef & { maxBytes?: number }; result: { text: string; path: string } };
+  'domain.qemuMonitorCommand': { params: DomainRef & { command: string; hmp?: boolean }; result: { return: unknown } };
   'events.subscribe': { params: Record<string, never>; result: { subscribed: true } };
 }
 

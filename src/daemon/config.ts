@@ -20,6 +20,17 @@ export interface DaemonConfig {
   hostUuid?: string;
   hostName?: string;
   accel: AccelSetting;
+  /** Ports for incoming migration streams and disk copies. */
+  migrationPorts?: { min: number; max: number };
+}
+
+/** Parses `MIN-MAX`, a TCP port range. */
+export function parsePortRange(value: string, option: string): { min: number; max: number } {
+  const m = /^(\d{1,5})-(\d{1,5})$/.exec(value);
+  const min = m ? Number(m[1]) : NaN;
+  const max = m ? Number(m[2]) : NaN;
+  if (!m || min < 1 || max > 65535 || min > max) throw new FerryError('invalid_arg', `${option} expects MIN-MAX with 1 <= MIN <= MAX <= 65535 (e.g. 49152-49215), not '${value}'`);
+  return { min, max };
 }
 
 /** Parses `HOST:PORT` (IPv6 as `[::1]:PORT`). */
@@ -45,6 +56,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--insecure', 'allow --listen-tcp')
     .option('--host-uuid <uuid>', 'host UUID (default: generated at first start and kept in the state dir)')
     .option('--host-name <name>', "host name (default: the machine's)")
+    .option('--migration-ports <min-max>', 'TCP ports for incoming migration streams and disk copies (libvirt\'s default range)', '49152-49215')
     .addOption(new Option('--accel <mode>', 'accelerator: auto (KVM where a probe guest really runs, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .exitOverride()
     .parse(argv);
@@ -58,8 +70,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     hostUuid?: string;
     hostName?: string;
     accel: AccelSetting;
+    migrationPorts: string;
   }>();
-  const cfg: DaemonConfig = { stateDir: o.stateDir, runDir: o.runDir, accel: o.accel };
+  const cfg: DaemonConfig = { stateDir: o.stateDir, runDir: o.runDir, accel: o.accel, migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports') };
   if (o.listenTls) {
     if (!o.tlsDir) throw new FerryError('invalid_arg', '--listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');
     cfg.listenTls = parseListenAddress(o.listenTls, '--listen-tls');

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   system_error: { number: 38, summary: 'system call failed' },
   rpc: { number: 39, summary: 'protocol error' },
   no_domain: { number: 42, summary: 'domain not found' },
+  no_storage_vol: { number: 50, summary: 'storage volume not found' },
   auth_failed: { number: 45, summary: 'authentication failed' },
   operation_invalid: { number: 55, summary: 'operation not valid in the current state' },
   config_unsupported: { number: 67, summary: 'unsupported configuration' },

@@ -35,6 +35,8 @@ export {
 } from './migration-params.js';
 export {
   MIGRATION_RULES,
+  selectedDisks,
+  unixPath,
   checkNotSameHost,
   validateMigrationRequest,
   type MigrationContext,

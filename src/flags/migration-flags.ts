@@ -74,8 +74,10 @@ export const MIGRATION_FLAGS = [
       "The memory stream travels inside the connection between the two daemons instead of a separate connection " +
       "from one QEMU to the other, so only the daemons' port has to be open and the stream gets that connection's " +
       'encryption. Requires PEER2PEER. Since the data never uses its own connection, migrate_uri, listen_address and ' +
-      'disks_port are refused with it, and so are storage copy (NON_SHARED_DISK, NON_SHARED_INC), POSTCOPY and ' +
-      'OFFLINE. If the daemons lose their connection, the migration fails and the guest stays on the source.',
+      'disks_port and disks_uri are refused with it, and so are POSTCOPY and OFFLINE. With a storage copy ' +
+      '(NON_SHARED_DISK, NON_SHARED_INC) the disk contents take the same way: each NBD connection of the source QEMU ' +
+      "is relayed through the daemons' connection to the destination's NBD server. If the daemons lose their " +
+      'connection, the migration fails and the guest stays on the source.',
     availability: 'supported',
   },
   {
@@ -129,12 +131,15 @@ export const MIGRATION_FLAGS = [
     option: '--copy-storage-all',
     summary: 'copy whole disk images along with memory',
     doc:
-      'For hosts that do not share storage: the contents of the guest disks are copied to the destination while its ' +
-      'memory is. Image files of the right size must already exist at the same paths on the destination. By default ' +
-      'every disk with a source that is neither read-only nor shareable is copied; migrate_disks names the disks ' +
-      'instead. Excludes NON_SHARED_INC, OFFLINE and TUNNELLED. If the migration fails, the partial copies are ' +
-      'abandoned and the guest keeps using its original images on the source.',
-    availability: 'later',
+      'For hosts that do not share storage: the contents of the guest disks are copied to the destination while the ' +
+      'guest runs. The destination exports its images over NBD; the source mirrors every selected disk into them, ' +
+      'waits until all mirrors have caught up, migrates memory and completes the mirrors at the switch-over. A ' +
+      'missing destination image is created with the same format and virtual size (as a standalone image: the copy ' +
+      'holds the whole chain); an existing one must have the same virtual size. By default every disk with a source ' +
+      'that is neither read-only nor shareable is copied; migrate_disks names the disks instead. Excludes ' +
+      'NON_SHARED_INC and OFFLINE. If the migration fails, the copies are abandoned (images the destination created ' +
+      'are deleted) and the guest keeps using its original images on the source.',
+    availability: 'supported',
   },
   {
     name: 'NON_SHARED_INC',
@@ -145,10 +150,11 @@ export const MIGRATION_FLAGS = [
     summary: 'copy the top layer of each disk along with memory',
     doc:
       "Like NON_SHARED_DISK, but only the top image of each disk's backing chain is copied: the backing images below " +
-      "it must already be on the destination, identical to the source's. Excludes NON_SHARED_DISK, OFFLINE and " +
-      'TUNNELLED. If the migration fails, the partial copies are abandoned and the guest keeps using its original ' +
-      'images on the source.',
-    availability: 'later',
+      "it must already be on the destination, identical to the source's (same format and virtual size are checked; " +
+      'a missing or different backing image is refused before anything is copied). A missing destination image is ' +
+      'created as an overlay on that backing image. Excludes NON_SHARED_DISK and OFFLINE. If the migration fails, ' +
+      'the copies are abandoned and the guest keeps using its original images on the source.',
+    availability: 'supported',
   },
   {
     name: 'CHANGE_PROTECTION',

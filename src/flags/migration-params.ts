@@ -76,7 +76,7 @@ export const MIGRATION_PARAMS = [
     valueName: 'URI',
     schemes: [
       { scheme: 'tcp', availability: 'supported' },
-      { scheme: 'unix', availability: 'later' },
+      { scheme: 'unix', availability: 'supported' },
       { scheme: 'rdma', availability: 'supported' },
     ],
     summary: 'address the destination QEMU listens on for the memory stream',
@@ -178,7 +178,7 @@ export const MIGRATION_PARAMS = [
       'The disks to copy with NON_SHARED_DISK or NON_SHARED_INC, by target name (e.g. `vda`); on the CLI a comma ' +
       'separated list. Each must be a writable disk with a source in the guest. When omitted, every disk that has a ' +
       'source and is neither read-only nor shareable is copied. Requires a storage-copy flag.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'disks_port',
@@ -192,7 +192,7 @@ export const MIGRATION_PARAMS = [
     doc:
       'The port the destination listens on for disk contents; 0 or omitted lets it choose. Requires a storage-copy ' +
       'flag; excludes disks_uri and TUNNELLED.',
-    availability: 'later',
+    availability: 'supported',
   },
   {
     name: 'disks_uri',
@@ -201,15 +201,15 @@ export const MIGRATION_PARAMS = [
     option: '--disks-uri',
     valueName: 'URI',
     schemes: [
-      { scheme: 'tcp', availability: 'later' },
-      { scheme: 'unix', availability: 'later' },
+      { scheme: 'tcp', availability: 'supported' },
+      { scheme: 'unix', availability: 'supported' },
     ],
     summary: 'address the destination uses for the disk copy',
     doc:
       'Where the disk contents go: `tcp://HOST[:PORT]` (overriding migrate_uri and listen_address for disks) or ' +
       '`unix:///PATH`, a socket path that must lead to the destination from the source too. Requires a storage-copy ' +
-      'flag; excludes disks_port.',
-    availability: 'later',
+      'flag; excludes disks_port and TUNNELLED.',
+    availability: 'supported',
   },
   {
     name: 'compression',

@@ -9,6 +9,7 @@ import {
   hasFlag,
   namesFromFlags,
   type MigrationFlagName,
+  type MigrationFlagSpec,
 } from './migration-flags.js';
 import {
   MIGRATION_PARAMS,
@@ -17,6 +18,7 @@ import {
   parseParams,
   uriScheme,
   type MigrationParamName,
+  type MigrationParamSpec,
   type MigrationParams,
 } from './migration-params.js';
 import { showValue } from './show-value.js';
@@ -107,7 +109,7 @@ function listed(items: readonly string[], conjunction: 'and' | 'or' = 'and'): st
 
 const STORAGE_COPY: readonly MigrationFlagName[] = ['NON_SHARED_DISK', 'NON_SHARED_INC'];
 const OFFLINE_EXCLUDES: readonly MigrationFlagName[] = ['LIVE', 'PAUSED', 'POSTCOPY', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'RDMA_PIN_ALL'];
-const TUNNEL_EXCLUDES: readonly MigrationParamName[] = ['migrate_uri', 'listen_address', 'disks_port'];
+const TUNNEL_EXCLUDES: readonly MigrationParamName[] = ['migrate_uri', 'listen_address', 'disks_port', 'disks_uri'];
 const DISK_PARAMS: readonly MigrationParamName[] = ['migrate_disks', 'disks_port', 'disks_uri'];
 const COMPRESSION_PARAMS = MIGRATION_PARAMS.map((q) => q.name).filter((n) => n === 'compression' || n.startsWith('compression.'));
 const COMPRESSION_TUNING: ReadonlyArray<readonly [MigrationParamName, string]> = [
@@ -127,18 +129,31 @@ const methods = (input: RuleInput): readonly string[] => input.params.compressio
 /** What `not-implemented` refuses: later flags, later parameters and later URI schemes in the request. */
 function laterItems(input: RuleInput): string[] {
   const items: string[] = [];
-  for (const flag of MIGRATION_FLAGS) if (flag.availability === 'later' && has(input, flag.name)) items.push(f(flag.name));
+  for (const flag of MIGRATION_FLAGS as readonly MigrationFlagSpec[]) if (flag.availability === 'later' && has(input, flag.name as MigrationFlagName)) items.push(f(flag.name as MigrationFlagName));
   for (const param of MIGRATION_PARAMS) {
     const value = input.params[param.name];
     if (value === undefined) continue;
-    if (param.availability === 'later') {
+    const spec = param as MigrationParamSpec;
+    if (spec.availability === 'later') {
       items.push(p(param.name));
-    } else if ('schemes' in param && typeof value === 'string') {
+    } else if (spec.schemes !== undefined && typeof value === 'string') {
       const scheme = uriScheme(value);
-      if (param.schemes.some((s) => s.scheme === scheme && s.availability === 'later')) items.push(`the ${scheme}: scheme in ${p(param.name)}`);
+      if (spec.schemes.some((s) => s.scheme === scheme && s.availability === 'later')) items.push(`the ${scheme}: scheme in ${p(param.name)}`);
     }
   }
   return items;
+}
+
+/** The socket path of a `unix:///PATH` (or `unix:/PATH`) URI, or undefined when it names none. */
+export function unixPath(uri: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    return undefined;
+  }
+  const path = decodeURIComponent(parsed.pathname);
+  return path === '' || path === '/' || parsed.hostname !== '' ? undefined : path;
 }
 
 /** Why `uri` is no valid disks_uri, or undefined. */
@@ -152,12 +167,12 @@ function disksUriProblem(uri: string): string | undefined {
     return `${showValue(uri)} is not a valid URI`;
   }
   if (scheme === 'tcp' && parsed.hostname === '') return `the tcp URI ${showValue(uri)} names no host; write tcp://HOST[:PORT]`;
-  if (scheme === 'unix' && (parsed.pathname === '' || parsed.pathname === '/')) return `the unix URI ${showValue(uri)} names no socket path; write unix:///PATH`;
+  if (scheme === 'unix' && unixPath(uri) === undefined) return `the unix URI ${showValue(uri)} names no socket path; write unix:///PATH`;
   return undefined;
 }
 
 /** The disks a storage copy would copy: migrate_disks when given, else every writable, non-shareable disk with a source. */
-function selectedDisks(disks: NonNullable<MigrationContext['disks']>, params: MigrationParams): readonly string[] {
+export function selectedDisks(disks: NonNullable<MigrationContext['disks']>, params: MigrationParams): readonly string[] {
   if (params.migrate_disks) return params.migrate_disks;
   return disks.filter((d) => d.sourcePath !== undefined && !d.readonly && !d.shareable).map((d) => d.targetDev);
 }
@@ -293,16 +308,6 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
         : undefined,
   },
   {
-    id: 'tunnelled-excludes-storage-copy',
-    code: 'operation_unsupported',
-    description: `${fd('TUNNELLED')} excludes ${STORAGE_DOC}.`,
-    check: (input) => {
-      if (!has(input, 'TUNNELLED')) return undefined;
-      const set = STORAGE_COPY.filter((n) => has(input, n));
-      return set.length > 0 ? `${f('TUNNELLED')} excludes ${listed(set.map(f))}: disk contents cannot be tunnelled` : undefined;
-    },
-  },
-  {
     id: 'tunnelled-excludes-data-address',
     code: 'argument_unsupported',
     description: `${fd('TUNNELLED')} excludes ${listed(TUNNEL_EXCLUDES.map(pd))}.`,
@@ -327,6 +332,16 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
       return scheme === undefined
         ? `${p('migrate_uri')} ${showValue(uri)} has no scheme: expected one of ${expected}, e.g. tcp://HOST:PORT`
         : `unsupported scheme ${scheme}: in ${p('migrate_uri')} ${showValue(uri)}: expected one of ${expected}`;
+    },
+  },
+  {
+    id: 'migrate-uri-unix-path',
+    code: 'invalid_arg',
+    description: `A \`unix:\` ${pd('migrate_uri')} names a socket path (\`unix:///PATH\`).`,
+    check: (input) => {
+      const uri = input.params.migrate_uri;
+      if (uri === undefined || uriScheme(uri) !== 'unix') return undefined;
+      return unixPath(uri) === undefined ? `the unix URI ${showValue(uri)} in ${p('migrate_uri')} names no socket path; write unix:///PATH` : undefined;
     },
   },
   {

@@ -22,6 +22,8 @@ export interface HostConfig {
   identity: HostIdentityConfig;
   accel: 'kvm' | 'tcg';
   log: (msg: string) => void;
+  /** TCP ports for incoming migration streams and disk copies (default 49152-49215, libvirt's). */
+  migrationPorts?: { min: number; max: number };
 }
 
 /** ferryd's core. */

@@ -60,6 +60,12 @@ export interface JobStats {
   memory_page_size?: number;
   memory_postcopy_requests?: number;
   auto_converge_throttle?: number;
+  /** Storage copy: bytes of all copied disks. */
+  disk_total?: number;
+  disk_processed?: number;
+  disk_remaining?: number;
+  /** Storage copy: bytes per second. */
+  disk_bps?: number;
   /** XBZRLE cache size, bytes. */
   compression_cache?: number;
   /** Bytes sent XBZRLE-encoded (or, for mt, compressed). */

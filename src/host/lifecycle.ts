@@ -214,6 +214,33 @@ export class Lifecycle {
   }
 
   /** `console --log`: the tail of the serial log. */
+  /**
+   * Passes one command to the domain's QEMU monitor, as virsh's
+   * `qemu-monitor-command` does: a QMP command as JSON
+   * (`{"execute": ..., "arguments": ...}`), or with `hmp` a human monitor
+   * line. For debugging and tests: what it does to the guest is the
+   * caller's responsibility, as in libvirt.
+   */
+  async monitorCommand(ref: unknown, command: unknown, hmp: boolean): Promise<{ return: unknown }> {
+    const d = this.deps.registry.lookup(ref);
+    if (typeof command !== 'string' || command.trim() === '' || command.length > 64 * 1024) throw new FerryError('invalid_arg', 'a monitor command (at most 64 KiB) is required');
+    const rt = d.runtime;
+    if (!rt || !d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is not running`);
+    if (hmp) return { return: await rt.qemu.qmp.execute('human-monitor-command', { 'command-line': command }) };
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(command);
+    } catch (err) {
+      throw new FerryError('invalid_arg', `the QMP command is not JSON: ${(err as Error).message}`);
+    }
+    const q = parsed as { execute?: unknown; arguments?: unknown };
+    if (!q || typeof q !== 'object' || typeof q.execute !== 'string' || (q.arguments !== undefined && (typeof q.arguments !== 'object' || q.arguments === null || Array.isArray(q.arguments)))) {
+      throw new FerryError('invalid_arg', 'a QMP command is {"execute": "NAME", "arguments": {...}}');
+    }
+    if (q.execute === 'qmp_capabilities' || q.execute === 'quit') throw new FerryError('operation_denied', `'${q.execute}' would break ferryd's own monitor connection; use ferry's commands instead`);
+    return { return: await rt.qemu.qmp.execute(q.execute, q.arguments as Record<string, unknown> | undefined) };
+  }
+
   async consoleLog(ref: unknown, maxBytes: unknown): Promise<{ text: string; path: string }> {
     const d = this.deps.registry.lookup(ref);
     const limit = maxBytes === undefined ? 1024 * 1024 : maxBytes;

@@ -10,7 +10,7 @@
  * that answer.
  */
 import { FerryError, toFerryError } from '../errors/index.js';
-import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
+import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, NbdTarget, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
 
 /** The source side as the driver sees it. */
 export interface SourceEndpoint {
@@ -65,7 +65,8 @@ export async function runMigration(
   if (!offline) {
     const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
     try {
-      perform = await src.perform({ jobId: begin.jobId, migrateUri: uri });
+      const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, dst.addressForData) : undefined;
+      perform = await src.perform({ jobId: begin.jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) });
     } catch (err) {
       // The stream did not complete: the destination cannot have resumed; take the guest back.
       await dst.finish({ jobId: prepare.jobId, cancelled: true }).catch(() => undefined);
@@ -115,6 +116,8 @@ export async function runMigration(
 /** Picks the URI QEMU connects to: an explicit `migrate_uri` wins; a wildcard host becomes the destination's address. */
 export function chooseDataUri(explicit: unknown, prepared: string, destAddress: string): string {
   if (typeof explicit === 'string' && explicit !== '') {
+    // unix:///PATH: the destination listens on that path and said so in QEMU's spelling.
+    if (/^unix:/i.test(explicit) && prepared.startsWith('unix:')) return prepared;
     // A bare host (virsh accepts tcp://HOST) takes the port the destination chose.
     const m = /^tcp:\/\/([^/:]+|\[[^\]]+\])\/?$/.exec(explicit);
     if (m) return prepared.replace(/^tcp:(\*|\[[^\]]+\]|[^:]+):/, `tcp:${m[1]}:`);
@@ -124,6 +127,18 @@ export function chooseDataUri(explicit: unknown, prepared: string, destAddress: 
   }
   const host = destAddress.includes(':') && !destAddress.startsWith('[') ? `[${destAddress}]` : destAddress;
   return prepared.replace(/^tcp:\*:/, `tcp:${host}:`);
+}
+
+/**
+ * The address the source's mirrors connect to: a wildcard NBD host becomes
+ * the host the memory stream goes to (as libvirt does), or the
+ * destination's address when the stream is not over TCP.
+ */
+export function resolveNbdTarget(nbd: NbdTarget, dataUri: string, destAddress: string): NbdTarget {
+  if (nbd.transport !== 'tcp' || (nbd.host !== undefined && nbd.host !== '*')) return nbd;
+  const m = /^(?:tcp|rdma):(\[[^\]]+\]|[^:]+):\d+$/.exec(dataUri);
+  const host = m ? m[1]!.replace(/^\[|\]$/g, '') : destAddress.replace(/^\[|\]$/g, '');
+  return { ...nbd, host };
 }
 
 async function settleUnknown(dst: DestinationEndpoint, jobId: string, domainUuid: string, waitMs: number): Promise<IncomingJobState | 'unreachable'> {

@@ -14,7 +14,8 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
-import { hasFlag, uriScheme, validateMigrationRequest } from '../flags/index.js';
+import { hasFlag, unixPath, uriScheme, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
+import type { QmpClient } from '../qemu/index.js';
 import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
@@ -22,6 +23,8 @@ import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
 import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer, type NbdListen } from './storage-target.js';
+import type { NbdTarget, StorageCookie } from './phases.js';
 
 /** One incoming migration on the destination. */
 interface IncomingJob {
@@ -41,6 +44,13 @@ interface IncomingJob {
   wasRunning: boolean;
   /** TUNNELLED: the unix socket the destination QEMU listens on. */
   tunnelPath?: string;
+  /** Storage copy: images created for this job (deleted if it fails). */
+  createdImages: string[];
+  /** Storage copy: the NBD server is running in the destination QEMU. */
+  nbdRunning?: boolean;
+  /** Storage copy over a tunnel: the NBD server's unix socket. */
+  nbdTunnelPath?: string;
+  nbdPort?: number;
 }
 
 /** The destination side of migrations on one host. */
@@ -53,6 +63,11 @@ export class IncomingMigrations {
     private readonly log: (msg: string) => void,
     private readonly qemuTlsDir?: string,
   ) {}
+
+  /** Ports for incoming memory streams and disk copies. */
+  private get ports(): { min: number; max: number } {
+    return this.host.config.migrationPorts ?? DEFAULT_MIGRATION_PORTS;
+  }
 
   /** prepare: start the destination QEMU with `-incoming defer` and open the stream. */
   async prepare(args: PrepareArgs): Promise<PrepareResult> {
@@ -95,14 +110,31 @@ export class IncomingMigrations {
       startedAt: Date.now(),
       port: 0,
       wasRunning: args.cookie.wasRunning !== false,
+      createdImages: [],
     };
     this.jobs.set(job.id, job);
     try {
       if (hasFlag(args.flags, 'OFFLINE')) {
         return { jobId: job.id, migrateUri: '', destination: me, domainName: d.name };
       }
+      const copies = hasFlag(request.flags, 'NON_SHARED_DISK') || hasFlag(request.flags, 'NON_SHARED_INC');
+      const storage = copies && args.cookie.storage ? checkStorageCookie(args.cookie.storage) : undefined;
+      if (storage) {
+        const prepared = await prepareTargetImages(doc, storage, this.log);
+        job.createdImages = prepared.created;
+        doc = prepared.doc;
+        if (prepared.flattened.length > 0 && job.persistentXml !== undefined) {
+          let pdoc = DomainDocument.parse(job.persistentXml);
+          for (const t of prepared.flattened) {
+            const path = pdoc.def.disks.find((x) => x.targetDev === t)?.sourcePath;
+            if (path !== undefined) pdoc = pdoc.withDiskSource(t, path, { removeBackingStore: true });
+          }
+          job.persistentXml = pdoc.toXml();
+        }
+      }
+      const launchDoc = doc;
       const runtime = await d.jobs.run('migration', async () => {
-        const rt = await this.host.runner.launch(d, doc, { paused: true, incoming: true });
+        const rt = await this.host.runner.launch(d, launchDoc, { paused: true, incoming: true });
         d.runtime = rt;
         d.setStatus(mkStatus('paused', 'migrating'));
         this.host.runner.watch(d, rt, (dd, r, reason) => this.host.lifecycle.onExit(dd, r, reason));
@@ -110,12 +142,22 @@ export class IncomingMigrations {
       });
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
+      const nbd = storage ? await this.startNbd(job, runtime.qemu.qmp, request, storage.disks.map((x) => x.target), tls.tlsCredsId) : undefined;
+      const withNbd = nbd ? { nbd } : {};
       if (hasFlag(request.flags, 'TUNNELLED')) {
         // The stream comes through this daemon: QEMU listens on a unix socket only ferryd can reach.
         job.tunnelPath = join(this.host.paths.qemuDir, `${job.id}.tunnel-in.sock`);
         await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${job.tunnelPath}` });
         this.log(`incoming tunnelled migration of '${d.name}' (job ${job.id}) waiting on ${job.tunnelPath}`);
-        return { jobId: job.id, migrateUri: `tunnel:${job.id}`, destination: me, domainName: d.name };
+        return { jobId: job.id, migrateUri: `tunnel:${job.id}`, destination: me, domainName: d.name, ...withNbd };
+      }
+      if (request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'unix') {
+        // A socket path both QEMUs can reach (a shared directory, or hosts that share a machine).
+        const path = unixPath(request.params.migrate_uri)!;
+        await checkSocketPath(path);
+        await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${path}` });
+        this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on unix:${path}`);
+        return { jobId: job.id, migrateUri: `unix:${path}`, destination: me, domainName: d.name, ...withNbd };
       }
       if (hasFlag(request.flags, 'RDMA_PIN_ALL')) await raiseMemlock(runtime.qemu.pid, doc.def.hardLimitKiB ?? doc.def.memoryKiB, this.log);
       // The stream's transport follows the source's migrate_uri: RDMA needs the listener on RDMA too.
@@ -126,7 +168,7 @@ export class IncomingMigrations {
       job.port = await this.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
-      return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name };
+      return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name, ...withNbd };
     } catch (err) {
       await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
       throw err;
@@ -160,6 +202,11 @@ export class IncomingMigrations {
         const wasPersistent = d.persistent;
         d.persistentDoc = pdoc;
         this.host.events.lifecycle(d, 'defined', wasPersistent ? 'updated' : 'added');
+      }
+      if (!offline && job.nbdRunning) {
+        // The source completed its disk copies before finish: nobody may write the images but the guest from now on.
+        await stopNbdServer(d.runtime!.qemu.qmp);
+        job.nbdRunning = false;
       }
       if (!offline) {
         const rt = d.runtime!;
@@ -209,11 +256,58 @@ export class IncomingMigrations {
     }
   }
 
-  /** The unix socket the destination QEMU of tunnelled job `jobId` listens on. */
-  tunnelPathOf(jobId: string): string {
+  /** The unix socket the destination QEMU of tunnelled job `jobId` listens on: the migration stream's, or with `nbd` its NBD server's. */
+  tunnelPathOf(jobId: string, channel: 'migration' | 'nbd' = 'migration'): string {
     const job = this.get(jobId);
-    if (job.state !== 'prepared' || !job.tunnelPath) throw new FerryError('operation_invalid', `incoming migration job ${jobId} is not waiting for a tunnel`);
-    return job.tunnelPath;
+    const path = channel === 'nbd' ? job.nbdTunnelPath : job.tunnelPath;
+    if (job.state !== 'prepared' || !path) throw new FerryError('operation_invalid', `incoming migration job ${jobId} is not waiting for a ${channel === 'nbd' ? 'disk ' : ''}tunnel`);
+    return path;
+  }
+
+  /**
+   * Starts the destination QEMU's NBD server for a storage copy: on the
+   * tunnel's unix socket (TUNNELLED), at disks_uri, or on disks_port / a
+   * free port of the migration range at listen_address.
+   */
+  private async startNbd(job: IncomingJob, qmp: QmpClient, request: { flags: number; params: MigrationParams }, targets: string[], tlsCredsId?: string): Promise<NbdTarget> {
+    const tls = tlsCredsId !== undefined;
+    if (hasFlag(request.flags, 'TUNNELLED')) {
+      job.nbdTunnelPath = join(this.host.paths.qemuDir, `${job.id}.nbd.sock`);
+      const exports = await startNbdExports(qmp, { type: 'unix', path: job.nbdTunnelPath }, targets, tlsCredsId);
+      job.nbdRunning = true;
+      return { transport: 'tunnel', exports, tls };
+    }
+    const uri = request.params.disks_uri;
+    if (uri !== undefined && uriScheme(uri) === 'unix') {
+      const path = unixPath(uri)!;
+      await checkSocketPath(path);
+      const exports = await startNbdExports(qmp, { type: 'unix', path }, targets, tlsCredsId);
+      job.nbdRunning = true;
+      return { transport: 'unix', path, exports, tls };
+    }
+    const parsed = uri !== undefined ? new URL(uri) : undefined;
+    const host = parsed ? parsed.hostname.replace(/^\[|\]$/g, '') : (request.params.listen_address ?? '0.0.0.0');
+    const fixed = parsed?.port ? Number(parsed.port) : request.params.disks_port;
+    let lastErr: unknown;
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const port = fixed ?? (await findFreePort(host, this.ports, this.usedPorts));
+      this.usedPorts.add(port);
+      try {
+        const listen: NbdListen = { type: 'inet', host, port };
+        const exports = await startNbdExports(qmp, listen, targets, tlsCredsId);
+        job.nbdRunning = true;
+        job.nbdPort = port;
+        const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
+        this.log(`disk copy server of '${job.domain.name}' (job ${job.id}) listening on ${host}:${port}`);
+        return { transport: 'tcp', host: shown, port, exports, tls };
+      } catch (err) {
+        lastErr = err;
+        this.usedPorts.delete(port);
+        await qmp.execute('nbd-server-stop').catch(() => undefined);
+        if (fixed !== undefined || !/in use|bind/i.test((err as Error).message)) break;
+      }
+    }
+    throw toFerryError(lastErr, 'operation_failed');
   }
 
   /** Statistics of a domain's running incoming job, if it has one (`domjobinfo` on the destination). */
@@ -254,6 +348,10 @@ export class IncomingMigrations {
     }
     d.setStatus(mkStatus('shutoff', 'failed'));
     if (!job.existedBefore) this.host.registry.remove(d);
+    if (job.createdImages.length > 0) {
+      await removeImages(job.createdImages);
+      this.log(`removed the images created for the failed copy: ${job.createdImages.join(', ')}`);
+    }
     this.release(job);
     return 'aborted';
   }
@@ -284,6 +382,7 @@ export class IncomingMigrations {
   private release(job: IncomingJob): void {
     job.domain.jobs.endAsync(job.asyncJob);
     this.usedPorts.delete(job.port);
+    if (job.nbdPort !== undefined) this.usedPorts.delete(job.nbdPort);
     // Keep finished/aborted jobs a while so late outcome queries get an answer.
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }
@@ -298,7 +397,7 @@ export class IncomingMigrations {
   private async listen(qmp: import('../qemu/index.js').QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
     let lastErr: unknown;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const port = fixedPort ?? (await findFreePort(host, DEFAULT_MIGRATION_PORTS, this.usedPorts));
+      const port = fixedPort ?? (await findFreePort(host, this.ports, this.usedPorts));
       this.usedPorts.add(port);
       try {
         const hostPart = host.includes(':') ? `[${host}]` : host;
@@ -313,4 +412,19 @@ export class IncomingMigrations {
     }
     throw toFerryError(lastErr, 'operation_failed');
   }
+}
+
+/** The storage part of a cookie, checked for shape (it comes from another host); undefined when it lists no disk. */
+function checkStorageCookie(raw: unknown): StorageCookie | undefined {
+  const bad = (why: string) => new FerryError('invalid_arg', `malformed storage description in the migration cookie: ${why}`);
+  if (!raw || typeof raw !== 'object') throw bad('not an object');
+  const st = raw as Partial<StorageCookie>;
+  if (st.sync !== 'full' && st.sync !== 'top') throw bad('sync is neither full nor top');
+  if (!Array.isArray(st.disks) || st.disks.length > 256) throw bad('disks is not a list of at most 256');
+  const size = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  for (const d of st.disks) {
+    if (!d || typeof d !== 'object' || typeof d.target !== 'string' || typeof d.format !== 'string' || !size(d.capacity)) throw bad('a disk lacks target, format or capacity');
+    if (d.backing !== undefined && (typeof d.backing.path !== 'string' || !d.backing.path.startsWith('/') || typeof d.backing.format !== 'string' || !size(d.backing.capacity))) throw bad(`the backing image of ${d.target} is malformed`);
+  }
+  return st.disks.length > 0 ? (st as StorageCookie) : undefined;
 }

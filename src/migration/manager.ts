@@ -17,8 +17,8 @@ import type { MigrationRequest } from './phases.js';
 export interface PeerDestination extends DestinationEndpoint {
   /** The peer's identity. */
   identity(): Promise<{ hostName: string; hostUuid: string }>;
-  /** Opens a connection to the peer that carries the migration stream of incoming job `destJobId` (TUNNELLED). */
-  openTunnel(destJobId: string): Promise<Duplex>;
+  /** Opens a connection to the peer that carries the migration stream (or with `nbd` one disk-copy connection) of incoming job `destJobId` (TUNNELLED). */
+  openTunnel(destJobId: string, channel?: 'migration' | 'nbd'): Promise<Duplex>;
   close(): void;
 }
 
@@ -65,10 +65,20 @@ export class Migrations {
         const destJobId = /^tunnel:(.+)$/.exec(args.migrateUri)?.[1];
         if (!destJobId) throw new FerryError('operation_failed', `the destination did not prepare a tunnel (URI '${args.migrateUri}')`);
         const tunnel = await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.tunnel.sock`), () => peer.openTunnel(destJobId));
+        // A storage copy takes the same way: each NBD connection of the source QEMU gets a daemon connection of its own.
+        const nbdRelay = args.nbd?.transport === 'tunnel' ? await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.nbd-tunnel.sock`), () => peer.openTunnel(destJobId, 'nbd')).catch((err) => {
+          tunnel.close();
+          throw err;
+        }) : undefined;
         try {
-          return await local.perform({ jobId: args.jobId, migrateUri: `unix:${tunnel.path}` });
+          return await local.perform({
+            jobId: args.jobId,
+            migrateUri: `unix:${tunnel.path}`,
+            ...(args.nbd ? { nbd: nbdRelay ? { ...args.nbd, transport: 'unix' as const, path: nbdRelay.path } : args.nbd } : {}),
+          });
         } finally {
           tunnel.close();
+          nbdRelay?.close();
         }
       },
     };

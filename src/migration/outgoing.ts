@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
-import { MAX_BANDWIDTH_MIB, hasFlag, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
+import { MAX_BANDWIDTH_MIB, hasFlag, selectedDisks, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
@@ -20,6 +20,8 @@ import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { raiseMemlock } from './memlock.js';
+import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
+import type { StorageCookie } from './phases.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
 const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
@@ -44,6 +46,10 @@ interface OutgoingJob {
   postcopyRequested?: boolean;
   /** Post-copy: the rest of the stream, followed in the background after perform returned. */
   completion?: Promise<MigrationEnd>;
+  /** Storage copy: the disks going, as told to the destination. */
+  storage?: StorageCookie;
+  /** Storage copy: the running mirrors. */
+  mirrors?: DiskMirrors;
 }
 
 /** The source side of migrations on one host. */
@@ -64,8 +70,9 @@ export class OutgoingMigrations {
     const offline = hasFlag(req.flags, 'OFFLINE');
     const live = d.runtime?.liveDoc ?? null;
     const defNow = (live ?? d.persistentDoc ?? d.currentDoc).def;
-    const request = validateMigrationRequest({ flags: req.flags, params: req.params }, { hardLimitKiB: defNow.hardLimitKiB });
+    const request = validateMigrationRequest({ flags: req.flags, params: req.params }, { hardLimitKiB: defNow.hardLimitKiB, disks: defNow.disks });
     const { flags, params } = request;
+    const copied = new Set(hasFlag(flags, 'NON_SHARED_DISK') || hasFlag(flags, 'NON_SHARED_INC') ? selectedDisks(defNow.disks, params) : []);
     if (offline) {
       if (!d.persistentDoc) throw new FerryError('operation_invalid', `cannot migrate transient domain '${d.name}' offline: it has no persistent definition to move`);
     } else {
@@ -73,7 +80,7 @@ export class OutgoingMigrations {
       if (d.status.state === 'paused' && d.status.reason === 'I/O error') {
         throw new FerryError('operation_invalid', `domain '${d.name}' is paused after a disk I/O error; resolve the error and resume it before migrating`);
       }
-      if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, new Set());
+      if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, copied);
       if (d.runtime.accel === 'tcg' && d.runtime.liveDoc.def.memoryKiB % 256 === 0 && hasFlag(flags, 'LIVE')) {
         // QEMU 7.2 under TCG can lose dirty pages of a RAM block whose size is a multiple of 256 KiB (see docs/migration.md).
         this.log(`WARNING: '${d.name}' has ${d.runtime.liveDoc.def.memoryKiB} KiB of memory, a multiple of 256 KiB, and runs under TCG: QEMU 7.2 may lose pages the guest writes during a live migration; an odd size such as ${d.runtime.liveDoc.def.memoryKiB + 4} KiB is safe`);
@@ -87,6 +94,7 @@ export class OutgoingMigrations {
     });
     try {
       const xml = this.xmlToSend(d, params, offline);
+      const storage = !offline && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
       const job: OutgoingJob = {
         id: randomUUID(),
         domain: d,
@@ -98,6 +106,7 @@ export class OutgoingMigrations {
         wasRunning: d.status.state === 'running',
         stats: null,
         abortRequested: false,
+        ...(storage ? { storage } : {}),
       };
       this.jobs.set(job.id, job);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
@@ -111,6 +120,7 @@ export class OutgoingMigrations {
           domain: { name: d.name, uuid: d.uuid },
           ...(persistentXml !== undefined ? { persistentXml } : {}),
           wasRunning: job.wasRunning,
+          ...(storage ? { storage } : {}),
         },
       };
     } catch (err) {
@@ -155,6 +165,25 @@ export class OutgoingMigrations {
         // The STOP event may have recorded the pause already; one event, one state.
         if (stateOf(d) !== 'paused') await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migrated');
       }
+      if (job.storage && job.storage.disks.length > 0) {
+        if (!args.nbd) throw new FerryError('operation_failed', `the destination offered no disk server for the storage copy of '${d.name}'`);
+        const bw = job.params.bandwidth ?? (speed !== undefined && speed < UNLIMITED_SPEED_MIB ? speed : undefined);
+        job.mirrors = await DiskMirrors.start(qmp, {
+          disks: job.storage.disks,
+          sync: job.storage.sync,
+          nbd: args.nbd,
+          ...(tls.tlsCredsId ? { tls: { credsId: tls.tlsCredsId, hostname: job.params['tls.destination'] ?? args.nbd.host ?? tls.tlsHostname } } : {}),
+          ...(bw !== undefined ? { speedBytes: bw * MIB } : {}),
+        });
+        this.log(`copying ${job.storage.disks.length} disk(s) of '${d.name}' (${job.storage.sync}) before its memory`);
+        const mirrors = job.mirrors;
+        await mirrors.waitReady({
+          aborted: () => job.abortRequested || ioError,
+          onProgress: (disk) => {
+            job.stats = withDiskStats({ type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: Date.now() - job.startedAt }, disk);
+          },
+        });
+      }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       rt.pendingPause = 'migrating';
       await qmp.execute('migrate', { uri: args.migrateUri });
@@ -163,11 +192,17 @@ export class OutgoingMigrations {
           pollMs: 250,
           stopAtPostcopy,
           onProgress: (info) => {
-            job.stats = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
+            const mem = statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' });
+            job.stats = job.mirrors ? withDiskStats(mem, job.mirrors.stats()) : mem;
+            if (job.mirrors) void job.mirrors.refresh();
             if (info['cpu-throttle-percentage']) lastThrottle = info['cpu-throttle-percentage'];
           },
         });
       const end = await follow(hasFlag(job.flags, 'POSTCOPY'));
+      if ((end.status === 'completed' || end.status === 'postcopy-active') && job.mirrors) {
+        // The source is paused now: copy the disks' last writes and detach, before the destination may run.
+        await job.mirrors.complete();
+      }
       if (end.status === 'postcopy-active') {
         // From here the destination holds the newest state: the source must never run this guest again.
         job.postcopy = true;
@@ -179,7 +214,8 @@ export class OutgoingMigrations {
         });
         return { stats: statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
       }
-      const stats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
+      const memStats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
+      const stats = job.mirrors ? withDiskStats(memStats, job.mirrors.stats()) : memStats;
       // QEMU drops the throttle from its answer once the job ends; keep the last one seen, as libvirt does.
       if (stats.auto_converge_throttle === undefined && lastThrottle !== undefined) stats.auto_converge_throttle = lastThrottle;
       job.stats = stats;
@@ -196,6 +232,8 @@ export class OutgoingMigrations {
       if (job.phase === 'performing') job.phase = 'perform-failed';
       // Make sure QEMU's stream stops: a half-run migration must not complete behind our back.
       await cancelMigration(qmp).catch(() => undefined);
+      // The disk copies stop too; the source keeps running on its own images.
+      await job.mirrors?.abort().catch(() => undefined);
       throw err;
     } finally {
       qmp.off('event', onEvent);
@@ -252,6 +290,7 @@ export class OutgoingMigrations {
     if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
     job.abortRequested = true;
     if (job.phase === 'performing' && d.runtime) await cancelMigration(d.runtime.qemu.qmp);
+    // Mirrors still catching up notice the request at their next poll.
   }
 
   /** The job whose owner (a managing client) went away: roll it back where that is safe. */
@@ -347,6 +386,8 @@ export class OutgoingMigrations {
     const d = job.domain;
     const rt = d.runtime;
     if (!rt || rt.qemu.exitReason) return;
+    // Completed or not, the copies' connections to the destination go: the source never used the copies.
+    await job.mirrors?.abort().catch(() => undefined);
     const q = await rt.qemu.qmp.execute<{ running: boolean; status: string }>('query-status').catch(() => null);
     // A switch that was asked for may have happened even if no poll saw 'postcopy-active': QEMU then stays stopped.
     if (job.postcopy || (job.postcopyRequested && q && !q.running)) {

@@ -26,6 +26,48 @@ export interface MigrationCookie {
   persistentXml?: string;
   /** Whether the guest ran (rather than was paused) on the source when the job began. */
   wasRunning: boolean;
+  /** NON_SHARED_DISK / NON_SHARED_INC: the disks the source will copy, as the destination must prepare them. */
+  storage?: StorageCookie;
+}
+
+/** The disks of a storage copy, described by the source for the destination. */
+export interface StorageCookie {
+  /** 'full' copies whole images (NON_SHARED_DISK), 'top' only the top layer (NON_SHARED_INC). */
+  sync: 'full' | 'top';
+  disks: StorageDiskInfo[];
+}
+
+/** One disk a storage copy moves. */
+export interface StorageDiskInfo {
+  /** `<target dev>`, e.g. vda. */
+  target: string;
+  /** Format of the top image (raw or qcow2). */
+  format: string;
+  /** Virtual size of the disk in bytes. */
+  capacity: number;
+  /** The image below the top one, which an incremental copy expects to find on the destination. */
+  backing?: { path: string; format: string; capacity: number };
+  /**
+   * Identity of the source's top image file: a destination sharing the
+   * source's kernel (hosts as network namespaces of one machine) refuses to
+   * copy a disk onto the very file the source runs from.
+   */
+  file?: { bootId: string; dev: number; ino: number };
+}
+
+/** Where the destination's NBD server takes the disk copies. */
+export interface NbdTarget {
+  /** 'tunnel': through the daemons' connection (TUNNELLED); the source daemon relays it. */
+  transport: 'tcp' | 'unix' | 'tunnel';
+  /** tcp: the address; '*' when the server listens on every address. */
+  host?: string;
+  port?: number;
+  /** unix: the socket path. */
+  path?: string;
+  /** Export name of each disk, by target. */
+  exports: Record<string, string>;
+  /** The server expects TLS (the TLS flag). */
+  tls: boolean;
 }
 
 /** A migration request as the driver receives it. */
@@ -57,12 +99,16 @@ export interface PrepareResult {
   destination: CookieHost;
   /** The domain's name on the destination (after `destination_name`). */
   domainName: string;
+  /** Storage copy: the NBD server the destination started. */
+  nbd?: NbdTarget;
 }
 
 /** perform's arguments. */
 export interface PerformArgs {
   jobId: string;
   migrateUri: string;
+  /** Storage copy: where to mirror the disks (a tcp target with a concrete host, or a unix socket). */
+  nbd?: NbdTarget;
 }
 
 /** perform's answer. */

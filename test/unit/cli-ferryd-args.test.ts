@@ -16,12 +16,12 @@ function refusal(fn: () => unknown): FerryError {
 
 describe('parseDaemonArgs', () => {
   it('defaults: /var/lib/ferry, /run/ferry, accel auto, no network listeners', () => {
-    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto' });
+    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 } });
   });
 
   it('takes directories, identity and accelerator', () => {
     const cfg = parseDaemonArgs(argv('--state-dir', '/s', '--run-dir', '/r', '--host-uuid', '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', '--host-name', 'h1', '--accel', 'tcg'));
-    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg' });
+    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 } });
   });
 
   it('refuses an accelerator other than auto, kvm or tcg', () => {
@@ -102,5 +102,14 @@ describe('parseListenAddress', () => {
   // listen time, with system_error instead of invalid_arg.
   it('refuses empty brackets "[]:80" with invalid_arg', () => {
     expect(refusal(() => parseListenAddress('[]:80', '--listen-tls')).code).toBe('invalid_arg');
+  });
+});
+
+describe('--migration-ports', () => {
+  it('takes a range', () => {
+    expect(parseDaemonArgs(argv('--migration-ports', '50000-50010')).migrationPorts).toEqual({ min: 50000, max: 50010 });
+  });
+  it.each(['50010-50000', '0-10', '1-65536', '5000', 'a-b', '1-2-3'])('refuses %s', (value) => {
+    expect(() => parseDaemonArgs(argv('--migration-ports', value))).toThrow(/--migration-ports expects MIN-MAX/);
   });
 });

@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { FerryError, type ErrorCode } from '../../src/errors/index.js';
 import {
   MIGRATION_FLAGS,
+  MIGRATION_PARAMS,
   MIGRATION_RULES,
   checkNotSameHost,
   flagsFromNames,
   validateMigrationRequest,
   type MigrationContext,
+  type MigrationParamSpec,
   type MigrationParams,
   type ValidateOptions,
 } from '../../src/flags/index.js';
@@ -55,9 +57,11 @@ const CASES: Case[] = [
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'POSTCOPY'], {}, {}, 'invalid_arg', '--postcopy (POSTCOPY)'],
   ['postcopy-excludes-paused', ['LIVE', 'POSTCOPY', 'PAUSED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --suspend (PAUSED)'],
   ['postcopy-excludes-tunnelled', ['LIVE', 'POSTCOPY', 'PEER2PEER', 'TUNNELLED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --tunnelled (TUNNELLED)'],
-  ['tunnelled-excludes-storage-copy', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_DISK'], {}, {}, 'operation_unsupported', '--tunnelled (TUNNELLED) excludes --copy-storage-all (NON_SHARED_DISK)'],
   ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED'], { migrate_uri: 'tcp://h:1' }, {}, 'argument_unsupported', '--tunnelled (TUNNELLED) excludes --migrateuri (migrate_uri)'],
   ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED'], { listen_address: '0.0.0.0' }, {}, 'argument_unsupported', '--listen-address (listen_address)'],
+  ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_DISK'], { disks_uri: 'unix:///run/n.sock' }, {}, 'argument_unsupported', '--disks-uri (disks_uri)'],
+  ['migrate-uri-unix-path', ['LIVE'], { migrate_uri: 'unix://host/x.sock' }, {}, 'invalid_arg', 'names no socket path', 'unix:///PATH'],
+  ['migrate-uri-unix-path', ['LIVE'], { migrate_uri: 'unix:///' }, {}, 'invalid_arg', 'names no socket path'],
   ['migrate-uri-scheme', ['LIVE'], { migrate_uri: 'http://h' }, {}, 'argument_unsupported', 'unsupported scheme http:', '--migrateuri (migrate_uri)', 'tcp:, unix:, rdma:'],
   ['migrate-uri-scheme', ['LIVE'], { migrate_uri: '/just/a/path' }, {}, 'argument_unsupported', 'has no scheme'],
   ['rdma-pin-all-needs-rdma-uri', ['LIVE', 'RDMA_PIN_ALL'], {}, {}, 'invalid_arg', '--rdma-pin-all (RDMA_PIN_ALL) requires --migrateuri (migrate_uri) to start with rdma://'],
@@ -122,34 +126,17 @@ describe('known-flags', () => {
 });
 
 describe('not-implemented', () => {
-  it.each(MIGRATION_FLAGS.filter((f) => f.availability === 'later').map((f) => [f.name, f.option] as const))(
-    'refuses %s with argument_unsupported',
-    (name, option) => {
-      const err = refusal(() => validate([name], {}, {}, {}));
-      expect(err.code).toBe('argument_unsupported');
-      expect(err.message).toBe(`${option} (${name}) is not implemented yet`);
-    },
-  );
-
-  it('lists every later flag and parameter of the request', () => {
-    const err = refusal(() => validate(['LIVE', 'NON_SHARED_DISK'], { migrate_disks: ['vda'], disks_port: 49500 }, {}, {}));
-    expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('--copy-storage-all (NON_SHARED_DISK), --migrate-disks (migrate_disks) and --disks-port (disks_port) are not implemented yet');
+  it('has nothing to refuse: every flag, parameter and URI scheme of the tables is implemented', () => {
+    expect(MIGRATION_FLAGS.filter((f) => (f.availability as string) === 'later').map((f) => f.name)).toEqual([]);
+    expect(MIGRATION_PARAMS.filter((p) => (p.availability as string) === 'later').map((p) => p.name)).toEqual([]);
+    const laterSchemes = (MIGRATION_PARAMS as readonly MigrationParamSpec[]).flatMap((p) => (p.schemes ?? []).filter((s) => s.availability === 'later').map((s) => `${p.name}:${s.scheme}`));
+    expect(laterSchemes).toEqual([]);
   });
 
-  it('refuses a later parameter with only supported flags', () => {
-    expect(refusal(() => validate(['LIVE'], { disks_uri: 'unix:///tmp/x' }, {}, {})).message).toMatch(/--disks-uri \(disks_uri\) is not implemented yet/);
-  });
-
-  it('refuses a later URI scheme in a supported parameter', () => {
-    const err = refusal(() => validate(['LIVE'], { migrate_uri: 'unix:///tmp/m.sock' }, {}, {}));
-    expect(err.code).toBe('argument_unsupported');
-    expect(err.message).toBe('the unix: scheme in --migrateuri (migrate_uri) is not implemented yet');
-  });
-
-  it('is reported before a combination problem of the same request', () => {
-    expect(refusal(() => validate(['NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, {})).code).toBe('argument_unsupported');
-    expect(refusal(() => validate(['NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, LATER)).code).toBe('invalid_arg');
+  it('lets the storage-copy flags and parameters through to the combination rules', () => {
+    expect(validate(['LIVE', 'NON_SHARED_DISK'], { migrate_disks: ['vda'], disks_port: 49500 }, {}, {}).params.migrate_disks).toEqual(['vda']);
+    expect(validate(['LIVE'], { migrate_uri: 'unix:///tmp/m.sock' }, {}, {}).params.migrate_uri).toBe('unix:///tmp/m.sock');
+    expect(refusal(() => validate(['NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, {})).code).toBe('invalid_arg');
   });
 
   it('comes after the form checks', () => {
@@ -181,6 +168,8 @@ describe('accepted requests', () => {
     ['parallel zstd', ['LIVE', 'COMPRESSED', 'PARALLEL'], { compression: ['zstd'], 'compression.zstd.level': 3, 'parallel.connections': 8 }, LATER],
     ['auto-converge tuned', ['LIVE', 'AUTO_CONVERGE'], { 'auto_converge.initial': 20, 'auto_converge.increment': 10 }, LATER],
     ['RDMA pinning', ['LIVE', 'RDMA_PIN_ALL'], { migrate_uri: 'rdma://10.0.0.2:4444' }, LATER],
+    ['tunnelled storage copy', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_INC'], { migrate_disks: ['vda'] }, {}],
+    ['memory over a unix socket', ['LIVE'], { migrate_uri: 'unix:///run/ferry/m.sock' }, {}],
   ])('%s', (_title, flags, params, options) => {
     const out = validate(flags, params, {}, options);
     expect(out.flags).toBe(flagsFromNames(flags));

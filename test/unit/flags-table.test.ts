@@ -35,7 +35,7 @@ const LIBVIRT_FLAGS: Array<[string, number, string]> = [
   ['PARALLEL', 131072, '--parallel'],
 ];
 
-const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED'];
+const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED', 'NON_SHARED_DISK', 'NON_SHARED_INC'];
 
 /** libvirt's typed parameters: field, constant, type and virsh option. */
 const LIBVIRT_PARAMS: Array<[string, string, string, string]> = [
@@ -202,7 +202,7 @@ describe('generated document', () => {
       expect(doc).toContain(`Value ${f.value} (1 << ${f.bit})`);
       expect(doc).toContain(f.doc);
     }
-    expect(doc).toContain('| 6 | 64 | `NON_SHARED_DISK` | `VIR_MIGRATE_NON_SHARED_DISK` | `--copy-storage-all` | later (refused for now) |');
+    expect(doc).toContain('| 6 | 64 | `NON_SHARED_DISK` | `VIR_MIGRATE_NON_SHARED_DISK` | `--copy-storage-all` | supported |');
     expect(doc).toContain('| 0 | 1 | `LIVE` | `VIR_MIGRATE_LIVE` | `--live` | supported |');
   });
 

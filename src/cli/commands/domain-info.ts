@@ -97,6 +97,18 @@ export function registerInfoCommands(program: Command, ctx: CliContext): void {
     });
 
   program
+    .command('qemu-monitor-command')
+    .description("pass a command to the domain's QEMU monitor (QMP JSON, or a human monitor line with --hmp); for debugging")
+    .argument('<domain>', 'domain name, id or uuid')
+    .argument('<command...>', 'the command; several words are joined with spaces')
+    .option('--hmp', 'the command is a human monitor command line')
+    .option('--pretty', 'indent the QMP answer')
+    .action(async (domain: string, words: string[], opts: { hmp?: boolean; pretty?: boolean }) => {
+      const r = await (await ctx.client()).call('domain.qemuMonitorCommand', { domain, command: words.join(' '), hmp: !!opts.hmp });
+      printResult(ctx.output, r, () => (opts.hmp ? String(r.return ?? '') : JSON.stringify({ return: r.return }, null, opts.pretty ? 2 : undefined)));
+    });
+
+  program
     .command('dumpxml')
     .description("print a domain's XML definition (the live one while it runs)")
     .argument('<domain>', 'domain name, id or uuid')

@@ -9,7 +9,7 @@ import { Option, type Command } from 'commander';
 import { ApiClient } from '../../api/client.js';
 import { remoteDestination, remoteSource } from '../../api/migration-endpoints.js';
 import { FerryError, toFerryError } from '../../errors/index.js';
-import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
+import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationFlagSpec, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
 import type { JobStats } from '../../host/job-stats.js';
 import { runMigration } from '../../migration/driver.js';
 import type { CliContext } from '../context.js';
@@ -38,7 +38,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     .description('migrate a domain to another host (managed by this client unless --p2p)')
     .argument('<domain>', 'domain name, id or uuid')
     .argument('<desturi>', 'destination host URI, e.g. ferry+tls://host-b/system');
-  for (const f of MIGRATION_FLAGS) {
+  for (const f of MIGRATION_FLAGS as readonly MigrationFlagSpec[]) {
     cmd.addOption(new Option(f.option, `${f.summary}${f.availability === 'later' ? ' (not implemented yet)' : ''}`));
   }
   for (const p of MIGRATION_PARAMS as readonly MigrationParamSpec[]) {
@@ -260,6 +260,10 @@ const JOB_FIELDS: Array<[keyof JobStats, string, (v: number) => string]> = [
   ['memory_constant', 'Constant pages', String],
   ['memory_normal', 'Normal pages', String],
   ['memory_normal_bytes', 'Normal data', mib],
+  ['disk_processed', 'File processed', mib],
+  ['disk_remaining', 'File remaining', mib],
+  ['disk_total', 'File total', mib],
+  ['disk_bps', 'File bandwidth', (v) => `${mib(v)}/s`],
   ['downtime', 'Total downtime', (v) => `${v} ms`],
   ['setup_time', 'Setup time', (v) => `${v} ms`],
   ['auto_converge_throttle', 'Auto converge throttle', (v) => `${v} %`],
