@@ -30,21 +30,8 @@ function requireParams(p: Record<string, unknown>): Record<string, unknown> {
 
 /** Handlers of the migration methods. */
 export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log: (msg: string) => void): Record<string, Handler> {
-  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string; domainUuid: string }): Promise<'finished' | 'aborted' | 'unreachable'> => {
-    if (!destUri) return 'unreachable';
-    try {
-      const peer = await connectPeer(destUri);
-      try {
-        const st = await peer.abortUnlessFinished('', job.domainUuid);
-        return st === 'finished' ? 'finished' : st === 'aborted' || st === 'unknown' ? 'aborted' : 'unreachable';
-      } finally {
-        peer.close();
-      }
-    } catch (err) {
-      log(`cannot reach ${destUri} to settle migration job ${job.id}: ${(err as Error).message}`);
-      return 'unreachable';
-    }
-  };
+  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string; domainUuid: string }): Promise<'finished' | 'aborted' | 'unreachable'> =>
+    destUri ? m.askOutcome(destUri, job.domainUuid) : 'unreachable';
   const owners = new Map<string, { isOpen: boolean; destUri?: string }>();
   const orphaned = (jobId: string) => {
     const o = owners.get(jobId);
@@ -54,7 +41,7 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
   return {
     'migration.begin': async (p, conn) => {
       const destUri = typeof p.destUri === 'string' ? p.destUri : undefined;
-      const r = await m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p) });
+      const r = await m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p), ...(destUri ? { destUri } : {}) });
       const owner = { isOpen: true, ...(destUri ? { destUri } : {}) };
       owners.set(r.jobId, owner);
       conn.once('close', () => {
@@ -102,9 +89,12 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
       setImmediate(() => attachToQemu(conn.takeOverSocket(), path));
       return { attached: true };
     },
-    'migration.abortIncoming': async (p) => ({
-      state: await m.incoming.abort(requireString(p, 'jobId'), 'the source asked (outcome check)', false, typeof p.domainUuid === 'string' ? p.domainUuid : undefined),
-    }),
+    'migration.abortIncoming': async (p) => {
+      // A source that lost its job (it restarted) knows only the domain: then the job id may be empty.
+      const domainUuid = typeof p.domainUuid === 'string' && p.domainUuid !== '' ? p.domainUuid : undefined;
+      const jobId = domainUuid !== undefined && (p.jobId === '' || p.jobId === undefined) ? '' : requireString(p, 'jobId');
+      return { state: await m.incoming.abort(jobId, 'the source asked (outcome check)', false, domainUuid) };
+    },
     'domain.migrate': async (p) => {
       const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p) });
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;

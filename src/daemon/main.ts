@@ -61,6 +61,8 @@ async function run(): Promise<void> {
     endpoints.push(`tcp ${cfg.listenTcp.host}:${port}`);
   }
   log(`ready: ${endpoints.join(', ')}`);
+  // Migrations a killed ferryd left half-done are settled now that this host answers its peers.
+  void migrations.recover().catch((err) => log(`migration recovery failed: ${toFerryError(err).message}`));
 
   let stopping = false;
   const stop = (signal: string) => {

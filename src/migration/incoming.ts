@@ -25,6 +25,7 @@ import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer, type NbdListen } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
+import { holdPoint } from './test-hold.js';
 
 /** One incoming migration on the destination. */
 interface IncomingJob {
@@ -149,6 +150,7 @@ export class IncomingMigrations {
         job.tunnelPath = join(this.host.paths.qemuDir, `${job.id}.tunnel-in.sock`);
         await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${job.tunnelPath}` });
         this.log(`incoming tunnelled migration of '${d.name}' (job ${job.id}) waiting on ${job.tunnelPath}`);
+        await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
         return { jobId: job.id, migrateUri: `tunnel:${job.id}`, destination: me, domainName: d.name, ...withNbd };
       }
       if (request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'unix') {
@@ -157,6 +159,7 @@ export class IncomingMigrations {
         await checkSocketPath(path);
         await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${path}` });
         this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on unix:${path}`);
+        await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
         return { jobId: job.id, migrateUri: `unix:${path}`, destination: me, domainName: d.name, ...withNbd };
       }
       if (hasFlag(request.flags, 'RDMA_PIN_ALL')) await raiseMemlock(runtime.qemu.pid, doc.def.hardLimitKiB ?? doc.def.memoryKiB, this.log);
@@ -168,6 +171,7 @@ export class IncomingMigrations {
       job.port = await this.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
+      await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
       return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name, ...withNbd };
     } catch (err) {
       await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
@@ -194,6 +198,7 @@ export class IncomingMigrations {
         const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: hasFlag(job.flags, 'POSTCOPY') });
         if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
         postcopy = end.status === 'postcopy-active';
+        await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
       }
       if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) {

@@ -41,6 +41,31 @@ export class Migrations {
     this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
   }
 
+  /**
+   * Asks the destination at `destUri` whether it runs the guest `domainUuid`
+   * after a migration whose outcome this host lost; a destination that has
+   * not resumed it aborts its side first, so the answer is final.
+   */
+  readonly askOutcome = async (destUri: string, domainUuid: string): Promise<'finished' | 'aborted' | 'unreachable'> => {
+    try {
+      const peer = await this.connectPeer(destUri);
+      try {
+        const st = await peer.abortUnlessFinished('', domainUuid);
+        return st === 'finished' ? 'finished' : st === 'aborted' || st === 'unknown' ? 'aborted' : 'unreachable';
+      } finally {
+        peer.close();
+      }
+    } catch (err) {
+      this.log(`cannot reach ${destUri} to settle a migration of ${domainUuid}: ${(err as Error).message}`);
+      return 'unreachable';
+    }
+  };
+
+  /** After a restart: settles the outgoing jobs the journal lists (in the background). */
+  recover(): Promise<void> {
+    return this.outgoing.recover(this.askOutcome);
+  }
+
   /** This host's source side, as the driver calls it in peer-to-peer mode. */
   get localSource(): SourceEndpoint {
     return {
@@ -100,7 +125,7 @@ export class Migrations {
         throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${id.hostName} (host UUID ${id.hostUuid}): ${destUri} is this host`);
       }
       const source = hasFlag(req.flags, 'TUNNELLED') ? this.tunnelledSource(peer) : this.localSource;
-      const outcome = await runMigration(source, peer, domain, req);
+      const outcome = await runMigration(source, peer, domain, { ...req, destUri });
       if (outcome.confirmWarning) this.log(outcome.confirmWarning);
       return outcome;
     } finally {

@@ -22,6 +22,8 @@ import { addTlsCreds } from './qemu-tls.js';
 import { raiseMemlock } from './memlock.js';
 import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
 import type { StorageCookie } from './phases.js';
+import { MigrationJournal, type JournalEntry, type JournalPhase } from './journal.js';
+import { holdPoint } from './test-hold.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
 const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
@@ -50,22 +52,49 @@ interface OutgoingJob {
   storage?: StorageCookie;
   /** Storage copy: the running mirrors. */
   mirrors?: DiskMirrors;
+  /** The destination daemon's URI, when known: a restarted ferryd asks it how the job ended. */
+  destUri?: string;
 }
+
+/** How a destination answers "did you finish?" for a job a restarted source finds in its journal. */
+export type OutcomeQuery = (destUri: string, domainUuid: string) => Promise<'finished' | 'aborted' | 'unreachable'>;
 
 /** The source side of migrations on one host. */
 export class OutgoingMigrations {
   private readonly jobs = new Map<string, OutgoingJob>();
   /** Per-domain speed set by `migrate-setspeed` (MiB/s), used by the next migration. */
   private readonly speeds = new Map<string, number>();
+  private readonly journal: MigrationJournal;
 
   constructor(
     private readonly host: Host,
     private readonly log: (msg: string) => void,
     private readonly qemuTlsDir?: string,
-  ) {}
+  ) {
+    this.journal = new MigrationJournal(host.config.stateDir);
+  }
+
+  /** Writes the job's phase down; `critical` failures abort the job (before anything irreversible). */
+  private async note(job: OutgoingJob, phase: JournalPhase, critical: boolean): Promise<void> {
+    try {
+      await this.journal.write({
+        jobId: job.id,
+        domainUuid: job.domain.uuid,
+        domainName: job.domain.name,
+        flags: job.flags,
+        ...(job.destUri ? { destUri: job.destUri } : {}),
+        wasRunning: job.wasRunning,
+        phase,
+        ...(job.postcopy ? { postcopy: true } : {}),
+      });
+    } catch (err) {
+      if (critical) throw new FerryError('write_failed', `cannot record migration job ${job.id} in the journal: ${(err as Error).message}`);
+      this.log(`cannot update the journal of migration job ${job.id}: ${(err as Error).message}`);
+    }
+  }
 
   /** begin: validate, lock the domain for the job, and produce the XML and cookie. */
-  async begin(ref: unknown, req: MigrationRequest): Promise<BeginResult> {
+  async begin(ref: unknown, req: MigrationRequest & { destUri?: string }): Promise<BeginResult> {
     const d = this.host.registry.lookup(ref);
     const offline = hasFlag(req.flags, 'OFFLINE');
     const live = d.runtime?.liveDoc ?? null;
@@ -107,8 +136,11 @@ export class OutgoingMigrations {
         stats: null,
         abortRequested: false,
         ...(storage ? { storage } : {}),
+        ...(typeof req.destUri === 'string' && req.destUri !== '' ? { destUri: req.destUri } : {}),
       };
       this.jobs.set(job.id, job);
+      await this.note(job, 'begun', true);
+      await holdPoint(this.host.config.runDir, 'source-begun', this.log);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
       return {
         jobId: job.id,
@@ -139,6 +171,12 @@ export class OutgoingMigrations {
     if (!rt) throw new FerryError('operation_failed', `domain '${d.name}' stopped before its migration could start`);
     job.phase = 'performing';
     const qmp = rt.qemu.qmp;
+    try {
+      await this.note(job, 'performing', true);
+    } catch (err) {
+      job.phase = 'perform-failed';
+      throw err;
+    }
     let ioError = false;
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
@@ -165,6 +203,8 @@ export class OutgoingMigrations {
         // The STOP event may have recorded the pause already; one event, one state.
         if (stateOf(d) !== 'paused') await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migrated');
       }
+      await holdPoint(this.host.config.runDir, 'source-performing', this.log);
+      if (job.abortRequested) throw new FerryError('operation_aborted', `migration of '${d.name}' was aborted`);
       if (job.storage && job.storage.disks.length > 0) {
         if (!args.nbd) throw new FerryError('operation_failed', `the destination offered no disk server for the storage copy of '${d.name}'`);
         const bw = job.params.bandwidth ?? (speed !== undefined && speed < UNLIMITED_SPEED_MIB ? speed : undefined);
@@ -207,6 +247,8 @@ export class OutgoingMigrations {
         // From here the destination holds the newest state: the source must never run this guest again.
         job.postcopy = true;
         job.phase = 'performed';
+        await this.note(job, 'performed', false);
+        await holdPoint(this.host.config.runDir, 'source-switched', this.log);
         const completion = follow(false);
         job.completion = completion;
         void completion.then((e) => {
@@ -227,6 +269,8 @@ export class OutgoingMigrations {
         throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}`);
       }
       job.phase = 'performed';
+      await this.note(job, 'performed', false);
+      await holdPoint(this.host.config.runDir, 'source-switched', this.log);
       return { stats, ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
     } catch (err) {
       if (job.phase === 'performing') job.phase = 'perform-failed';
@@ -247,6 +291,8 @@ export class OutgoingMigrations {
     const d = job.domain;
     try {
       if (!args.cancelled) {
+        await this.note(job, 'confirming', false);
+        await holdPoint(this.host.config.runDir, 'source-confirming', this.log);
         if (job.phase !== 'performed' && !hasFlag(job.flags, 'OFFLINE')) {
           throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}; it cannot be confirmed as a success`);
         }
@@ -413,7 +459,114 @@ export class OutgoingMigrations {
     d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed };
     d.jobs.endAsync(job.asyncJob);
     this.host.events.jobCompleted(d, d.completedJob);
+    void this.journal.remove(job.id);
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
+  }
+
+  /**
+   * After a restart: settles every job the journal lists. The rule is the
+   * driver's: the source takes its guest back unless the destination may
+   * run it. A source QEMU that never completed sending cannot have handed
+   * the guest over, so it is taken back at once; one that completed asks
+   * the destination; one in post-copy never runs here again. When the
+   * destination cannot be asked, the guest stays paused and the question is
+   * asked again every 10 s.
+   */
+  async recover(ask: OutcomeQuery): Promise<void> {
+    const entries = await this.journal.list((f, why) => this.log(`ignoring unreadable migration journal file ${f}: ${why}`));
+    for (const e of entries) void this.recoverOne(e, ask);
+  }
+
+  private async recoverOne(e: JournalEntry, ask: OutcomeQuery): Promise<void> {
+    const d = this.host.registry.getByUuid(e.domainUuid);
+    const rt = d?.runtime;
+    const done = async (what: string) => {
+      this.log(`migration job ${e.jobId} of '${e.domainName}', interrupted by a restart in phase ${e.phase}: ${what}`);
+      await this.journal.remove(e.jobId);
+    };
+    if (!d) return done('the domain is gone; nothing to do');
+    if (e.phase === 'begun') return done('it had not started; nothing changed');
+    const lock = d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
+    try {
+      for (;;) {
+        const rtNow = d.runtime;
+        if (!rtNow || rtNow !== rt) {
+          // The source QEMU is gone: only the definition may be left to settle.
+          if (e.phase === 'confirming' || (e.destUri && (await ask(e.destUri, e.domainUuid)) === 'finished')) {
+            await this.undefineIfAsked(d, e.flags);
+            return await done('the guest runs on the destination; source cleaned up');
+          }
+          return await done('the source QEMU is gone and the destination does not run the guest');
+        }
+        const qmp = rtNow.qemu.qmp;
+        const info = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
+        const status = info.status ?? 'none';
+        if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
+          if (status === 'postcopy-active') {
+            const end = await followMigration(qmp, { pollMs: 500 });
+            if (end.status === 'completed') {
+              await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+              return await done('the post-copy stream completed; source cleaned up');
+            }
+          }
+          await this.host.runner.transition(d, rtNow, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
+          return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
+        }
+        if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
+          await cancelMigration(qmp).catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        const answer = status === 'completed' || e.phase === 'confirming' ? (e.destUri ? await ask(e.destUri, e.domainUuid) : 'unreachable') : 'aborted';
+        if (answer === 'finished') {
+          await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+          return await done('the guest runs on the destination; source cleaned up');
+        }
+        if (answer === 'aborted') {
+          await this.resumeAfterRecovery(d, rtNow, e.wasRunning);
+          return await done('the destination does not run the guest; it runs here again');
+        }
+        this.log(`migration job ${e.jobId} of '${e.domainName}': cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest; it stays paused here, asking again in 10 s`);
+        await new Promise((r) => setTimeout(r, 10_000));
+      }
+    } catch (err) {
+      this.log(`migration job ${e.jobId} of '${e.domainName}' could not be settled after the restart: ${(err as Error).message}`);
+    } finally {
+      d.jobs.endAsync(lock);
+    }
+  }
+
+  private async finishSourceAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, flags: number): Promise<void> {
+    rt.stopRequested = 'migrated';
+    await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
+    this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
+    await this.undefineIfAsked(d, flags);
+  }
+
+  private async undefineIfAsked(d: HostedDomain, flags: number): Promise<void> {
+    if (!hasFlag(flags, 'UNDEFINE_SOURCE') || !d.persistent) return;
+    await this.host.store.remove(d.name);
+    d.persistentDoc = null;
+    d.autostart = false;
+    this.host.events.lifecycle(d, 'undefined', 'removed');
+    if (!d.active) this.host.registry.remove(d);
+  }
+
+  private async resumeAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, wasRunning: boolean): Promise<void> {
+    // Drop any disk-copy connections a killed ferryd left behind: they lead to a destination that gave up.
+    const jobs = await rt.qemu.qmp.execute<Array<{ device: string }>>('query-block-jobs').catch(() => []);
+    for (const j of jobs.filter((x) => x.device.startsWith('mirror-'))) {
+      await rt.qemu.qmp.execute('block-job-cancel', { device: j.device, force: true }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 200));
+      await rt.qemu.qmp.execute('job-dismiss', { id: j.device }).catch(() => undefined);
+      await rt.qemu.qmp.execute('blockdev-del', { 'node-name': `migrate-${j.device.slice('mirror-'.length)}` }).catch(() => undefined);
+    }
+    const q = await rt.qemu.qmp.execute<{ running: boolean }>('query-status');
+    if (wasRunning && !q.running) {
+      d.setStatus(mkStatus('running', 'migration canceled'));
+      await rt.qemu.qmp.execute('cont');
+      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
+    }
   }
 
   private xmlToSend(d: HostedDomain, params: MigrationParams, offline: boolean): string {

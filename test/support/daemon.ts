@@ -41,6 +41,8 @@ export interface DaemonOptions {
   readyTimeoutMs?: number;
   /** Run ferryd (and so its QEMUs) inside this network namespace: a separate host. */
   netns?: string;
+  /** Extra environment for ferryd (e.g. FERRY_TEST_HOOKS=1). */
+  env?: Record<string, string>;
 }
 
 /** A running ferryd. `pid` and the stderr buffer follow {@link FerrydHandle.restart}. */
@@ -132,7 +134,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
     // `ip netns exec` execs the command in place, so the pid is ferryd's own.
     const child = spawn(cmd.file, cmd.args, {
       cwd: REPO_ROOT,
-      env: cleanEnv(),
+      env: { ...cleanEnv(), ...opts.env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     proc = child;

@@ -1,0 +1,279 @@
+/**
+ * One cell of the fault matrix: a migration in some mode, something broken
+ * at some moment, and an automated verdict on what a user cares about.
+ *
+ * The moment is hit exactly through ferryd's test hold points (see
+ * src/migration/test-hold.ts): the cell asks the host that owns the phase
+ * to hold there, waits for the hold, breaks the victim, lets the migration
+ * go on, then waits for everything to settle (killed daemons are started
+ * again, a cut link comes back) and judges:
+ *
+ * - the guest is active (running, or paused by design) on exactly one host,
+ *   and no second QEMU of it exists anywhere; when the victim was the
+ *   guest's own QEMU, it is reported shut off there and runs nowhere else;
+ * - its memory verifier never reported CORRUPT and its heartbeat never
+ *   restarted or skipped (across both hosts when it moved);
+ * - its definition is where the outcome says (destination only after a
+ *   success with --persistent --undefinesource, source only after a
+ *   failure, and never lost);
+ * - the command reported a failure with an error code whenever the guest
+ *   did not end up on the destination;
+ * - both daemons answer.
+ */
+import { existsSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { Cluster, ClusterHost } from '../support/cluster.js';
+import { emptyDaemon, qemuPidsMentioning, sleep, statusOf, waitFor, type CliResult } from '../support/daemon.js';
+import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
+import { checkMigrationContinuity, findCounterAnomalies, parseSerialLog } from '../support/serial.js';
+
+export const MODES = ['managed', 'p2p', 'tunnelled', 'postcopy', 'storage'] as const;
+export const VICTIMS = ['source-ferryd', 'dest-ferryd', 'source-qemu', 'dest-qemu', 'link', 'dest-disk-full', 'user-abort'] as const;
+export const MOMENTS = ['begin', 'prepare', 'early-perform', 'switch-over', 'finish', 'confirm'] as const;
+export type Mode = (typeof MODES)[number];
+export type Victim = (typeof VICTIMS)[number];
+export type Moment = (typeof MOMENTS)[number];
+
+/** Which host holds at each moment, and at which hold point. */
+const HOLDS: Record<Moment, { host: 'source' | 'dest'; point: string }> = {
+  begin: { host: 'source', point: 'source-begun' },
+  prepare: { host: 'dest', point: 'dest-prepared' },
+  'early-perform': { host: 'source', point: 'source-performing' },
+  'switch-over': { host: 'source', point: 'source-switched' },
+  finish: { host: 'dest', point: 'dest-finishing' },
+  confirm: { host: 'source', point: 'source-confirming' },
+};
+
+/** A cell's result. */
+export interface CellResult {
+  mode: Mode;
+  victim: Victim;
+  moment: Moment;
+  /** 'held': every check passed; 'broken': some did not; 'n/a': the victim does not exist at that moment. */
+  verdict: 'held' | 'broken' | 'n/a';
+  /** Where the guest ended: 'source', 'destination' or 'lost'. */
+  outcome: string;
+  /** What the migrate command reported (exit code and error code). */
+  reported: string;
+  problems: string[];
+  ms: number;
+}
+
+/** Victims that cannot exist at a moment: the destination QEMU before prepare, for example. */
+export function notApplicable(victim: Victim, moment: Moment): string | undefined {
+  if (victim === 'dest-qemu' && moment === 'begin') return 'the destination QEMU does not exist yet at begin';
+  return undefined;
+}
+
+function holdFile(h: ClusterHost): string {
+  return join(h.d.runDir, 'test-hold');
+}
+
+function shortName(mode: Mode, victim: Victim, moment: Moment): string {
+  return `fm-${mode}-${victim}-${moment}`.replace(/[^a-z0-9-]/g, '');
+}
+
+async function stateOn(h: ClusterHost, name: string): Promise<string | null> {
+  const r = await h.ferry(['domstate', '--reason', name], { timeoutMs: 20_000 }).catch(() => null);
+  if (!r) return 'unanswered';
+  if (r.code !== 0) return /not found|no domain/i.test(r.stderr) ? null : `error: ${r.stderr.trim()}`;
+  return r.stdout.trim();
+}
+
+async function persistentOn(h: ClusterHost, name: string): Promise<boolean> {
+  const r = await h.ferry(['dominfo', name], { json: true, timeoutMs: 20_000 }).catch(() => null);
+  return !!r && r.code === 0 && r.json?.persistent === true;
+}
+
+/** Runs one cell on `cluster` (hosts[0] the source, hosts[1] the destination). */
+export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, moment: Moment, workDir: string): Promise<CellResult> {
+  const t0 = Date.now();
+  const [A, B] = cluster.hosts as [ClusterHost, ClusterHost];
+  const name = shortName(mode, victim, moment);
+  const problems: string[] = [];
+  const base = { mode, victim, moment };
+  const na = notApplicable(victim, moment);
+  if (na) return { ...base, verdict: 'n/a', outcome: '-', reported: '-', problems: [na], ms: 0 };
+
+  // The guest: persistent on A, writing memory; with a disk for the storage mode.
+  const uuid = `f0000000-0000-4000-8000-${(Date.now() % 1e12).toString().padStart(12, '0')}`;
+  let extraDevices: string | undefined;
+  let destXml: string | undefined;
+  const cmdline = mode === 'postcopy' ? 'ws=64 rate=60 hb=200' : 'ws=16 rate=5 hb=200';
+  if (mode === 'storage') {
+    const src = join(workDir, `${name}-a.raw`);
+    execFileSync('dd', ['if=/dev/urandom', `of=${src}`, 'bs=1M', 'count=8', 'status=none']);
+    execFileSync('truncate', ['-s', '16M', src]);
+    const disk = (p: string) => `    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='${p}'/><target dev='vda' bus='virtio'/></disk>`;
+    extraDevices = disk(src);
+    destXml = join(workDir, `${name}-b.xml`);
+    // The copy lands on the destination's state filesystem, the one the disk-full victim fills.
+    writeFileSync(destXml, testGuestXml({ name, uuid, cmdline, extraDevices: disk(join(B.d.stateDir, `${name}.raw`)) }));
+  }
+  const xml = join(workDir, `${name}.xml`);
+  writeFileSync(xml, testGuestXml({ name, uuid, cmdline, ...(extraDevices ? { extraDevices } : {}) }));
+  const defined = await A.ferry(['define', xml]);
+  if (defined.code !== 0) throw new Error(`define failed: ${defined.stderr}`);
+  const started = await A.ferry(['start', name]);
+  if (started.code !== 0) throw new Error(`start failed: ${started.stderr}`);
+  await waitFor('the guest to beat', () => (serialLogFile(A.d.stateDir, name).log.lastHeartbeat?.counter ?? 0) >= 3, 30_000, 100);
+
+  const hold = HOLDS[moment];
+  const holder = hold.host === 'source' ? A : B;
+  const marker = join(holder.d.runDir, `held-${hold.point}`);
+  writeFileSync(holdFile(holder), `${hold.point}\n`);
+
+  const flags = ['--live', '--persistent', '--undefinesource'];
+  if (mode !== 'managed') flags.push('--p2p');
+  if (mode === 'tunnelled') flags.push('--tunnelled');
+  if (mode === 'postcopy') flags.push('--postcopy', '--postcopy-after-precopy', '--bandwidth', '32');
+  if (mode === 'storage') flags.push('--copy-storage-all', '--xml', destXml!);
+  const migration = A.ferry(['migrate', ...flags, name, B.tcpUri], { json: true, timeoutMs: 240_000 }).catch(
+    (err: Error): CliResult => ({ code: -1, stdout: '', stderr: err.message }),
+  );
+
+  let restore: (() => void) | undefined;
+  const release = () => rmSync(marker, { force: true });
+  const reached = await waitFor('the hold point', () => existsSync(marker), 60_000, 50).then(
+    () => true,
+    () => false,
+  );
+  rmSync(holdFile(holder), { force: true });
+  if (!reached) {
+    problems.push(`the migration never reached ${hold.point}`);
+  } else {
+    switch (victim) {
+      case 'source-ferryd':
+      case 'dest-ferryd': {
+        const h = victim === 'source-ferryd' ? A : B;
+        await h.d.kill9();
+        release();
+        await sleep(500);
+        await h.d.restart();
+        break;
+      }
+      case 'source-qemu':
+      case 'dest-qemu': {
+        const h = victim === 'source-qemu' ? A : B;
+        const st = statusOf(h.d.runDir, name);
+        if (st) {
+          try {
+            process.kill(st.pid, 'SIGKILL');
+          } catch {
+            // Already gone.
+          }
+        } else {
+          problems.push(`no QEMU of the guest on the ${victim === 'source-qemu' ? 'source' : 'destination'} to kill`);
+        }
+        release();
+        break;
+      }
+      case 'link':
+        cluster.setLink(A, false);
+        release();
+        restore = () => cluster.setLink(A, true);
+        break;
+      case 'dest-disk-full':
+        restore = cluster.fillState(B);
+        release();
+        break;
+      case 'user-abort':
+        await A.ferry(['domjobabort', name], { timeoutMs: 20_000 });
+        release();
+        break;
+    }
+  }
+  // A broken link stays broken for a while, as a real one would; then it comes back.
+  const ended = await Promise.race([migration.then(() => true), sleep(victim === 'link' ? 20_000 : 180_000).then(() => false)]);
+  restore?.();
+  const result = await migration;
+  void ended;
+  for (const h of [A, B]) if (!h.d.alive()) await h.d.restart();
+
+  // Settle: a restarted daemon may still be finishing the job; wait until both hosts stop changing.
+  let last = '';
+  let stable = 0;
+  const settleDeadline = Date.now() + 60_000;
+  while (Date.now() < settleDeadline && stable < 3) {
+    const now = `${await stateOn(A, name)}|${await stateOn(B, name)}`;
+    stable = now === last && !now.includes('migrating') ? stable + 1 : 0;
+    last = now;
+    await sleep(700);
+  }
+  const [sa, sb] = last.split('|');
+  const stA = sa === 'null' ? null : sa!;
+  const stB = sb === 'null' ? null : sb!;
+  const active = (s: string | null) => s !== null && (s.startsWith('running') || s.startsWith('paused'));
+  const activeHosts = [active(stA) ? 'source' : null, active(stB) ? 'destination' : null].filter((x): x is string => x !== null);
+
+  // Judge.
+  for (const [h, st] of [[A, stA], [B, stB]] as const) {
+    if (st === 'unanswered' || st?.startsWith('error')) problems.push(`${h === A ? 'source' : 'destination'} daemon does not answer properly: ${st}`);
+  }
+  const qemus = qemuPidsMentioning(uuid);
+  if (qemus.length > 1) problems.push(`${qemus.length} QEMU processes of the guest exist`);
+  const guestQemuKilled = victim === 'source-qemu' || victim === 'dest-qemu';
+  let outcome: string;
+  if (activeHosts.length > 1) {
+    outcome = 'both';
+    problems.push('the guest is active on both hosts');
+  } else if (activeHosts.length === 0) {
+    outcome = 'lost';
+    if (!guestQemuKilled) problems.push(`the guest runs nowhere (source: ${stA ?? 'undefined'}, destination: ${stB ?? 'undefined'})`);
+    else if (!((stA ?? '').startsWith('shut off') || (stB ?? '').startsWith('shut off'))) problems.push('the killed guest is not reported shut off anywhere');
+  } else {
+    outcome = activeHosts[0]!;
+    const st = outcome === 'source' ? stA! : stB!;
+    if (st.startsWith('paused') && !/post-copy failed/.test(st)) problems.push(`the guest is left ${st} on the ${outcome}`);
+  }
+
+  // Memory and heartbeat.
+  if (outcome === 'source' || outcome === 'destination') {
+    const host = outcome === 'source' ? A : B;
+    const st = outcome === 'source' ? stA! : stB!;
+    if (st.startsWith('running')) {
+      const before = serialLogFile(host.d.stateDir, name).log.heartbeats.length;
+      await waitFor('heartbeats after the fault', () => serialLogFile(host.d.stateDir, name).log.heartbeats.length >= before + 3, 15_000, 100).catch(() =>
+        problems.push('the guest does not beat on the host it runs on'),
+      );
+    }
+    const srcLog = serialLogFile(A.d.stateDir, name).text;
+    if (outcome === 'destination') {
+      const c = checkMigrationContinuity(srcLog, serialLogFile(B.d.stateDir, name).text);
+      problems.push(...c.problems);
+    } else {
+      const log = parseSerialLog(srcLog);
+      if (log.corrupt) problems.push('the guest reported memory corruption');
+      for (const a of findCounterAnomalies(log.heartbeats)) problems.push(`heartbeat ${a.counter} follows ${a.previous}`);
+      if ((srcLog.match(/FERRY-GUEST boot/g) ?? []).length > 1) problems.push('the guest restarted');
+    }
+  }
+
+  // Definitions.
+  const defA = await persistentOn(A, name);
+  const defB = await persistentOn(B, name);
+  if (outcome === 'destination' && (!defB || defA)) problems.push(`after a success the definition should be on the destination only (source: ${defA}, destination: ${defB})`);
+  if (outcome === 'source' && (!defA || defB)) problems.push(`after a failure the definition should be on the source only (source: ${defA}, destination: ${defB})`);
+  if (outcome === 'lost' && !defA && !defB) problems.push('the definition is lost');
+
+  // What the command said.
+  const err = result.json?.error as { code?: string } | undefined;
+  const reported = result.code === 0 ? 'success' : `exit ${result.code}${err?.code ? ` ${err.code}` : ''}`;
+  if (result.code === 0 && outcome !== 'destination') problems.push(`the command reported success but the guest is on the ${outcome}`);
+  if (result.code !== 0 && !err?.code) problems.push(`the command failed without an error code: ${(result.stderr || result.stdout).trim().slice(0, 200)}`);
+
+  // Clean up for the next cell.
+  for (const h of [A, B]) {
+    rmSync(holdFile(h), { force: true });
+    for (const p of ['source-begun', 'dest-prepared', 'source-performing', 'source-switched', 'dest-finishing', 'source-confirming']) rmSync(join(h.d.runDir, `held-${p}`), { force: true });
+    await emptyDaemon(h.d.uri).catch(() => undefined);
+  }
+  rmSync(join(B.d.stateDir, `${name}.raw`), { force: true });
+  return { ...base, verdict: problems.length === 0 ? 'held' : 'broken', outcome, reported, problems, ms: Date.now() - t0 };
+}
+
+/** Reads a previous results file, if any. */
+export function readResults(path: string): CellResult[] {
+  return existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as CellResult[]) : [];
+}
