@@ -22,6 +22,21 @@ export type Handler = (params: Record<string, unknown>, conn: ApiConnection) => 
 /** Calls a single connection may have in flight before it is told to wait. */
 const MAX_IN_FLIGHT = 64;
 
+/** Connections served at once; more are answered `resource_busy` and closed. */
+export const MAX_CONNECTIONS = 256;
+
+/**
+ * Bytes of not-yet-complete frames all connections together may hold. One
+ * frame may be 16 MiB; without a shared budget, many connections each
+ * trickling a big frame would grow the daemon without bound.
+ */
+export const PENDING_BYTES_BUDGET = 128 * 1024 * 1024;
+
+/** The shared account of {@link PENDING_BYTES_BUDGET}. */
+interface PendingAccount {
+  used: number;
+}
+
 /** One client connection. Emits 'close' once. */
 export class ApiConnection extends EventEmitter {
   private static nextId = 1;
@@ -40,6 +55,7 @@ export class ApiConnection extends EventEmitter {
     readonly peer: string,
     private readonly handlers: ReadonlyMap<string, Handler>,
     private readonly log: (msg: string) => void,
+    private readonly pending: PendingAccount = { used: 0 },
   ) {
     super();
     socket.setNoDelay(true);
@@ -47,8 +63,17 @@ export class ApiConnection extends EventEmitter {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.closed = true;
+      this.account(0);
       this.emit('close');
     });
+  }
+
+  /** Bytes of this connection's unfinished frame counted in the shared budget. */
+  private accounted = 0;
+
+  private account(bytes: number): void {
+    this.pending.used += bytes - this.accounted;
+    this.accounted = bytes;
   }
 
   /** Whether the connection is still open. */
@@ -101,6 +126,15 @@ export class ApiConnection extends EventEmitter {
       this.close();
       return;
     }
+    this.account(this.decoder.pendingBytes);
+    if (this.pending.used > PENDING_BYTES_BUDGET) {
+      this.log(`connection ${this.id} (${this.peer}): unfinished frames of all connections exceed ${PENDING_BYTES_BUDGET} bytes; closing this one`);
+      this.write({ type: 'reply', id: 0, error: new FerryError('resource_busy', 'the daemon is holding too many unfinished messages; try again').toPayload() });
+      this.close();
+      this.socket.removeAllListeners('data');
+      this.account(0);
+      return;
+    }
     for (const frame of frames) {
       if (frame.kind !== FrameKind.json) {
         this.write({ type: 'reply', id: 0, error: new FerryError('rpc', 'no stream is open on this connection').toPayload() });
@@ -147,6 +181,7 @@ export class ApiConnection extends EventEmitter {
 export class ApiServer extends EventEmitter {
   private readonly servers: Server[] = [];
   private readonly connections = new Set<ApiConnection>();
+  private readonly pending: PendingAccount = { used: 0 };
 
   constructor(
     private readonly handlers: ReadonlyMap<string, Handler>,
@@ -213,7 +248,14 @@ export class ApiServer extends EventEmitter {
   }
 
   private accept(socket: Socket, transport: Transport, peer: string): void {
-    const conn = new ApiConnection(socket, transport, peer, this.handlers, this.log);
+    if (this.connections.size >= MAX_CONNECTIONS) {
+      this.log(`refusing a connection from ${peer}: ${MAX_CONNECTIONS} connections are open`);
+      socket.on('error', () => undefined);
+      socket.end(encodeJsonFrame({ type: 'reply', id: 0, error: new FerryError('resource_busy', `the daemon serves at most ${MAX_CONNECTIONS} connections at once`).toPayload() }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    const conn = new ApiConnection(socket, transport, peer, this.handlers, this.log, this.pending);
     this.connections.add(conn);
     conn.once('close', () => {
       this.connections.delete(conn);

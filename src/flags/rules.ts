@@ -152,8 +152,13 @@ export function unixPath(uri: string): string | undefined {
   } catch {
     return undefined;
   }
-  const path = decodeURIComponent(parsed.pathname);
-  return path === '' || path === '/' || parsed.hostname !== '' ? undefined : path;
+  let path: string;
+  try {
+    path = decodeURIComponent(parsed.pathname);
+  } catch {
+    return undefined; // A malformed %-escape names no path.
+  }
+  return path === '' || path === '/' || path.includes('\0') || parsed.hostname !== '' ? undefined : path;
 }
 
 /** Why `uri` is no valid disks_uri, or undefined. */
