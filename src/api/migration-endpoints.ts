@@ -20,7 +20,8 @@ export function dataAddressOf(target: ConnectionTarget): string {
 /** A remote daemon as a migration source. */
 export function remoteSource(client: ApiClient): SourceEndpoint {
   return {
-    begin: (domain, req) => client.callRaw('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<BeginResult>,
+    // begin and prepare may wait for a migration slot (the host's concurrency limit): no timeout either.
+    begin: (domain, req) => client.callRaw('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: 0 }) as Promise<BeginResult>,
     perform: (args) => client.callRaw('migration.perform', { ...args }) as Promise<PerformResult>,
     confirm: async (args) => {
       await client.callRaw('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
@@ -46,7 +47,7 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
       const h = await current.call('connect.hello', {}, { timeoutMs: 10_000 });
       return { hostName: h.hostName, hostUuid: h.hostUuid };
     },
-    prepare: (args) => current.callRaw('migration.prepare', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<PrepareResult>,
+    prepare: (args) => current.callRaw('migration.prepare', { ...args }, { timeoutMs: 0 }) as Promise<PrepareResult>,
     finish: (args) => current.callRaw('migration.finish', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<FinishResult>,
     abortUnlessFinished: async (jobId, domainUuid) => {
       const c = await reconnect();

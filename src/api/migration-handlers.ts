@@ -70,7 +70,9 @@ export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log
         throw new FerryError('invalid_arg', "parameter 'cookie' is missing or malformed");
       }
       const r = await m.incoming.prepare({ xml: requireString(p, 'xml'), cookie, flags: requireFlags(p), params: requireParams(p) });
-      conn.once('close', () => void m.incoming.abort(r.jobId, 'the controlling connection closed before finish'));
+      // A source that gave up while this prepare waited (for a slot, say) is already gone.
+      if (!conn.isOpen) void m.incoming.abort(r.jobId, 'the controlling connection closed during prepare');
+      else conn.once('close', () => void m.incoming.abort(r.jobId, 'the controlling connection closed before finish'));
       return r;
     },
     'migration.finish': async (p) => {

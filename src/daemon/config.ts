@@ -22,6 +22,13 @@ export interface DaemonConfig {
   accel: AccelSetting;
   /** Ports for incoming migration streams and disk copies. */
   migrationPorts?: { min: number; max: number };
+  /** Concurrent migrations each way; the rest queue. */
+  migrationLimits?: { outgoing?: number; incoming?: number };
+}
+
+function parseLimit(value: string, option: string): number {
+  if (!/^\d{1,4}$/.test(value) || Number(value) < 1) throw new FerryError('invalid_arg', `${option} expects a whole number from 1 to 9999, not '${value}'`);
+  return Number(value);
 }
 
 /** Parses `MIN-MAX`, a TCP port range. */
@@ -57,6 +64,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--host-uuid <uuid>', 'host UUID (default: generated at first start and kept in the state dir)')
     .option('--host-name <name>', "host name (default: the machine's)")
     .option('--migration-ports <min-max>', 'TCP ports for incoming migration streams and disk copies (libvirt\'s default range)', '49152-49215')
+    .option('--max-outgoing-migrations <n>', 'migrations from this host that run at once; more wait in a queue (default: the number of cores, at least 2)')
+    .option('--max-incoming-migrations <n>', 'migrations to this host that run at once; more wait in a queue (default: the number of cores, at least 2)')
     .addOption(new Option('--accel <mode>', 'accelerator: auto (KVM where a probe guest really runs, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .exitOverride()
     .parse(argv);
@@ -71,6 +80,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     hostName?: string;
     accel: AccelSetting;
     migrationPorts: string;
+    maxOutgoingMigrations?: string;
+    maxIncomingMigrations?: string;
   }>();
   const cfg: DaemonConfig = { stateDir: o.stateDir, runDir: o.runDir, accel: o.accel, migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports') };
   if (o.listenTls) {
@@ -81,6 +92,12 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   if (o.listenTcp) {
     if (!o.insecure) throw new FerryError('invalid_arg', '--listen-tcp serves the API without any authentication; add --insecure to confirm (tests only), or use --listen-tls');
     cfg.listenTcp = parseListenAddress(o.listenTcp, '--listen-tcp');
+  }
+  if (o.maxOutgoingMigrations !== undefined || o.maxIncomingMigrations !== undefined) {
+    cfg.migrationLimits = {
+      ...(o.maxOutgoingMigrations !== undefined ? { outgoing: parseLimit(o.maxOutgoingMigrations, '--max-outgoing-migrations') } : {}),
+      ...(o.maxIncomingMigrations !== undefined ? { incoming: parseLimit(o.maxIncomingMigrations, '--max-incoming-migrations') } : {}),
+    };
   }
   if (o.hostUuid) cfg.hostUuid = o.hostUuid;
   if (o.hostName) cfg.hostName = o.hostName;

@@ -38,7 +38,7 @@ async function run(): Promise<void> {
   const identity = await loadHostIdentity(cfg.stateDir, { hostUuid: cfg.hostUuid, hostName: cfg.hostName });
   const accel = await resolveAccel(cfg.accel, { cacheFile: join(cfg.runDir, 'accel.json'), guestKernel: probeKernel() });
   log(`host ${identity.hostName} (${identity.hostUuid}); accelerator ${accel.accel}: ${accel.reason}`);
-  const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log, ...(cfg.migrationPorts ? { migrationPorts: cfg.migrationPorts } : {}) });
+  const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log, ...(cfg.migrationPorts ? { migrationPorts: cfg.migrationPorts } : {}), ...(cfg.migrationLimits ? { migrationLimits: cfg.migrationLimits } : {}) });
   // Peer connections use this host's client certificate from --tls-dir (mutual TLS).
   const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {});
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;

@@ -24,6 +24,8 @@ export interface HostConfig {
   log: (msg: string) => void;
   /** TCP ports for incoming migration streams and disk copies (default 49152-49215, libvirt's). */
   migrationPorts?: { min: number; max: number };
+  /** Concurrent migrations each way (default: the number of cores, at least 2). */
+  migrationLimits?: { outgoing?: number; incoming?: number };
 }
 
 /** ferryd's core. */

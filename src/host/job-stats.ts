@@ -74,6 +74,8 @@ export interface JobStats {
   compression_pages?: number;
   compression_cache_misses?: number;
   compression_overflow?: number;
+  /** The job waits for a migration slot: its place in the queue (1 = next). */
+  queue_position?: number;
   /** Ferry's own measurement of the whole job, ms (wall clock). */
   wall_time?: number;
   errmsg?: string;

@@ -26,6 +26,8 @@ import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer, type NbdListen } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
 import { holdPoint } from './test-hold.js';
+import { MigrationSlots, type SlotTicket } from './slots.js';
+import { defaultMigrationLimit } from './outgoing.js';
 
 /** One incoming migration on the destination. */
 interface IncomingJob {
@@ -52,6 +54,8 @@ interface IncomingJob {
   /** Storage copy over a tunnel: the NBD server's unix socket. */
   nbdTunnelPath?: string;
   nbdPort?: number;
+  /** This job's incoming migration slot. */
+  ticket?: SlotTicket;
 }
 
 /** The destination side of migrations on one host. */
@@ -59,11 +63,16 @@ export class IncomingMigrations {
   private readonly jobs = new Map<string, IncomingJob>();
   private readonly usedPorts = new Set<number>();
 
+  /** At most this many incoming migrations run at once; the others wait in prepare. */
+  readonly slots: MigrationSlots;
+
   constructor(
     private readonly host: Host,
     private readonly log: (msg: string) => void,
     private readonly qemuTlsDir?: string,
-  ) {}
+  ) {
+    this.slots = new MigrationSlots('incoming', host.config.migrationLimits?.incoming ?? defaultMigrationLimit());
+  }
 
   /** Ports for incoming memory streams and disk copies. */
   private get ports(): { min: number; max: number } {
@@ -118,6 +127,10 @@ export class IncomingMigrations {
       if (hasFlag(args.flags, 'OFFLINE')) {
         return { jobId: job.id, migrateUri: '', destination: me, domainName: d.name };
       }
+      job.ticket = this.slots.claim();
+      if (job.ticket.position() > 0) this.log(`incoming migration of '${d.name}' queued at position ${job.ticket.position()}: ${this.slots.limit} incoming migrations already run`);
+      await job.ticket.granted;
+      if (job.state !== 'prepared') throw new FerryError('operation_aborted', `incoming migration of '${d.name}' was aborted while it waited for a slot`);
       const copies = hasFlag(request.flags, 'NON_SHARED_DISK') || hasFlag(request.flags, 'NON_SHARED_INC');
       const storage = copies && args.cookie.storage ? checkStorageCookie(args.cookie.storage) : undefined;
       if (storage) {
@@ -319,7 +332,8 @@ export class IncomingMigrations {
   runningJobInfo(uuid: string): JobStats | undefined {
     for (const j of this.jobs.values()) {
       if (j.domain.uuid === uuid && (j.state === 'prepared' || j.state === 'finishing')) {
-        return { type: 'Unbounded', operation: 'Incoming migration', time_elapsed: Date.now() - j.startedAt };
+        const position = j.ticket?.position() ?? 0;
+        return { type: 'Unbounded', operation: 'Incoming migration', time_elapsed: Date.now() - j.startedAt, ...(position > 0 ? { queue_position: position } : {}) };
       }
     }
     return undefined;
@@ -386,6 +400,7 @@ export class IncomingMigrations {
 
   private release(job: IncomingJob): void {
     job.domain.jobs.endAsync(job.asyncJob);
+    job.ticket?.release();
     this.usedPorts.delete(job.port);
     if (job.nbdPort !== undefined) this.usedPorts.delete(job.nbdPort);
     // Keep finished/aborted jobs a while so late outcome queries get an answer.

@@ -5,6 +5,7 @@
  * the controls of a running job: statistics, abort, speed and downtime.
  */
 import { randomUUID } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
@@ -24,12 +25,13 @@ import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
 import type { StorageCookie } from './phases.js';
 import { MigrationJournal, type JournalEntry, type JournalPhase } from './journal.js';
 import { holdPoint } from './test-hold.js';
+import { MigrationSlots, type SlotTicket } from './slots.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
 const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
 
 /** Where a source job stands. */
-type OutgoingPhase = 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
+type OutgoingPhase = 'queued' | 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
 
 interface OutgoingJob {
   id: string;
@@ -54,6 +56,8 @@ interface OutgoingJob {
   mirrors?: DiskMirrors;
   /** The destination daemon's URI, when known: a restarted ferryd asks it how the job ended. */
   destUri?: string;
+  /** This job's outgoing migration slot (see slots.ts). */
+  ticket: SlotTicket;
 }
 
 /** How a destination answers "did you finish?" for a job a restarted source finds in its journal. */
@@ -65,6 +69,8 @@ export class OutgoingMigrations {
   /** Per-domain speed set by `migrate-setspeed` (MiB/s), used by the next migration. */
   private readonly speeds = new Map<string, number>();
   private readonly journal: MigrationJournal;
+  /** At most this many outgoing migrations run at once; the others queue. */
+  readonly slots: MigrationSlots;
 
   constructor(
     private readonly host: Host,
@@ -72,6 +78,7 @@ export class OutgoingMigrations {
     private readonly qemuTlsDir?: string,
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
+    this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
   }
 
   /** Writes the job's phase down; `critical` failures abort the job (before anything irreversible). */
@@ -121,24 +128,31 @@ export class OutgoingMigrations {
       allowed: new Set(['suspend', 'destroy', 'migration']),
       reason: 'the domain is migrating and its configuration is protected until the job ends (CHANGE_PROTECTION)',
     });
+    const job: OutgoingJob = {
+      id: randomUUID(),
+      domain: d,
+      flags,
+      params,
+      asyncJob,
+      phase: 'queued',
+      startedAt: Date.now(),
+      wasRunning: d.status.state === 'running',
+      stats: null,
+      abortRequested: false,
+      ...(typeof req.destUri === 'string' && req.destUri !== '' ? { destUri: req.destUri } : {}),
+      ticket: this.slots.claim(),
+    };
+    this.jobs.set(job.id, job);
     try {
+      if (job.ticket.position() > 0) this.log(`migration of '${d.name}' queued at position ${job.ticket.position()}: ${this.slots.limit} outgoing migrations already run`);
+      await job.ticket.granted;
+      job.phase = 'begun';
+      // The guest may have been paused or stopped while it waited.
+      job.wasRunning = d.status.state === 'running';
+      if (!offline && (!d.active || !d.runtime)) throw new FerryError('operation_invalid', `domain '${d.name}' stopped while its migration was queued`);
       const xml = this.xmlToSend(d, params, offline);
       const storage = !offline && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
-      const job: OutgoingJob = {
-        id: randomUUID(),
-        domain: d,
-        flags,
-        params,
-        asyncJob,
-        phase: 'begun',
-        startedAt: Date.now(),
-        wasRunning: d.status.state === 'running',
-        stats: null,
-        abortRequested: false,
-        ...(storage ? { storage } : {}),
-        ...(typeof req.destUri === 'string' && req.destUri !== '' ? { destUri: req.destUri } : {}),
-      };
-      this.jobs.set(job.id, job);
+      if (storage) job.storage = storage;
       await this.note(job, 'begun', true);
       await holdPoint(this.host.config.runDir, 'source-begun', this.log);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
@@ -156,6 +170,9 @@ export class OutgoingMigrations {
         },
       };
     } catch (err) {
+      job.ticket.release();
+      this.jobs.delete(job.id);
+      await this.journal.remove(job.id);
       d.jobs.endAsync(asyncJob);
       throw err;
     }
@@ -332,9 +349,10 @@ export class OutgoingMigrations {
   /** Aborts the running job of a domain (`domjobabort`). */
   async abort(ref: unknown): Promise<void> {
     const d = this.host.registry.lookup(ref);
-    const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'begun' || j.phase === 'performing'));
+    const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'queued' || j.phase === 'begun' || j.phase === 'performing'));
     if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
     job.abortRequested = true;
+    if (job.phase === 'queued') job.ticket.cancel(`the migration of '${d.name}' was aborted while it waited for a slot`);
     if (job.phase === 'performing' && d.runtime) await cancelMigration(d.runtime.qemu.qmp);
     // Mirrors still catching up notice the request at their next poll.
   }
@@ -369,6 +387,7 @@ export class OutgoingMigrations {
     const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
     if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const elapsed = Date.now() - job.startedAt;
+    if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };
     const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
     if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
     return s;
@@ -458,6 +477,7 @@ export class OutgoingMigrations {
     const base: JobStats = job.stats ?? { type: 'Completed', operation: 'Outgoing migration', time_elapsed: elapsed };
     d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed };
     d.jobs.endAsync(job.asyncJob);
+    job.ticket.release();
     this.host.events.jobCompleted(d, d.completedJob);
     void this.journal.remove(job.id);
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
@@ -609,4 +629,9 @@ function dataHost(uri: string): string {
 /** The state now, read through a call so that TypeScript does not carry a narrowing across an await. */
 function stateOf(d: HostedDomain): string {
   return d.status.state;
+}
+
+/** The default limit of concurrent migrations each way: the number of cores, at least 2 (see slots.ts). */
+export function defaultMigrationLimit(): number {
+  return Math.max(2, availableParallelism());
 }

@@ -44,6 +44,8 @@ export interface ClusterOptions {
   stateMiB?: number;
   /** Extra ferryd environment (e.g. FERRY_TEST_HOOKS=1). */
   env?: Record<string, string>;
+  /** Extra ferryd arguments for every host. */
+  extraArgs?: string[];
 }
 
 /** The running cluster. */
@@ -105,6 +107,7 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       stateDir,
       runDir: join(base, name, 'run'),
       ...(o.env ? { env: o.env } : {}),
+      ...(o.extraArgs ? { extraArgs: o.extraArgs } : {}),
     });
     hosts.push({
       name,

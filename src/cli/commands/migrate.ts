@@ -244,6 +244,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
 }
 
 const JOB_FIELDS: Array<[keyof JobStats, string, (v: number) => string]> = [
+  ['queue_position', 'Queued at position', String],
   ['time_elapsed', 'Time elapsed', (v) => `${v} ms`],
   ['time_remaining', 'Time remaining', (v) => `${v} ms`],
   ['data_processed', 'Data processed', mib],
