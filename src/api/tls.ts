@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
 import { FerryError } from '../errors/index.js';
 
 /** File names inside a PKI directory. */
@@ -34,5 +35,22 @@ export async function loadTlsCredentials(dir: string, role: 'server' | 'client')
     throw new FerryError('auth_failed', `cannot read TLS ${role} credentials: ${missing.join('; ')}; create a test PKI with 'ferry tls-setup ${dir}'`);
   }
   const [ca, cert, key] = results.map((r) => (r as PromiseFulfilledResult<Buffer>).value);
+  checkValidity(cert!, join(dir, names[1]!), role);
   return { ca: ca!, cert: cert!, key: key! };
+}
+
+/**
+ * Refuses a certificate that is not valid now, naming its dates: the peer
+ * would refuse it anyway, with a far less helpful message.
+ */
+function checkValidity(pem: Buffer, path: string, role: 'server' | 'client'): void {
+  let c: X509Certificate;
+  try {
+    c = new X509Certificate(pem);
+  } catch (err) {
+    throw new FerryError('auth_failed', `the TLS ${role} certificate ${path} cannot be read: ${(err as Error).message}`);
+  }
+  const now = Date.now();
+  if (Date.parse(c.validTo) < now) throw new FerryError('auth_failed', `the TLS ${role} certificate ${path} expired on ${c.validTo}; issue a new one (e.g. 'ferry tls-setup --reuse-ca')`);
+  if (Date.parse(c.validFrom) > now) throw new FerryError('auth_failed', `the TLS ${role} certificate ${path} is not valid before ${c.validFrom}; check the clocks`);
 }

@@ -212,6 +212,7 @@ export class IncomingMigrations {
         if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
         postcopy = end.status === 'postcopy-active';
         await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
+        if (d.runtime !== rt || rt.qemu.exitReason) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
       }
       if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) {
@@ -221,6 +222,7 @@ export class IncomingMigrations {
         d.persistentDoc = pdoc;
         this.host.events.lifecycle(d, 'defined', wasPersistent ? 'updated' : 'added');
       }
+      if (!offline && !d.runtime) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
       if (!offline && job.nbdRunning) {
         // The source completed its disk copies before finish: nobody may write the images but the guest from now on.
         await stopNbdServer(d.runtime!.qemu.qmp);

@@ -7,6 +7,8 @@
  */
 import { copyFileSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -88,6 +90,55 @@ describe('mutual TLS', () => {
     const t = await ferry(['list'], { uri: tlsUri(d.tlsPort!, partial) });
     expect(t.code).toBe(1);
     expect(t.stderr).toMatch(/^error: .*clientcert\.pem/m);
+  });
+
+  it('an expired client certificate from the right CA is refused', async () => {
+    const expired = join(makeTempDir('ferry-pki-expired-'), 'pki');
+    await ferryOk(['tls-setup', expired, '--host', '127.0.0.1']);
+    copyFileSync(join(pki, 'cacert.pem'), join(expired, 'cacert.pem'));
+    const csr = join(expired, 'client.csr');
+    execFileSync('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(expired, 'clientkey.pem'), '-out', csr, '-subj', '/CN=expired-client'], { stdio: 'ignore' });
+    // Signed by the server's CA, but valid until yesterday.
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', join(pki, 'cacert.pem'), '-CAkey', join(pki, 'cakey.pem'), '-CAcreateserial', '-out', join(expired, 'clientcert.pem'), '-days', '-1'], { stdio: 'ignore' });
+    // The CLI says so itself, before the server would refuse it.
+    const r = await ferry(['list', '--all'], { uri: tlsUri(d.tlsPort!, expired), json: true, timeoutMs: 30_000 });
+    expect(r.code, r.stdout).toBe(1);
+    expect(r.json?.error?.code).toBe('auth_failed');
+    expect(r.json?.error?.message).toMatch(/clientcert\.pem expired on/);
+    // And the server refuses it when a client presents it anyway.
+    const outcome = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: d.tlsPort!, ca: readFileSync(join(pki, 'cacert.pem')), cert: readFileSync(join(expired, 'clientcert.pem')), key: readFileSync(join(expired, 'clientkey.pem')), servername: 'localhost' });
+      s.once('secureConnect', () => s.write(encodeJsonFrame({ type: 'call', id: 1, method: 'domain.list', params: {} })));
+      s.on('data', () => resolve('answered'));
+      s.once('error', (e) => resolve(`error: ${e.message}`));
+      s.once('close', () => resolve('closed'));
+    });
+    expect(outcome).not.toBe('answered');
+    expect(outcome).toMatch(/expired|closed|alert/i);
+    expect(d.alive()).toBe(true);
+  });
+
+  it('a TLS client that offers no certificate at all is refused', async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: d.tlsPort!, ca: readFileSync(join(pki, 'cacert.pem')), servername: 'localhost' });
+      s.once('secureConnect', () => {
+        // TLS 1.3 finishes the client side before the server checks: the server then closes.
+        s.write(encodeJsonFrame({ type: 'call', id: 1, method: 'domain.list', params: {} }));
+      });
+      s.on('data', () => resolve('answered'));
+      s.once('error', (e) => resolve(`error: ${e.message}`));
+      s.once('close', () => resolve('closed'));
+    });
+    expect(outcome).not.toBe('answered');
+    await waitForLog(d, /TLS handshake from .* refused: .*(certificate|peer did not return)/i);
+  });
+
+  it('no private key material reaches the daemon log', () => {
+    expect(d.stderr()).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
+    for (const f of ['serverkey.pem', 'clientkey.pem']) {
+      const body = readFileSync(join(pki, f), 'utf8').split('\n').filter((l) => l && !l.startsWith('-----')).join('');
+      expect(d.stderr()).not.toContain(body.slice(0, 40));
+    }
   });
 
   it('the daemon still answers over TLS and the unix socket after the refusals', async () => {

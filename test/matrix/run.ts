@@ -6,6 +6,7 @@
  *   npx tsx test/matrix/run.ts                       # everything (about 40 min on 2 cores)
  *   npx tsx test/matrix/run.ts --mode p2p --victim link
  *   npx tsx test/matrix/run.ts --resume               # skip cells already in results.json
+ *   npx tsx test/matrix/run.ts --rerun-broken         # run again only the cells that did not hold
  *
  * Needs root (network namespaces, tmpfs) and a built tree (npm run build).
  */
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     victim: { type: 'string', multiple: true },
     moment: { type: 'string', multiple: true },
     resume: { type: 'boolean', default: false },
+    'rerun-broken': { type: 'boolean', default: false },
     out: { type: 'string', default: join(REPO_ROOT, 'test', 'matrix', 'results.json') },
   },
 });
@@ -31,9 +33,10 @@ const modes = pick<Mode>(MODES, values.mode);
 const victims = pick<Victim>(VICTIMS, values.victim);
 const moments = pick<Moment>(MOMENTS, values.moment);
 
-const results = values.resume ? readResults(values.out!) : [];
+const results = values.resume || values['rerun-broken'] ? readResults(values.out!) : [];
 const key = (r: { mode: string; victim: string; moment: string }) => `${r.mode}/${r.victim}/${r.moment}`;
-const done = new Set(results.map(key));
+// --resume skips every cell already run; --rerun-broken runs again those that did not hold.
+const done = new Set(results.filter((r) => values.resume || r.verdict !== 'broken').map(key));
 
 const cluster = await createCluster({ prefix: `fm${process.pid % 10000}`, subnet: 90, hosts: 2, rate: '1gbit', env: { FERRY_TEST_HOOKS: '1' } });
 const work = makeTempDir('ferry-matrix-');
