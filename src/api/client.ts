@@ -88,6 +88,8 @@ export class ApiClient extends EventEmitter {
    * bytes (a migration tunnel). Call only with no call pending.
    */
   detachSocket(): Socket {
+    // Paused first: bytes arriving before the new owner listens must wait, not be dropped.
+    this.socket.pause();
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');

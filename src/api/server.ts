@@ -94,6 +94,8 @@ export class ApiConnection extends EventEmitter {
    * frames, and from then on carries bytes only.
    */
   takeOverSocket(): Socket {
+    // Paused first: bytes arriving before the new owner listens must wait, not be dropped.
+    this.socket.pause();
     this.socket.removeAllListeners('data');
     if (this.decoder.pendingBytes > 0) throw new FerryError('rpc', 'bytes arrived before the tunnel was ready');
     return this.socket;

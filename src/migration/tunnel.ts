@@ -75,6 +75,9 @@ function splice(a: Duplex, b: Duplex): void {
   for (const s of [a, b]) if ('setNoDelay' in s && typeof s.setNoDelay === 'function') (s as Socket).setNoDelay(false);
   pump(a, b);
   pump(b, a);
+  // A side handed over paused (see takeOverSocket/detachSocket) flows from here.
+  a.resume();
+  b.resume();
   const fail = () => {
     a.destroy();
     b.destroy();
