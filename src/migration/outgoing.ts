@@ -521,6 +521,11 @@ export class OutgoingMigrations {
         const qmp = rtNow.qemu.qmp;
         const info = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
         const status = info.status ?? 'none';
+        if (e.postcopy && status === 'completed') {
+          // The post-copy stream finished while this daemon was down: the destination has the whole guest.
+          await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+          return await done('the post-copy stream completed; source cleaned up');
+        }
         if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
           if (status === 'postcopy-active') {
             const end = await followMigration(qmp, { pollMs: 500 });

@@ -197,7 +197,9 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   const settleDeadline = Date.now() + 60_000;
   while (Date.now() < settleDeadline && stable < 3) {
     const now = `${await stateOn(A, name)}|${await stateOn(B, name)}`;
-    stable = now === last && !now.includes('migrating') ? stable + 1 : 0;
+    // Active on both hosts is a passing state at most (a post-copy source waits for its stream to end): keep waiting.
+    const both = now.split('|').every((x) => x.startsWith('running') || x.startsWith('paused'));
+    stable = now === last && !now.includes('migrating') && !both ? stable + 1 : 0;
     last = now;
     await sleep(700);
   }

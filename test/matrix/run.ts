@@ -25,6 +25,7 @@ const { values } = parseArgs({
     moment: { type: 'string', multiple: true },
     resume: { type: 'boolean', default: false },
     'rerun-broken': { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
     out: { type: 'string', default: join(REPO_ROOT, 'test', 'matrix', 'results.json') },
   },
 });
@@ -61,6 +62,9 @@ try {
         else results.push(r);
         process.stdout.write(`${k}: ${r.verdict} (${r.outcome}, ${r.reported}, ${(r.ms / 1000).toFixed(1)} s)${r.problems.length ? ` - ${r.problems.join('; ')}` : ''}\n`);
         save();
+        if (values.verbose && r.verdict === 'broken') {
+          for (const h of cluster.hosts) process.stdout.write(`--- ${h.name} log tail ---\n${h.d.stderr().split('\n').slice(-25).join('\n')}\n`);
+        }
       }
     }
   }
