@@ -68,20 +68,13 @@ interface Run {
   daemonCpuMs?: number;
 }
 
+/** The pids of the running libvirtd processes (both hosts'). */
 function libvirtdPids(): number[] {
-  const out: number[] = [];
-  for (const h of ['h1', 'h2']) {
-    const f = `/tmp/ferry-libvirt/${h}/pid`;
-    if (!existsSync(f)) continue;
-    // The pid file holds the namespace wrapper; libvirtd is a descendant of it.
-    const all = execFileSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' }).split('\n');
-    for (const line of all) {
-      const [pid, comm] = line.trim().split(/\s+/);
-      if (comm === 'libvirtd') out.push(Number(pid));
-    }
-    break;
-  }
-  return [...new Set(out)];
+  return execFileSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, comm]) => comm === 'libvirtd')
+    .map(([pid]) => Number(pid));
 }
 
 function virsh(host: 0 | 1, args: string[], timeoutMs = 180_000) {

@@ -185,10 +185,9 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
     }
   }
   // A broken link stays broken for a while, as a real one would; then it comes back.
-  const ended = await Promise.race([migration.then(() => true), sleep(victim === 'link' ? 20_000 : 180_000).then(() => false)]);
+  await Promise.race([migration, sleep(victim === 'link' ? 20_000 : 180_000)]);
   restore?.();
   const result = await migration;
-  void ended;
   for (const h of [A, B]) if (!h.d.alive()) await h.d.restart();
 
   // Settle: a restarted daemon may still be finishing the job; wait until both hosts stop changing.
