@@ -58,6 +58,8 @@ interface OutgoingJob {
   destUri?: string;
   /** This job's outgoing migration slot (see slots.ts). */
   ticket: SlotTicket;
+  /** The job's journal writes, in order (a later write or the removal never overtakes an earlier one). */
+  journalChain?: Promise<void>;
 }
 
 /** How a destination answers "did you finish?" for a job a restarted source finds in its journal. */
@@ -81,23 +83,39 @@ export class OutgoingMigrations {
     this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
   }
 
-  /** Writes the job's phase down; `critical` failures abort the job (before anything irreversible). */
-  private async note(job: OutgoingJob, phase: JournalPhase, critical: boolean): Promise<void> {
-    try {
-      await this.journal.write({
-        jobId: job.id,
-        domainUuid: job.domain.uuid,
-        domainName: job.domain.name,
-        flags: job.flags,
-        ...(job.destUri ? { destUri: job.destUri } : {}),
-        wasRunning: job.wasRunning,
-        phase,
-        ...(job.postcopy ? { postcopy: true } : {}),
-      });
-    } catch (err) {
-      if (critical) throw new FerryError('write_failed', `cannot record migration job ${job.id} in the journal: ${(err as Error).message}`);
-      this.log(`cannot update the journal of migration job ${job.id}: ${(err as Error).message}`);
-    }
+  /**
+   * Writes the job's phase down, after any earlier write of the same job.
+   * 'fatal': awaited, and a failure aborts the job (the write comes before
+   * anything irreversible). 'wait': awaited, a failure only logged.
+   * 'background': not awaited, for the write that falls while the guest is
+   * paused at the switch-over; recovery does not need it, since it reads the
+   * state of the migration from QEMU itself.
+   */
+  private note(job: OutgoingJob, phase: JournalPhase, how: 'fatal' | 'wait' | 'background'): Promise<void> {
+    const entry = {
+      jobId: job.id,
+      domainUuid: job.domain.uuid,
+      domainName: job.domain.name,
+      flags: job.flags,
+      ...(job.destUri ? { destUri: job.destUri } : {}),
+      wasRunning: job.wasRunning,
+      phase,
+      ...(job.postcopy ? { postcopy: true } : {}),
+    };
+    const write = (job.journalChain ?? Promise.resolve()).then(() => this.journal.write(entry));
+    job.journalChain = write.catch((err: Error) => this.log(`cannot update the journal of migration job ${job.id}: ${err.message}`));
+    if (how === 'background') return Promise.resolve();
+    if (how === 'wait') return job.journalChain;
+    return write.catch((err: Error) => {
+      throw new FerryError('write_failed', `cannot record migration job ${job.id} in the journal: ${err.message}`);
+    });
+  }
+
+  /** Removes the job's journal entry after its pending writes. */
+  private forget(job: OutgoingJob): Promise<void> {
+    const done = (job.journalChain ?? Promise.resolve()).then(() => this.journal.remove(job.id));
+    job.journalChain = done;
+    return done;
   }
 
   /** begin: validate, lock the domain for the job, and produce the XML and cookie. */
@@ -153,7 +171,7 @@ export class OutgoingMigrations {
       const xml = this.xmlToSend(d, params, offline);
       const storage = !offline && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
       if (storage) job.storage = storage;
-      await this.note(job, 'begun', true);
+      await this.note(job, 'begun', 'fatal');
       await holdPoint(this.host.config.runDir, 'source-begun', this.log);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
       return {
@@ -172,7 +190,7 @@ export class OutgoingMigrations {
     } catch (err) {
       job.ticket.release();
       this.jobs.delete(job.id);
-      await this.journal.remove(job.id);
+      await this.forget(job);
       d.jobs.endAsync(asyncJob);
       throw err;
     }
@@ -189,7 +207,7 @@ export class OutgoingMigrations {
     job.phase = 'performing';
     const qmp = rt.qemu.qmp;
     try {
-      await this.note(job, 'performing', true);
+      await this.note(job, 'performing', 'fatal');
     } catch (err) {
       job.phase = 'perform-failed';
       throw err;
@@ -264,7 +282,7 @@ export class OutgoingMigrations {
         // From here the destination holds the newest state: the source must never run this guest again.
         job.postcopy = true;
         job.phase = 'performed';
-        await this.note(job, 'performed', false);
+        void this.note(job, 'performed', 'background');
         await holdPoint(this.host.config.runDir, 'source-switched', this.log);
         const completion = follow(false);
         job.completion = completion;
@@ -286,7 +304,7 @@ export class OutgoingMigrations {
         throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}`);
       }
       job.phase = 'performed';
-      await this.note(job, 'performed', false);
+      void this.note(job, 'performed', 'background');
       await holdPoint(this.host.config.runDir, 'source-switched', this.log);
       return { stats, ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
     } catch (err) {
@@ -308,7 +326,7 @@ export class OutgoingMigrations {
     const d = job.domain;
     try {
       if (!args.cancelled) {
-        await this.note(job, 'confirming', false);
+        await this.note(job, 'confirming', 'wait');
         await holdPoint(this.host.config.runDir, 'source-confirming', this.log);
         if (job.phase !== 'performed' && !hasFlag(job.flags, 'OFFLINE')) {
           throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}; it cannot be confirmed as a success`);
@@ -479,7 +497,7 @@ export class OutgoingMigrations {
     d.jobs.endAsync(job.asyncJob);
     job.ticket.release();
     this.host.events.jobCompleted(d, d.completedJob);
-    void this.journal.remove(job.id);
+    void this.forget(job);
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }
 
