@@ -1,0 +1,68 @@
+/**
+ * list-compare: `ferry list --all` against `virsh list --all`, each daemon
+ * holding 100 defined (inactive) test guests, on host 1 of
+ * bench/libvirt/hosts.sh. Alternated, 20 runs each; with the start-up floor
+ * of each CLI (`--version`) measured in the same rounds.
+ *
+ *   npx tsx bench/list-compare.ts [--runs 20] [--guests 100]
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../src/api/client.js';
+import { inNetns } from '../test/support/netns.js';
+import { testGuestXml } from '../test/support/guest-xml.js';
+import { startFerryd } from './ferryd.js';
+import { CLI, ROOT, argInt, fmtSummary, markdownTable, onCleanup, requireBuild, rotate, runMain, summarize, timedRun, vmRssKiB, writeResults } from './lib.js';
+
+const RUNS = argInt('runs', 20);
+const GUESTS = argInt('guests', 100);
+const NS = 'lvb-h1';
+const LV = 'qemu+tcp://10.203.0.1/system';
+
+runMain(async () => {
+  requireBuild(true);
+  execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'start'], { stdio: 'inherit' });
+  onCleanup('libvirt hosts', () => execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'stop'], { stdio: 'ignore' }));
+  const work = mkdtempSync(join(tmpdir(), 'ferry-listcmp-'));
+  const f = await startFerryd({ dir: join(work, 'ferry'), hostName: 'list-a', netns: NS, listenTcp: '10.203.0.1:16609' });
+  onCleanup('ferryd', () => f.stop());
+  const rssIdle = vmRssKiB(f.pid);
+  const c = await ApiClient.connect(f.unixUri);
+  for (let i = 0; i < GUESTS; i++) {
+    const xml = testGuestXml({ name: `list-${i}`, uuid: randomUUID() });
+    await c.call('domain.define', { xml });
+    const file = join(work, `lv-${i}.xml`);
+    writeFileSync(file, xml.replace(`<name>list-${i}</name>`, `<name>lv-list-${i}</name>`));
+    const r = await timedRun(...cmd(['virsh', '-q', '-c', LV, 'define', file]));
+    if (r.code !== 0) throw new Error(`virsh define: ${r.stderr}`);
+  }
+  c.close();
+  const rss100 = vmRssKiB(f.pid);
+  const contenders: Record<string, string[]> = {
+    'virsh list --all (qemu+tcp)': ['virsh', '-q', '-c', LV, 'list', '--all'],
+    'ferry list --all (unix socket)': [process.execPath, CLI, '-c', f.unixUri, 'list', '--all'],
+    'ferry list --all (ferry+tcp)': [process.execPath, CLI, '-c', 'ferry+tcp://10.203.0.1:16609/system', 'list', '--all'],
+    'virsh --version (CLI start floor)': ['virsh', '--version'],
+    'ferry --version (CLI start floor)': [process.execPath, CLI, '--version'],
+  };
+  const times: Record<string, number[]> = Object.fromEntries(Object.keys(contenders).map((k) => [k, []]));
+  for (let run = 0; run < RUNS; run++) {
+    for (const k of rotate(Object.keys(contenders), run)) {
+      const r = await timedRun(...cmd(contenders[k]!));
+      if (r.code !== 0) throw new Error(`${k}: ${r.stderr}`);
+      if (k.includes('list') && r.stdout.split('\n').filter((l) => /list-\d+/.test(l)).length !== GUESTS) throw new Error(`${k} did not list ${GUESTS} guests`);
+      times[k]!.push(r.ms);
+    }
+  }
+  const rows = Object.entries(times).map(([k, xs]) => [k, fmtSummary(summarize(xs))]);
+  process.stdout.write(`## list with ${GUESTS} defined guests (${RUNS} alternated runs; medians (min-max), ms)\n\n${markdownTable(['command', 'wall ms'], rows)}\n\nferryd VmRSS: ${(rssIdle / 1024).toFixed(1)} MiB idle, ${(rss100 / 1024).toFixed(1)} MiB with ${GUESTS} guests defined\n`);
+  writeResults('list-compare', { runs: RUNS, guests: GUESTS, times, rssIdleKiB: rssIdle, rss100KiB: rss100 });
+});
+
+function cmd(argv: string[]): [string, string[], { cwd: string; timeoutMs: number }] {
+  const c = inNetns(NS, argv);
+  return [c.file, c.args, { cwd: ROOT, timeoutMs: 60_000 }];
+}
