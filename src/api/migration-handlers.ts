@@ -5,7 +5,7 @@
  * side, in the way that cannot leave two running copies.
  */
 import { FerryError } from '../errors/index.js';
-import type { Migrations, PeerConnector } from '../migration/manager.js';
+import type { Migrations } from '../migration/manager.js';
 import type { Handler } from './server.js';
 import { attachToQemu } from '../migration/tunnel.js';
 import type { NbdTarget } from '../migration/phases.js';
@@ -29,7 +29,7 @@ function requireParams(p: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** Handlers of the migration methods. */
-export function migrationHandlers(m: Migrations, connectPeer: PeerConnector, log: (msg: string) => void): Record<string, Handler> {
+export function migrationHandlers(m: Migrations, log: (msg: string) => void): Record<string, Handler> {
   const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string; domainUuid: string }): Promise<'finished' | 'aborted' | 'unreachable'> =>
     destUri ? m.askOutcome(destUri, job.domainUuid) : 'unreachable';
   const owners = new Map<string, { isOpen: boolean; destUri?: string }>();

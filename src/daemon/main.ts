@@ -43,7 +43,7 @@ async function run(): Promise<void> {
   const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {});
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
   const migrations = new Migrations(host, connectPeer, log, qemuTlsDir);
-  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, connectPeer, log)), log);
+  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
   });

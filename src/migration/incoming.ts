@@ -23,7 +23,7 @@ import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
 import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
-import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer, type NbdListen } from './storage-target.js';
+import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, type SlotTicket } from './slots.js';
@@ -308,26 +308,20 @@ export class IncomingMigrations {
     const parsed = uri !== undefined ? new URL(uri) : undefined;
     const host = parsed ? parsed.hostname.replace(/^\[|\]$/g, '') : (request.params.listen_address ?? '0.0.0.0');
     const fixed = parsed?.port ? Number(parsed.port) : request.params.disks_port;
-    let lastErr: unknown;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const port = fixed ?? (await findFreePort(host, this.ports, this.usedPorts));
-      this.usedPorts.add(port);
+    const exports = await this.onFreePort(host, fixed, true, async (port) => {
       try {
-        const listen: NbdListen = { type: 'inet', host, port };
-        const exports = await startNbdExports(qmp, listen, targets, tlsCredsId);
-        job.nbdRunning = true;
-        job.nbdPort = port;
-        const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
-        this.log(`disk copy server of '${job.domain.name}' (job ${job.id}) listening on ${host}:${port}`);
-        return { transport: 'tcp', host: shown, port, exports, tls };
+        return await startNbdExports(qmp, { type: 'inet', host, port }, targets, tlsCredsId);
       } catch (err) {
-        lastErr = err;
-        this.usedPorts.delete(port);
         await qmp.execute('nbd-server-stop').catch(() => undefined);
-        if (fixed !== undefined || !/in use|bind/i.test((err as Error).message)) break;
+        throw err;
       }
-    }
-    throw toFerryError(lastErr, 'operation_failed');
+    }, (port) => {
+      job.nbdPort = port;
+    });
+    job.nbdRunning = true;
+    const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
+    this.log(`disk copy server of '${job.domain.name}' (job ${job.id}) listening on ${host}:${job.nbdPort}`);
+    return { transport: 'tcp', host: shown, port: job.nbdPort!, exports, tls };
   }
 
   /** Statistics of a domain's running incoming job, if it has one (`domjobinfo` on the destination). */
@@ -416,20 +410,35 @@ export class IncomingMigrations {
   }
 
   /** Starts QEMU's listener on a free port, retrying if another process took it first. */
-  private async listen(qmp: import('../qemu/index.js').QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
+  private async listen(qmp: QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
+    const hostPart = host.includes(':') ? `[${host}]` : host;
+    let chosen = 0;
+    // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
+    await this.onFreePort(host, fixedPort, transport === 'tcp', (port) => qmp.execute('migrate-incoming', { uri: `${transport}:${hostPart}:${port}` }), (port) => {
+      chosen = port;
+    });
+    return chosen;
+  }
+
+  /**
+   * Runs `attempt` on `fixed`, or on a free port of the migration range,
+   * trying another port (up to 5 times) when the failure is a port clash and
+   * `retry` allows it. The port stays reserved on success (`taken` learns it)
+   * and is released on failure.
+   */
+  private async onFreePort<T>(host: string, fixed: number | undefined, retry: boolean, attempt: (port: number) => Promise<T>, taken: (port: number) => void): Promise<T> {
     let lastErr: unknown;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const port = fixedPort ?? (await findFreePort(host, this.ports, this.usedPorts));
+    for (let i = 0; i < 5; i++) {
+      const port = fixed ?? (await findFreePort(host, this.ports, this.usedPorts));
       this.usedPorts.add(port);
       try {
-        const hostPart = host.includes(':') ? `[${host}]` : host;
-        await qmp.execute('migrate-incoming', { uri: `${transport}:${hostPart}:${port}` });
-        return port;
+        const out = await attempt(port);
+        taken(port);
+        return out;
       } catch (err) {
         lastErr = err;
         this.usedPorts.delete(port);
-        // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
-        if (transport !== 'tcp' || fixedPort !== undefined || !/in use|bind/i.test((err as Error).message)) break;
+        if (!retry || fixed !== undefined || !/in use|bind/i.test((err as Error).message)) break;
       }
     }
     throw toFerryError(lastErr, 'operation_failed');

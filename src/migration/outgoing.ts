@@ -21,7 +21,7 @@ import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { raiseMemlock } from './memlock.js';
-import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
+import { DiskMirrors, describeStorage, dropLeftoverMirrors, withDiskStats } from './storage-copy.js';
 import type { StorageCookie } from './phases.js';
 import { MigrationJournal, type JournalEntry, type JournalPhase } from './journal.js';
 import { holdPoint } from './test-hold.js';
@@ -448,22 +448,10 @@ export class OutgoingMigrations {
   }
 
   private async completeSource(job: OutgoingJob): Promise<void> {
-    const d = job.domain;
-    const offline = hasFlag(job.flags, 'OFFLINE');
-    const rt = d.runtime;
-    if (!offline && rt) {
-      rt.stopRequested = 'migrated';
-      await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
-      this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
-    }
-    if (hasFlag(job.flags, 'UNDEFINE_SOURCE') && d.persistent) {
-      await this.host.store.remove(d.name);
-      d.persistentDoc = null;
-      d.autostart = false;
-      this.host.events.lifecycle(d, 'undefined', 'removed');
-      if (!d.active) this.host.registry.remove(d);
-    }
+    const rt = job.domain.runtime;
+    await this.stopSource(job.domain, hasFlag(job.flags, 'OFFLINE') ? null : rt, job.flags);
   }
+
 
   private async takeBack(job: OutgoingJob): Promise<void> {
     const d = job.domain;
@@ -531,7 +519,7 @@ export class OutgoingMigrations {
         if (!rtNow || rtNow !== rt) {
           // The source QEMU is gone: only the definition may be left to settle.
           if (e.phase === 'confirming' || (e.destUri && (await ask(e.destUri, e.domainUuid)) === 'finished')) {
-            await this.undefineIfAsked(d, e.flags);
+            await this.stopSource(d, null, e.flags);
             return await done('the guest runs on the destination; source cleaned up');
           }
           return await done('the source QEMU is gone and the destination does not run the guest');
@@ -541,14 +529,14 @@ export class OutgoingMigrations {
         const status = info.status ?? 'none';
         if (e.postcopy && status === 'completed') {
           // The post-copy stream finished while this daemon was down: the destination has the whole guest.
-          await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+          await this.stopSource(d, rtNow, e.flags);
           return await done('the post-copy stream completed; source cleaned up');
         }
         if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
           if (status === 'postcopy-active') {
             const end = await followMigration(qmp, { pollMs: 500 });
             if (end.status === 'completed') {
-              await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+              await this.stopSource(d, rtNow, e.flags);
               return await done('the post-copy stream completed; source cleaned up');
             }
           }
@@ -562,7 +550,7 @@ export class OutgoingMigrations {
         }
         const answer = status === 'completed' || e.phase === 'confirming' ? (e.destUri ? await ask(e.destUri, e.domainUuid) : 'unreachable') : 'aborted';
         if (answer === 'finished') {
-          await this.finishSourceAfterRecovery(d, rtNow, e.flags);
+          await this.stopSource(d, rtNow, e.flags);
           return await done('the guest runs on the destination; source cleaned up');
         }
         if (answer === 'aborted') {
@@ -579,31 +567,25 @@ export class OutgoingMigrations {
     }
   }
 
-  private async finishSourceAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, flags: number): Promise<void> {
-    rt.stopRequested = 'migrated';
-    await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
-    this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
-    await this.undefineIfAsked(d, flags);
-  }
-
-  private async undefineIfAsked(d: HostedDomain, flags: number): Promise<void> {
-    if (!hasFlag(flags, 'UNDEFINE_SOURCE') || !d.persistent) return;
-    await this.host.store.remove(d.name);
-    d.persistentDoc = null;
-    d.autostart = false;
-    this.host.events.lifecycle(d, 'undefined', 'removed');
-    if (!d.active) this.host.registry.remove(d);
+  /** The source's part of a successful migration: stop its QEMU (if any) and undefine the domain when asked. */
+  private async stopSource(d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
+    if (rt) {
+      rt.stopRequested = 'migrated';
+      await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
+      this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
+    }
+    if (hasFlag(flags, 'UNDEFINE_SOURCE') && d.persistent) {
+      await this.host.store.remove(d.name);
+      d.persistentDoc = null;
+      d.autostart = false;
+      this.host.events.lifecycle(d, 'undefined', 'removed');
+      if (!d.active) this.host.registry.remove(d);
+    }
   }
 
   private async resumeAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, wasRunning: boolean): Promise<void> {
-    // Drop any disk-copy connections a killed ferryd left behind: they lead to a destination that gave up.
-    const jobs = await rt.qemu.qmp.execute<Array<{ device: string }>>('query-block-jobs').catch(() => []);
-    for (const j of jobs.filter((x) => x.device.startsWith('mirror-'))) {
-      await rt.qemu.qmp.execute('block-job-cancel', { device: j.device, force: true }).catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 200));
-      await rt.qemu.qmp.execute('job-dismiss', { id: j.device }).catch(() => undefined);
-      await rt.qemu.qmp.execute('blockdev-del', { 'node-name': `migrate-${j.device.slice('mirror-'.length)}` }).catch(() => undefined);
-    }
+    // Disk-copy connections a killed ferryd left behind lead to a destination that gave up.
+    await dropLeftoverMirrors(rt.qemu.qmp);
     const q = await rt.qemu.qmp.execute<{ running: boolean }>('query-status');
     if (wasRunning && !q.running) {
       d.setStatus(mkStatus('running', 'migration canceled'));

@@ -228,6 +228,21 @@ export class DiskMirrors {
   }
 }
 
+/**
+ * Removes the mirrors (and their connections to a destination) that an
+ * earlier ferryd left in a source QEMU: after a restart nobody owns them.
+ */
+export async function dropLeftoverMirrors(qmp: QmpClient): Promise<void> {
+  const jobs = await qmp.execute<BlockJobInfo[]>('query-block-jobs').catch(() => [] as BlockJobInfo[]);
+  for (const j of jobs.filter((x) => x.device.startsWith(mirrorJob('')))) {
+    const target = j.device.slice(mirrorJob('').length);
+    await qmp.execute('block-job-cancel', { device: j.device, force: true }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 200));
+    await qmp.execute('job-dismiss', { id: j.device }).catch(() => undefined);
+    await qmp.execute('blockdev-del', { 'node-name': targetNode(target) }).catch(() => undefined);
+  }
+}
+
 /** Adds disk figures to memory statistics the way libvirt does: `data_*` is memory plus disks. */
 export function withDiskStats(stats: JobStats, disk: DiskStats): JobStats {
   const out: JobStats = { ...stats, ...disk };

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { emptyDaemon, makeTempDir, sleep, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
+import { makeTempDir, resetDaemons, sleep, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
 import { ApiClient } from '../../src/api/client.js';
 import { serialLogFile, testGuestXml, waitForHeartbeat } from '../support/guest-xml.js';
 import { netnsAvailable } from '../support/netns.js';
@@ -19,9 +19,7 @@ let A: ClusterHost;
 let B: ClusterHost;
 let dir: string;
 
-useDaemonCleanup(async () => {
-  for (const h of [A, B]) if (h) await emptyDaemon(h.d.uri);
-});
+useDaemonCleanup(() => resetDaemons([A?.d, B?.d]));
 
 beforeAll(async () => {
   dir = makeTempDir('ferry-conc-');

@@ -22,7 +22,7 @@ import { ApiClient } from '../../src/api/client.js';
 import type { LifecycleEvent } from '../../src/api/protocol.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS } from '../../src/flags/index.js';
 import {
-  emptyDaemon,
+  resetDaemons,
   CLI_JS,
   REPO_ROOT,
   ferry,
@@ -84,16 +84,7 @@ async function startHost(label: 'A' | 'B', ns: string | undefined, addr: string,
   return { label, d, ns, addr, tcpUri: `ferry+tcp://${addr}:${port}/system` };
 }
 
-/** Between tests: both daemons up, and no domain left on either (destroyed and undefined through the API). */
-async function resetHosts(): Promise<void> {
-  for (const h of [A, B]) {
-    if (!h) continue;
-    if (!h.d.alive()) await h.d.restart();
-    await emptyDaemon(h.d.uri);
-  }
-}
-
-useDaemonCleanup(resetHosts);
+useDaemonCleanup(() => resetDaemons([A?.d, B?.d]));
 
 beforeAll(async () => {
   xmlDir = makeTempDir('ferry-mig-xml-');

@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyDaemon, ferry, makeTempDir, startDaemon, useDaemonCleanup, waitFor, type CliResult, type FerrydHandle } from '../support/daemon.js';
+import { ferry, resetDaemons, makeTempDir, startDaemon, useDaemonCleanup, waitFor, type CliResult, type FerrydHandle } from '../support/daemon.js';
 import { serialLogFile, testGuestXml, waitForHeartbeat } from '../support/guest-xml.js';
 import { createHostPair, netnsAvailable, type HostPair } from '../support/netns.js';
 import { checkMigrationContinuity } from '../support/serial.js';
@@ -28,15 +28,7 @@ let B: { d: FerrydHandle; ns?: string };
 let destUri: string;
 let dir: string;
 
-async function resetHosts(): Promise<void> {
-  for (const h of [A, B]) {
-    if (!h) continue;
-    if (!h.d.alive()) await h.d.restart();
-    await emptyDaemon(h.d.uri);
-  }
-}
-
-useDaemonCleanup(resetHosts);
+useDaemonCleanup(() => resetDaemons([A?.d, B?.d]));
 
 beforeAll(async () => {
   dir = makeTempDir('ferry-storage-');

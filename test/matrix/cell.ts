@@ -269,7 +269,7 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   // Clean up for the next cell.
   for (const h of [A, B]) {
     rmSync(holdFile(h), { force: true });
-    for (const p of ['source-begun', 'dest-prepared', 'source-performing', 'source-switched', 'dest-finishing', 'source-confirming']) rmSync(join(h.d.runDir, `held-${p}`), { force: true });
+    for (const { point } of Object.values(HOLDS)) rmSync(join(h.d.runDir, `held-${point}`), { force: true });
     await emptyDaemon(h.d.uri).catch(() => undefined);
   }
   rmSync(join(B.d.stateDir, `${name}.raw`), { force: true });

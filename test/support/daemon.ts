@@ -517,6 +517,15 @@ export function useDaemonCleanup(between?: () => Promise<void>): void {
 }
 
 /** Destroys every running domain of the daemon at `uri` and undefines every persistent one. */
+/** Between tests on shared daemons: each one running again, with no domain left (destroyed and undefined through the API). */
+export async function resetDaemons(handles: ReadonlyArray<FerrydHandle | undefined>): Promise<void> {
+  for (const h of handles) {
+    if (!h) continue;
+    if (!h.alive()) await h.restart();
+    await emptyDaemon(h.uri);
+  }
+}
+
 export async function emptyDaemon(uri: string): Promise<void> {
   const { ApiClient } = await import('../../src/api/client.js');
   const c = await ApiClient.connect(uri);
