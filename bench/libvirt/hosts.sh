@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Two libvirtd instances on one machine acting as two hosts, for the
-# benchmarks that compare Ferry with libvirt (bench/libvirt-compare.ts).
+# benchmarks that compare Ferry with libvirt (bench/compare.ts and others).
 #
 #   bash bench/libvirt/hosts.sh start   # install what is missing, start both
 #   bash bench/libvirt/hosts.sh stop    # stop both (and their QEMUs), remove the namespaces
+#
+# FERRY_LIBVIRT_MIGRATE_TLS_DIR=DIR at start: both QEMU drivers use DIR for
+# `virsh migrate --tls` (migrate_tls_x509_cert_dir, peers verified).
 #
 # Each host is a network namespace (a veth pair: 10.203.0.1 and 10.203.0.2)
 # plus a mount namespace in which /etc/libvirt, /run/libvirt,
@@ -81,6 +84,14 @@ migration_host = "$(addr "$i")"
 migration_port_min = 49152
 migration_port_max = 49215
 CONF
+  # For `virsh migrate --tls`: QEMU's own TLS with the certificates in this
+  # directory (QEMU's file names: ca-cert.pem, server-cert.pem, ...).
+  if [[ -n "${FERRY_LIBVIRT_MIGRATE_TLS_DIR:-}" ]]; then
+    cat >>"$d/etc/qemu.conf" <<CONF
+migrate_tls_x509_cert_dir = "$FERRY_LIBVIRT_MIGRATE_TLS_DIR"
+migrate_tls_x509_verify = 1
+CONF
+  fi
   # The QEMU driver reads these if present; keep the host's network config out.
   : >"$d/etc/libvirt.conf"
 }
@@ -137,6 +148,11 @@ case "${1:-}" in
     start_host 2
     echo "host 1: qemu+tcp://$(addr 1)/system (netns $(ns 1)); host 2: qemu+tcp://$(addr 2)/system (netns $(ns 2))"
     ;;
+  net)
+    # Only the two network namespaces (benchmarks that leave libvirt out).
+    "$0" stop >/dev/null 2>&1 || true
+    net_up
+    ;;
   stop)
     stop_host 1 || true
     stop_host 2 || true
@@ -144,7 +160,7 @@ case "${1:-}" in
     ip netns del "$(ns 2)" 2>/dev/null || true
     ;;
   *)
-    echo "usage: $0 start|stop" >&2
+    echo "usage: $0 start|net|stop" >&2
     exit 2
     ;;
 esac

@@ -1,0 +1,601 @@
+/**
+ * compare: the same live migration done three ways, on the same two hosts,
+ * the same guest and the same link, alternating the contenders run by run:
+ *
+ * - raw QEMU (the floor): bench/raw-qemu.ts drives both QEMUs straight over
+ *   QMP, no daemon, with the QEMU features of the mode (xbzrle, multifd,
+ *   post-copy, ...); its wall time is everything a tool has to do, from
+ *   starting the destination QEMU to the source QEMU's exit;
+ * - Ferry: `ferry migrate` with the mode's flags, between two ferryds;
+ * - libvirt 9.0 (Debian's libvirtd and virsh): `virsh migrate` with the
+ *   same flags, between two libvirtds (bench/libvirt/hosts.sh).
+ *
+ * Hosts: the two network namespaces of bench/libvirt/hosts.sh (a veth pair,
+ * 10.203.0.1 and 10.203.0.2); each runs a libvirtd and a ferryd, and the raw
+ * QEMUs run there too. Every run boots the memory-writing test guest on host
+ * 1, waits for its heartbeat, migrates it and checks on host 2 that the
+ * heartbeat went on at the source's last + 1 with no CORRUPT (a fast wrong
+ * answer counts as a failure).
+ *
+ * Sizes: libvirt rounds guest memory up to whole MiB, so the three-way
+ * comparison uses whole-MiB sizes (257 and 1025 MiB). QEMU 7.2 under TCG
+ * loses rewritten pages when the RAM size is a multiple of 256 KiB (every
+ * whole-MiB size is), so with a writer those runs may fail the guest check
+ * for every contender: that is QEMU, and the table says so. The safe,
+ * unaligned sizes (256 MiB + 4 KiB, 1 GiB + 4 KiB) run raw QEMU and Ferry
+ * only (libvirt cannot express them).
+ *
+ * Workloads: idle, a writer at 100 MiB/s, and a writer at `--heavy-rate`
+ * (400 MiB/s) on a link shaped to `--heavy-link` (1 Gbit/s, tc tbf both
+ * ways), which plain pre-copy cannot finish: there each run is aborted at
+ * `--cap-s` (30) seconds and counted as "did not finish", while
+ * auto-converge and post-copy should finish. (On the unshaped veth even the
+ * fastest writer this guest has converges: under TCG the first write to a
+ * page after each dirty-bitmap sync takes QEMU's slow path, which holds the
+ * guest's dirtying below what the stream moves. By default the heavy writer
+ * runs on the smaller sizes only: at 1 GiB a pass alone takes 8 s at
+ * 1 Gbit/s.)
+ *
+ * Figures per run: wall time of the whole command, downtime and setup time
+ * as each tool reports it (raw: source STOP to destination `cont`, and
+ * QEMU's own figure), bytes and time of the stream on the wire (the veth's
+ * transmit counter, one clock for all), throughput on the wire, CPU time of
+ * both daemons during the command, ferryd's peak RSS; per row the ratios of
+ * Ferry's medians to raw QEMU's (same mode, else plain) and to libvirt's.
+ *
+ *   npx tsx bench/compare.ts [--runs 3] [--sizes 257M,1025M,256M+4K,1G+4K] [--rates 0,100,400]
+ *                            [--modes p2p,managed,...] [--heavy-rate 400] [--heavy-link 1gbit] [--cap-s 30]
+ *                            [--tools raw,ferry,libvirt]
+ *                            [--out NAME]
+ *
+ * Needs root; installs libvirt when missing (bench/libvirt/hosts.sh). Run
+ * everything with bench/run-all.sh.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DomainDocument } from '../src/domain/index.js';
+import { inNetns } from '../test/support/netns.js';
+import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
+import { testGuestXml } from '../test/support/guest-xml.js';
+import { startFerryd, type Ferryd } from './ferryd.js';
+import {
+  CLI,
+  ROOT,
+  argInt,
+  argValue,
+  fmtSummary,
+  machineInfo,
+  markdownTable,
+  onCleanup,
+  procCpuMs,
+  requireBuild,
+  rmTree,
+  rotate,
+  runMain,
+  sleep,
+  summarize,
+  timedRun,
+  useDistSnapshot,
+  vmRssKiB,
+  writeResults,
+  type Summary,
+} from './lib.js';
+import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
+import { WireMonitor } from './wire.js';
+
+// ------------------------------------------------------------ settings
+
+const RUNS = argInt('runs', 3);
+const HEAVY_RATE = argInt('heavy-rate', 400);
+const CAP_MS = argInt('cap-s', 30) * 1000;
+/** tbf rate of the link for the heavy writer (unshaped veth otherwise). */
+const HEAVY_LINK = argValue('heavy-link') ?? '1gbit';
+const HB_MS = 250;
+const SETTLE_MS = 1500;
+const MB = 1e6;
+
+type Tool = 'raw' | 'ferry' | 'libvirt';
+type RecipeKey = 'plain' | 'tls' | 'xbzrle' | 'mt' | 'zlib' | 'zstd' | 'parallel' | 'auto-converge' | 'postcopy';
+
+interface Mode {
+  label: string;
+  /** `ferry migrate` flags (besides the domain and URI). */
+  ferry: string[];
+  /** `virsh migrate` flags; null: libvirt 9.0 has no such mode. */
+  virsh: string[] | null;
+  /** The raw QEMU recipe this mode is held to. */
+  raw: RecipeKey;
+  /** Modes that are nothing but their recipe run raw too; the others use `raw` of the same row. */
+  ownRaw: boolean;
+}
+
+const P2P = ['--live', '--p2p'];
+const MODES: Record<string, Mode> = {
+  p2p: { label: 'peer-to-peer', ferry: P2P, virsh: P2P, raw: 'plain', ownRaw: true },
+  managed: { label: 'managed (the client drives both daemons)', ferry: ['--live'], virsh: ['--live'], raw: 'plain', ownRaw: false },
+  tunnelled: { label: 'tunnelled (the daemons relay the stream)', ferry: [...P2P, '--tunnelled'], virsh: [...P2P, '--tunnelled'], raw: 'plain', ownRaw: false },
+  tls: { label: 'TLS (QEMU native, `--tls`)', ferry: [...P2P, '--tls'], virsh: [...P2P, '--tls'], raw: 'tls', ownRaw: true },
+  xbzrle: { label: 'compressed: xbzrle', ferry: [...P2P, '--compressed'], virsh: [...P2P, '--compressed'], raw: 'xbzrle', ownRaw: true },
+  mt: { label: 'compressed: mt (zlib threads)', ferry: [...P2P, '--compressed', '--comp-methods', 'mt'], virsh: [...P2P, '--compressed', '--comp-methods', 'mt'], raw: 'mt', ownRaw: true },
+  zlib: { label: 'compressed: zlib (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zlib'], virsh: null, raw: 'zlib', ownRaw: true },
+  zstd: { label: 'compressed: zstd (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zstd'], virsh: null, raw: 'zstd', ownRaw: true },
+  parallel: { label: 'parallel (multifd, 2 channels)', ferry: [...P2P, '--parallel'], virsh: [...P2P, '--parallel'], raw: 'parallel', ownRaw: true },
+  'auto-converge': { label: 'auto-converge', ferry: [...P2P, '--auto-converge'], virsh: [...P2P, '--auto-converge'], raw: 'auto-converge', ownRaw: true },
+  postcopy: { label: 'post-copy after the first pass', ferry: [...P2P, '--postcopy', '--postcopy-after-precopy'], virsh: [...P2P, '--postcopy', '--postcopy-after-precopy'], raw: 'postcopy', ownRaw: true },
+};
+
+/** What runs by default: per size and workload, which modes (the heavy writer only where it can finish, plus plain p2p to show it cannot). */
+const ALL_MODES = Object.keys(MODES);
+const NO_SLOW_COMPRESSION = ALL_MODES.filter((m) => !['mt', 'zlib', 'zstd'].includes(m));
+const HEAVY_MODES = ['p2p', 'auto-converge', 'postcopy'];
+const SAFE_MODES = ['p2p', 'tunnelled', 'auto-converge', 'postcopy'];
+
+function parseSize(s: string): number {
+  let kib = 0;
+  for (const term of s.split('+')) {
+    const m = /^(\d+)([KMG])$/i.exec(term.trim());
+    if (!m) throw new Error(`bad size '${s}' (e.g. 257M, 256M+4K, 1G+4K)`);
+    kib += Number(m[1]) * { K: 1, M: 1024, G: 1024 * 1024 }[m[2]!.toUpperCase() as 'K']!;
+  }
+  return kib;
+}
+
+const fmtSize = (kib: number) => (kib % 1024 === 0 ? `${kib / 1024} MiB` : `${Math.floor(kib / 1024)} MiB + ${kib % 1024} KiB`);
+const SIZES = (argValue('sizes') ?? '257M,1025M,256M+4K,1G+4K').split(',').map(parseSize);
+const RATES = (argValue('rates') ?? `0,100,${HEAVY_RATE}`).split(',').map(Number);
+const PICKED_MODES = argValue('modes')?.split(',');
+const TOOLS = (argValue('tools') ?? 'raw,ferry,libvirt').split(',') as Tool[];
+
+interface Cell {
+  memoryKiB: number;
+  rate: number;
+  modes: string[];
+  tools: Tool[];
+}
+
+function plan(): Cell[] {
+  const cells: Cell[] = [];
+  for (const memoryKiB of SIZES) {
+    const aligned = memoryKiB % 1024 === 0;
+    const big = memoryKiB > 512 * 1024;
+    for (const rate of RATES) {
+      // Idle runs at an unaligned size tell nothing the aligned ones do not.
+      if (!aligned && rate === 0 && !argValue('rates')) continue;
+      if (big && rate >= HEAVY_RATE && !argValue('rates')) continue;
+      let modes = rate >= HEAVY_RATE ? HEAVY_MODES : !aligned ? SAFE_MODES : big ? NO_SLOW_COMPRESSION : ALL_MODES;
+      if (PICKED_MODES) modes = PICKED_MODES.filter((m) => m in MODES);
+      const tools = TOOLS.filter((t) => t !== 'libvirt' || aligned);
+      if (modes.length > 0) cells.push({ memoryKiB, rate, modes, tools });
+    }
+  }
+  return cells;
+}
+
+const NS = ['lvb-h1', 'lvb-h2'] as const;
+const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
+const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
+const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
+const RAW_PORT = 49400;
+
+interface Run {
+  tool: Tool;
+  mode: string;
+  memoryKiB: number;
+  rate: number;
+  run: number;
+  ok: boolean;
+  /** Plain pre-copy still running at the cap, aborted. */
+  unfinished?: boolean;
+  problems: string[];
+  wallMs?: number;
+  downtimeMs?: number;
+  /** raw: QEMU's own downtime figure (source stop to the end of the stream). */
+  qemuDowntimeMs?: number;
+  setupMs?: number;
+  /** raw: QEMU's total-time. */
+  qemuTotalMs?: number;
+  /** As the tool reports it. */
+  dataBytes?: number;
+  wireMs?: number;
+  wireBytes?: number;
+  daemonCpuMs?: number;
+}
+
+// ------------------------------------------------------------ helpers
+
+/** The pids of the running libvirtd processes (both hosts'). */
+function libvirtdPids(): number[] {
+  return execFileSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, comm]) => comm === 'libvirtd')
+    .map(([pid]) => Number(pid));
+}
+
+function virsh(host: 0 | 1, args: string[], timeoutMs = 300_000) {
+  const c = inNetns(NS[host], ['virsh', '-q', '-c', LV_URI[host]!, ...args]);
+  return timedRun(c.file, c.args, { timeoutMs });
+}
+
+function ferry(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 300_000) {
+  const c = inNetns(NS[host], [process.execPath, CLI, '-c', f.unixUri, ...args]);
+  return timedRun(c.file, c.args, { timeoutMs, cwd: ROOT });
+}
+
+const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
+
+async function waitBeats(path: string, n: number, timeoutMs = 90_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const log = parseSerialLog(read(path));
+    if (log.corrupt) throw new Error('guest reported CORRUPT before the migration');
+    if (log.heartbeats.length >= n) return;
+    await sleep(100);
+  }
+  throw new Error(`no ${n} heartbeats within ${timeoutMs} ms`);
+}
+
+/** The guest's working set: most of its memory holds live data. */
+const wsMiB = (memoryKiB: number) => (memoryKiB <= 300 * 1024 ? 200 : Math.floor(memoryKiB / 1024) - 64);
+
+function guestXml(name: string, uuid: string, memoryKiB: number, rate: number, serialFile?: string): string {
+  let xml = testGuestXml({ name, uuid, memoryKiB, cmdline: `ws=${wsMiB(memoryKiB)} rate=${rate} hb=${HB_MS}` });
+  if (serialFile) {
+    // libvirt: the serial port writes a file (ferryd keeps its own copy of a pty's output).
+    xml = xml
+      .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${serialFile}'/><target port='0'/></serial>\n`)
+      .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+  }
+  return xml;
+}
+
+function parseJobInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
+    if (m) out[m[1]!.trim()] = m[2]!.trim();
+  }
+  return out;
+}
+
+function toBytes(v: string | undefined): number | undefined {
+  const m = v ? /^([\d.]+)\s*(B|KiB|MiB|GiB)$/.exec(v) : null;
+  if (!m) return undefined;
+  return Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] as 'B']!;
+}
+
+const msOf = (v: string | undefined) => (v ? Number(v.split(' ')[0]) : undefined);
+
+/** Guest check after a finished migration: heartbeat continued at +1 with no CORRUPT, and the guest runs on. */
+function guestProblems(src: string, dst: string): string[] {
+  const c = checkMigrationContinuity(src, dst);
+  const problems = [...c.problems];
+  const last = parseSerialLog(src + dst).lastHeartbeat?.counter ?? 0;
+  if (c.ok && last - (c.sourceLast?.counter ?? 0) < 3) problems.push('fewer than 3 heartbeats on the destination after the migration');
+  return problems;
+}
+
+// ------------------------------------------------------------ the benchmark
+
+runMain(async () => {
+  requireBuild(true);
+  await useDistSnapshot();
+  const work = mkdtempSync(join(tmpdir(), 'ferry-compare-'));
+  onCleanup('temp dir', () => rmTree(work));
+  mkdirSync(join(work, 'serial'), { recursive: true });
+  mkdirSync(join(work, 'raw'), { recursive: true });
+
+  // One PKI for every TLS contender: ferryd's names in pki/, QEMU's names in qemu-tls/ (raw QEMU and libvirt).
+  const pki = join(work, 'pki');
+  const made = await timedRun(process.execPath, [CLI, 'tls-setup', pki, '--host', ADDR[0], '--host', ADDR[1]], { timeoutMs: 60_000 });
+  if (made.code !== 0) throw new Error(`ferry tls-setup: ${made.stderr}`);
+  const qemuTls = join(work, 'qemu-tls');
+  mkdirSync(qemuTls);
+  for (const [q, f] of [['ca-cert.pem', 'cacert.pem'], ['server-cert.pem', 'servercert.pem'], ['server-key.pem', 'serverkey.pem'], ['client-cert.pem', 'clientcert.pem'], ['client-key.pem', 'clientkey.pem']] as const) {
+    cpSync(join(pki, f), join(qemuTls, q));
+  }
+  const RECIPES: Record<RecipeKey, RawRecipe> = {
+    plain: {},
+    tls: { tlsDir: qemuTls },
+    xbzrle: { caps: ['xbzrle'] },
+    mt: { caps: ['compress'] },
+    zlib: { caps: ['multifd'], params: { 'multifd-channels': 2, 'multifd-compression': 'zlib' } },
+    zstd: { caps: ['multifd'], params: { 'multifd-channels': 2, 'multifd-compression': 'zstd' } },
+    parallel: { caps: ['multifd'], params: { 'multifd-channels': 2 } },
+    'auto-converge': { caps: ['auto-converge'] },
+    postcopy: { caps: ['postcopy-ram'], postcopyAfterFirstPass: true },
+  };
+
+  const cells = plan();
+  const useLibvirt = cells.some((c) => c.tools.includes('libvirt'));
+  const hosts = join(ROOT, 'bench', 'libvirt', 'hosts.sh');
+  execFileSync('bash', [hosts, useLibvirt ? 'start' : 'net'], { stdio: 'inherit', env: { ...process.env, FERRY_LIBVIRT_MIGRATE_TLS_DIR: qemuTls } });
+  onCleanup('libvirt hosts', () => execFileSync('bash', [hosts, 'stop'], { stdio: 'ignore' }));
+  const fd = [
+    await startFerryd({ dir: join(work, 'ferry-a'), hostName: 'cmp-a', netns: NS[0], listenTcp: `${ADDR[0]}:16609`, tlsDir: pki }),
+    await startFerryd({ dir: join(work, 'ferry-b'), hostName: 'cmp-b', netns: NS[1], listenTcp: `${ADDR[1]}:16609`, tlsDir: pki }),
+  ] as const;
+  onCleanup('ferryds', () => fd.forEach((f) => f.stop()));
+  const lvPids = useLibvirt ? libvirtdPids() : [];
+  const wire = new WireMonitor(fd[0].pid, 'lvb1');
+  const recordWire = (r: Run) => {
+    const w = wire.stop();
+    if (w) {
+      r.wireMs = w.ms;
+      r.wireBytes = w.bytes;
+    }
+  };
+  let peakRss = 0;
+  const results: Run[] = [];
+  const t0 = Date.now();
+
+  /** Runs `cmd`, and after `CAP_MS` runs `abort` (plain pre-copy under a writer it cannot outrun). */
+  const capped = async <T>(cmd: Promise<T>, abort: () => Promise<unknown>): Promise<{ out: T; aborted: boolean }> => {
+    let aborted = false;
+    const timer = setTimeout(() => {
+      aborted = true;
+      void abort();
+    }, CAP_MS);
+    try {
+      return { out: await cmd, aborted };
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const runRaw = async (r: Run): Promise<void> => {
+    const name = `raw-${r.mode}-${r.memoryKiB}-${r.rate}-${r.run}`;
+    const def = DomainDocument.parse(guestXml(name, randomUUID(), r.memoryKiB, r.rate)).def;
+    try {
+      const out = await rawMigrate({
+        name,
+        def,
+        dir: join(work, 'raw'),
+        src: { ns: NS[0], address: ADDR[0] },
+        dst: { ns: NS[1], address: ADDR[1] },
+        port: RAW_PORT,
+        recipe: RECIPES[MODES[r.mode]!.raw],
+        capMs: CAP_MS,
+        warm: (log) => waitBeats(log, 4),
+        onStreamStart: () => wire.start(),
+        onStreamEnd: () => recordWire(r),
+      });
+      r.wallMs = out.wallMs;
+      if (!out.finished) {
+        r.unfinished = true;
+        r.problems.push(`did not finish within ${CAP_MS / 1000} s (cancelled)`);
+        return;
+      }
+      r.downtimeMs = out.downtimeMs;
+      r.qemuDowntimeMs = out.qemuDowntimeMs;
+      r.setupMs = out.setupMs;
+      r.qemuTotalMs = out.totalMs;
+      r.dataBytes = out.bytes;
+      await sleep(SETTLE_MS);
+      r.problems.push(...guestProblems(read(out.srcSerial), read(out.dstSerial)));
+    } finally {
+      await rawCleanup(name);
+    }
+  };
+
+  const runLibvirt = async (r: Run): Promise<void> => {
+    const name = `lv-${r.mode}-${r.memoryKiB}-${r.rate}-${r.run}`;
+    const src = join(work, 'serial', `${name}.a.log`);
+    const dst = join(work, 'serial', `${name}.b.log`);
+    const xmlA = join(work, `${name}.a.xml`);
+    const xmlB = join(work, `${name}.b.xml`);
+    const uuid = randomUUID();
+    writeFileSync(xmlA, guestXml(name, uuid, r.memoryKiB, r.rate, src));
+    writeFileSync(xmlB, guestXml(name, uuid, r.memoryKiB, r.rate, dst));
+    try {
+      const c = await virsh(0, ['create', xmlA]);
+      if (c.code !== 0) throw new Error(`virsh create: ${c.stderr.trim()}`);
+      await waitBeats(src, 4);
+      const cpu0 = lvPids.reduce((s, p) => s + procCpuMs(p), 0);
+      wire.start();
+      const { out: m, aborted } = await capped(virsh(0, ['migrate', ...MODES[r.mode]!.virsh!, '--xml', xmlB, name, LV_URI[1]!]), () => virsh(0, ['domjobabort', name]));
+      recordWire(r);
+      r.daemonCpuMs = lvPids.reduce((s, p) => s + procCpuMs(p), 0) - cpu0;
+      r.wallMs = m.ms;
+      if (aborted) {
+        r.unfinished = true;
+        r.problems.push(`did not finish within ${CAP_MS / 1000} s (aborted)`);
+        return;
+      }
+      if (m.code !== 0) throw new Error(`virsh migrate: ${m.stderr.trim()}`);
+      const info = parseJobInfo((await virsh(1, ['domjobinfo', '--completed', name])).stdout);
+      r.downtimeMs = msOf(info['Total downtime']);
+      r.setupMs = msOf(info['Setup time']);
+      r.dataBytes = toBytes(info['Data processed']);
+      await sleep(SETTLE_MS);
+      r.problems.push(...guestProblems(read(src), read(dst)));
+    } finally {
+      await virsh(1, ['destroy', name]).catch(() => null);
+      await virsh(0, ['destroy', name]).catch(() => null);
+    }
+  };
+
+  const runFerry = async (r: Run): Promise<void> => {
+    const name = `fe-${r.mode}-${r.memoryKiB}-${r.rate}-${r.run}`;
+    const xml = join(work, `${name}.xml`);
+    writeFileSync(xml, guestXml(name, randomUUID(), r.memoryKiB, r.rate));
+    const src = join(fd[0].stateDir, 'logs', `${name}.serial.log`);
+    const dst = join(fd[1].stateDir, 'logs', `${name}.serial.log`);
+    try {
+      const c = await ferry(0, fd[0], ['create', xml]);
+      if (c.code !== 0) throw new Error(`ferry create: ${c.stderr.trim()}`);
+      await waitBeats(src, 4);
+      const cpu0 = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid);
+      wire.start();
+      const { out: m, aborted } = await capped(ferry(0, fd[0], ['--json', 'migrate', ...MODES[r.mode]!.ferry, name, FERRY_URI[1]!]), () => ferry(0, fd[0], ['domjobabort', name]));
+      recordWire(r);
+      r.daemonCpuMs = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid) - cpu0;
+      r.wallMs = m.ms;
+      peakRss = Math.max(peakRss, vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid));
+      if (aborted) {
+        r.unfinished = true;
+        r.problems.push(`did not finish within ${CAP_MS / 1000} s (aborted)`);
+        return;
+      }
+      let out: { stats?: Record<string, number>; error?: { message?: string } } = {};
+      try {
+        out = JSON.parse(m.stdout || m.stderr || '{}') as typeof out;
+      } catch {
+        // Reported below with the raw output.
+      }
+      if (m.code !== 0) throw new Error(`ferry migrate: ${out.error?.message ?? m.stderr.trim()}`);
+      r.downtimeMs = out.stats?.downtime;
+      r.setupMs = out.stats?.setup_time;
+      r.dataBytes = out.stats?.data_processed;
+      await sleep(SETTLE_MS);
+      r.problems.push(...guestProblems(read(src), read(dst)));
+    } finally {
+      await Promise.all([ferry(1, fd[1], ['destroy', name]).catch(() => null), ferry(0, fd[0], ['destroy', name]).catch(() => null)]);
+    }
+  };
+
+  const total = cells.reduce((n, c) => n + c.modes.reduce((k, m) => k + contendersOf(c, m).length, 0) * RUNS, 0);
+  let done = 0;
+  for (const cell of cells) {
+    const shaped = cell.rate >= HEAVY_RATE;
+    if (shaped) shapeLink(HEAVY_LINK);
+    for (let run = 1; run <= RUNS; run++) {
+      for (const [i, mode] of cell.modes.entries()) {
+        for (const tool of rotate(contendersOf(cell, mode), run + i)) {
+          const r: Run = { tool, mode, memoryKiB: cell.memoryKiB, rate: cell.rate, run, ok: false, problems: [] };
+          try {
+            if (tool === 'raw') await runRaw(r);
+            else if (tool === 'libvirt') await runLibvirt(r);
+            else await runFerry(r);
+          } catch (err) {
+            r.problems.push((err as Error).message.split('\n')[0]!);
+            wire.stop();
+          }
+          r.ok = r.problems.length === 0;
+          results.push(r);
+          done++;
+          process.stderr.write(
+            `[${done}/${total} ${((Date.now() - t0) / 60000).toFixed(1)} min] ${fmtSize(r.memoryKiB)} rate ${r.rate} run ${run} ${mode.padEnd(13)} ${tool.padEnd(7)}: ` +
+              `${r.ok ? 'OK' : r.unfinished ? 'UNFINISHED' : 'FAILED'} wall ${r.wallMs?.toFixed(0) ?? '-'} ms, downtime ${r.downtimeMs?.toFixed(0) ?? '-'} ms, ` +
+              `wire ${r.wireBytes ? (r.wireBytes / MB).toFixed(0) : '-'} MB in ${r.wireMs?.toFixed(0) ?? '-'} ms, daemons CPU ${r.daemonCpuMs?.toFixed(0) ?? '-'} ms` +
+              `${r.ok || r.unfinished ? '' : `: ${r.problems.join('; ')}`}\n`,
+          );
+        }
+      }
+    }
+    if (shaped) shapeLink(undefined);
+  }
+
+  const report = renderReport(cells, results, peakRss);
+  process.stdout.write(report);
+  const file = writeResults(argValue('out') ?? 'compare', { machine: machineInfo(), minutes: (Date.now() - t0) / 60000, runs: RUNS, capMs: CAP_MS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, ferrydPeakRssKiB: peakRss, results, report });
+  process.stdout.write(`\nresults: ${file}\n`);
+});
+
+/** Shapes both ends of the veth link with tc tbf at `rate`, or removes the shaping. */
+function shapeLink(rate: string | undefined): void {
+  for (const [i, ns] of NS.entries()) {
+    const dev = `lvb${i + 1}`;
+    if (rate) execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '256kb', 'latency', '50ms']);
+    else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root'], { stdio: 'ignore' });
+  }
+}
+
+/** Contenders of one mode in one cell: raw only where the mode is its own recipe. */
+function contendersOf(cell: Cell, mode: string): Tool[] {
+  const m = MODES[mode]!;
+  return cell.tools.filter((t) => (t === 'raw' ? m.ownRaw : t === 'libvirt' ? m.virsh !== null : true));
+}
+
+// ------------------------------------------------------------ report
+
+function renderReport(cells: Cell[], results: Run[], peakRss: number): string {
+  const out: string[] = [];
+  const workload = (rate: number) => (rate === 0 ? 'idle' : rate >= HEAVY_RATE ? `writer ${rate} MiB/s, ${HEAVY_LINK} link` : `writer ${rate} MiB/s`);
+  const of = (t: Tool, cell: Cell, mode: string) => results.filter((r) => r.tool === t && r.mode === mode && r.memoryKiB === cell.memoryKiB && r.rate === cell.rate);
+  /** raw runs a mode is held to: its own recipe, else plain p2p. */
+  const rawOf = (cell: Cell, mode: string) => of('raw', cell, MODES[mode]!.ownRaw ? mode : 'p2p');
+  const okOf = (rs: Run[]) => rs.filter((r) => r.ok);
+  const sum = (rs: Run[], f: (r: Run) => number | undefined): Summary => summarize(rs.map(f).filter((x): x is number => x !== undefined));
+  const cellStr = (rs: Run[], f: (r: Run) => number | undefined, digits = 0) => fmtSummary(sum(okOf(rs), f), digits);
+  const ratio = (a: Run[], b: Run[], f: (r: Run) => number | undefined) => {
+    const x = sum(okOf(a), f);
+    const y = sum(okOf(b), f);
+    return x.n && y.n && y.median > 0 ? (x.median / y.median).toFixed(2) : '-';
+  };
+  const checks = (rs: Run[]) => {
+    if (rs.length === 0) return '-';
+    const ok = rs.filter((r) => r.ok).length;
+    const unfinished = rs.filter((r) => r.unfinished).length;
+    return `${ok}/${rs.length}${unfinished ? ` (${unfinished} unfinished)` : ''}`;
+  };
+  const tput = (r: Run) => (r.wireBytes && r.wireMs ? r.wireBytes / MB / (r.wireMs / 1000) : undefined);
+
+  for (const memoryKiB of [...new Set(cells.map((c) => c.memoryKiB))]) {
+    const sizeCells = cells.filter((c) => c.memoryKiB === memoryKiB);
+    const withLibvirt = sizeCells.some((c) => c.tools.includes('libvirt'));
+    out.push(`### Guest of ${fmtSize(memoryKiB)} (${wsMiB(memoryKiB)} MiB of live data)${withLibvirt ? '' : ': raw QEMU and Ferry (libvirt rounds memory to whole MiB)'}\n`);
+    const rows1: string[][] = [];
+    const rows2: string[][] = [];
+    for (const cell of sizeCells) {
+      for (const mode of cell.modes) {
+        const raw = rawOf(cell, mode);
+        const fe = of('ferry', cell, mode);
+        const lv = of('libvirt', cell, mode);
+        const lvCol = (s: string) => (withLibvirt ? [s] : []);
+        const rawLabel = MODES[mode]!.ownRaw ? '' : ' ¹';
+        rows1.push([
+          workload(cell.rate),
+          MODES[mode]!.label,
+          `${checks(MODES[mode]!.ownRaw ? raw : [])}${rawLabel}`,
+          checks(fe),
+          ...lvCol(MODES[mode]!.virsh ? checks(lv) : 'n/a'),
+          `${cellStr(raw, (r) => r.wallMs)}${rawLabel}`,
+          cellStr(fe, (r) => r.wallMs),
+          ...lvCol(cellStr(lv, (r) => r.wallMs)),
+          ratio(fe, raw, (r) => r.wallMs),
+          ...lvCol(ratio(fe, lv, (r) => r.wallMs)),
+          cellStr(fe, (r) => r.daemonCpuMs),
+          ...lvCol(cellStr(lv, (r) => r.daemonCpuMs)),
+          ...lvCol(ratio(fe, lv, (r) => r.daemonCpuMs)),
+        ]);
+        rows2.push([
+          workload(cell.rate),
+          MODES[mode]!.label,
+          `${cellStr(raw, (r) => r.downtimeMs)} · ${cellStr(raw, (r) => r.qemuDowntimeMs)}`,
+          cellStr(fe, (r) => r.downtimeMs),
+          ...lvCol(cellStr(lv, (r) => r.downtimeMs)),
+          `${cellStr(raw, (r) => r.setupMs)} · ${cellStr(fe, (r) => r.setupMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.setupMs)}` : ''}`,
+          cellStr(raw, (r) => r.qemuTotalMs),
+          `${cellStr(raw, (r) => r.wireMs)} · ${cellStr(fe, (r) => r.wireMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.wireMs)}` : ''}`,
+          `${cellStr(raw, (r) => (r.wireBytes ?? 0) / MB)} · ${cellStr(fe, (r) => (r.wireBytes ?? 0) / MB)}${withLibvirt ? ` · ${cellStr(lv, (r) => (r.wireBytes ?? 0) / MB)}` : ''}`,
+          `${cellStr(raw, tput)} · ${cellStr(fe, tput)}${withLibvirt ? ` · ${cellStr(lv, tput)}` : ''}`,
+          ratio(fe, raw, tput),
+          ...lvCol(ratio(fe, lv, tput)),
+        ]);
+      }
+    }
+    const L = (s: string) => (withLibvirt ? [s] : []);
+    out.push(
+      markdownTable(
+        ['workload', 'mode', 'raw: guest OK', 'Ferry: guest OK', ...L('libvirt: guest OK'), 'raw wall ms', 'Ferry wall ms', ...L('libvirt wall ms'), 'Ferry / raw', ...L('Ferry / libvirt'), 'ferryds CPU ms', ...L('libvirtds CPU ms'), ...L('CPU Ferry / libvirt')],
+        rows1,
+      ),
+    );
+    out.push('');
+    const who = withLibvirt ? 'raw · Ferry · libvirt' : 'raw · Ferry';
+    out.push(
+      markdownTable(
+        ['workload', 'mode', 'raw downtime ms: stop→cont · QEMU', 'Ferry downtime ms', ...L('libvirt downtime ms'), `setup ms (${who})`, 'raw: QEMU total ms', `stream on the wire ms (${who})`, `MB on the wire (${who})`, `MB/s on the wire (${who})`, 'throughput Ferry / raw', ...L('throughput Ferry / libvirt')],
+        rows2,
+      ),
+    );
+    out.push('');
+  }
+  out.push(`¹ no raw run of its own: held to raw peer-to-peer of the same row.\n`);
+  out.push(`ferryd peak RSS over the whole run: ${(peakRss / 1024).toFixed(1)} MiB. Medians (min-max) of the runs that passed the guest check; ${RUNS} runs per contender, alternated.\n`);
+  return out.join('\n');
+}
