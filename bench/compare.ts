@@ -83,6 +83,7 @@ import {
   writeResults,
   type Summary,
 } from './lib.js';
+import { MODES, contendersOf, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
 import { WireMonitor } from './wire.js';
 
@@ -97,35 +98,6 @@ const HB_MS = 250;
 const SETTLE_MS = 1500;
 const MB = 1e6;
 
-type Tool = 'raw' | 'ferry' | 'libvirt';
-type RecipeKey = 'plain' | 'tls' | 'xbzrle' | 'mt' | 'zlib' | 'zstd' | 'parallel' | 'auto-converge' | 'postcopy';
-
-interface Mode {
-  label: string;
-  /** `ferry migrate` flags (besides the domain and URI). */
-  ferry: string[];
-  /** `virsh migrate` flags; null: libvirt 9.0 has no such mode. */
-  virsh: string[] | null;
-  /** The raw QEMU recipe this mode is held to. */
-  raw: RecipeKey;
-  /** Modes that are nothing but their recipe run raw too; the others use `raw` of the same row. */
-  ownRaw: boolean;
-}
-
-const P2P = ['--live', '--p2p'];
-const MODES: Record<string, Mode> = {
-  p2p: { label: 'peer-to-peer', ferry: P2P, virsh: P2P, raw: 'plain', ownRaw: true },
-  managed: { label: 'managed (the client drives both daemons)', ferry: ['--live'], virsh: ['--live'], raw: 'plain', ownRaw: false },
-  tunnelled: { label: 'tunnelled (the daemons relay the stream)', ferry: [...P2P, '--tunnelled'], virsh: [...P2P, '--tunnelled'], raw: 'plain', ownRaw: false },
-  tls: { label: 'TLS (QEMU native, `--tls`)', ferry: [...P2P, '--tls'], virsh: [...P2P, '--tls'], raw: 'tls', ownRaw: true },
-  xbzrle: { label: 'compressed: xbzrle', ferry: [...P2P, '--compressed'], virsh: [...P2P, '--compressed'], raw: 'xbzrle', ownRaw: true },
-  mt: { label: 'compressed: mt (zlib threads)', ferry: [...P2P, '--compressed', '--comp-methods', 'mt'], virsh: [...P2P, '--compressed', '--comp-methods', 'mt'], raw: 'mt', ownRaw: true },
-  zlib: { label: 'compressed: zlib (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zlib'], virsh: null, raw: 'zlib', ownRaw: true },
-  zstd: { label: 'compressed: zstd (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zstd'], virsh: null, raw: 'zstd', ownRaw: true },
-  parallel: { label: 'parallel (multifd, 2 channels)', ferry: [...P2P, '--parallel'], virsh: [...P2P, '--parallel'], raw: 'parallel', ownRaw: true },
-  'auto-converge': { label: 'auto-converge', ferry: [...P2P, '--auto-converge'], virsh: [...P2P, '--auto-converge'], raw: 'auto-converge', ownRaw: true },
-  postcopy: { label: 'post-copy after the first pass', ferry: [...P2P, '--postcopy', '--postcopy-after-precopy'], virsh: [...P2P, '--postcopy', '--postcopy-after-precopy'], raw: 'postcopy', ownRaw: true },
-};
 
 /** What runs by default: per size and workload, which modes (the heavy writer only where it can finish, plus plain p2p to show it cannot). */
 const ALL_MODES = Object.keys(MODES);
@@ -143,18 +115,11 @@ function parseSize(s: string): number {
   return kib;
 }
 
-const fmtSize = (kib: number) => (kib % 1024 === 0 ? `${kib / 1024} MiB` : `${Math.floor(kib / 1024)} MiB + ${kib % 1024} KiB`);
 const SIZES = (argValue('sizes') ?? '257M,1025M,256M+4K,1G+4K').split(',').map(parseSize);
 const RATES = (argValue('rates') ?? `0,100,${HEAVY_RATE}`).split(',').map(Number);
 const PICKED_MODES = argValue('modes')?.split(',');
 const TOOLS = (argValue('tools') ?? 'raw,ferry,libvirt').split(',') as Tool[];
 
-interface Cell {
-  memoryKiB: number;
-  rate: number;
-  modes: string[];
-  tools: Tool[];
-}
 
 function plan(): Cell[] {
   const cells: Cell[] = [];
@@ -180,29 +145,6 @@ const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
 const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
 const RAW_PORT = 49400;
 
-interface Run {
-  tool: Tool;
-  mode: string;
-  memoryKiB: number;
-  rate: number;
-  run: number;
-  ok: boolean;
-  /** Plain pre-copy still running at the cap, aborted. */
-  unfinished?: boolean;
-  problems: string[];
-  wallMs?: number;
-  downtimeMs?: number;
-  /** raw: QEMU's own downtime figure (source stop to the end of the stream). */
-  qemuDowntimeMs?: number;
-  setupMs?: number;
-  /** raw: QEMU's total-time. */
-  qemuTotalMs?: number;
-  /** As the tool reports it. */
-  dataBytes?: number;
-  wireMs?: number;
-  wireBytes?: number;
-  daemonCpuMs?: number;
-}
 
 // ------------------------------------------------------------ helpers
 
@@ -238,8 +180,6 @@ async function waitBeats(path: string, n: number, timeoutMs = 90_000): Promise<v
   throw new Error(`no ${n} heartbeats within ${timeoutMs} ms`);
 }
 
-/** The guest's working set: most of its memory holds live data. */
-const wsMiB = (memoryKiB: number) => (memoryKiB <= 300 * 1024 ? 200 : Math.floor(memoryKiB / 1024) - 64);
 
 function guestXml(name: string, uuid: string, memoryKiB: number, rate: number, serialFile?: string): string {
   let xml = testGuestXml({ name, uuid, memoryKiB, cmdline: `ws=${wsMiB(memoryKiB)} rate=${rate} hb=${HB_MS}` });
@@ -489,9 +429,10 @@ runMain(async () => {
     if (shaped) shapeLink(undefined);
   }
 
-  const report = renderReport(cells, results, peakRss);
+  const saved: SavedCompare = { runs: RUNS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, results, ferrydPeakRssKiB: peakRss };
+  const report = `${summaryTable([saved])}\n\n${renderReport(saved)}`;
   process.stdout.write(report);
-  const file = writeResults(argValue('out') ?? 'compare', { machine: machineInfo(), minutes: (Date.now() - t0) / 60000, runs: RUNS, capMs: CAP_MS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, ferrydPeakRssKiB: peakRss, results, report });
+  const file = writeResults(argValue('out') ?? 'compare', { machine: machineInfo(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, ...saved, report });
   process.stdout.write(`\nresults: ${file}\n`);
 });
 
@@ -502,100 +443,4 @@ function shapeLink(rate: string | undefined): void {
     if (rate) execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'replace', 'dev', dev, 'root', 'tbf', 'rate', rate, 'burst', '256kb', 'latency', '50ms']);
     else execFileSync('ip', ['netns', 'exec', ns, 'tc', 'qdisc', 'del', 'dev', dev, 'root'], { stdio: 'ignore' });
   }
-}
-
-/** Contenders of one mode in one cell: raw only where the mode is its own recipe. */
-function contendersOf(cell: Cell, mode: string): Tool[] {
-  const m = MODES[mode]!;
-  return cell.tools.filter((t) => (t === 'raw' ? m.ownRaw : t === 'libvirt' ? m.virsh !== null : true));
-}
-
-// ------------------------------------------------------------ report
-
-function renderReport(cells: Cell[], results: Run[], peakRss: number): string {
-  const out: string[] = [];
-  const workload = (rate: number) => (rate === 0 ? 'idle' : rate >= HEAVY_RATE ? `writer ${rate} MiB/s, ${HEAVY_LINK} link` : `writer ${rate} MiB/s`);
-  const of = (t: Tool, cell: Cell, mode: string) => results.filter((r) => r.tool === t && r.mode === mode && r.memoryKiB === cell.memoryKiB && r.rate === cell.rate);
-  /** raw runs a mode is held to: its own recipe, else plain p2p. */
-  const rawOf = (cell: Cell, mode: string) => of('raw', cell, MODES[mode]!.ownRaw ? mode : 'p2p');
-  const okOf = (rs: Run[]) => rs.filter((r) => r.ok);
-  const sum = (rs: Run[], f: (r: Run) => number | undefined): Summary => summarize(rs.map(f).filter((x): x is number => x !== undefined));
-  const cellStr = (rs: Run[], f: (r: Run) => number | undefined, digits = 0) => fmtSummary(sum(okOf(rs), f), digits);
-  const ratio = (a: Run[], b: Run[], f: (r: Run) => number | undefined) => {
-    const x = sum(okOf(a), f);
-    const y = sum(okOf(b), f);
-    return x.n && y.n && y.median > 0 ? (x.median / y.median).toFixed(2) : '-';
-  };
-  const checks = (rs: Run[]) => {
-    if (rs.length === 0) return '-';
-    const ok = rs.filter((r) => r.ok).length;
-    const unfinished = rs.filter((r) => r.unfinished).length;
-    return `${ok}/${rs.length}${unfinished ? ` (${unfinished} unfinished)` : ''}`;
-  };
-  const tput = (r: Run) => (r.wireBytes && r.wireMs ? r.wireBytes / MB / (r.wireMs / 1000) : undefined);
-
-  for (const memoryKiB of [...new Set(cells.map((c) => c.memoryKiB))]) {
-    const sizeCells = cells.filter((c) => c.memoryKiB === memoryKiB);
-    const withLibvirt = sizeCells.some((c) => c.tools.includes('libvirt'));
-    out.push(`### Guest of ${fmtSize(memoryKiB)} (${wsMiB(memoryKiB)} MiB of live data)${withLibvirt ? '' : ': raw QEMU and Ferry (libvirt rounds memory to whole MiB)'}\n`);
-    const rows1: string[][] = [];
-    const rows2: string[][] = [];
-    for (const cell of sizeCells) {
-      for (const mode of cell.modes) {
-        const raw = rawOf(cell, mode);
-        const fe = of('ferry', cell, mode);
-        const lv = of('libvirt', cell, mode);
-        const lvCol = (s: string) => (withLibvirt ? [s] : []);
-        const rawLabel = MODES[mode]!.ownRaw ? '' : ' ¹';
-        rows1.push([
-          workload(cell.rate),
-          MODES[mode]!.label,
-          `${checks(MODES[mode]!.ownRaw ? raw : [])}${rawLabel}`,
-          checks(fe),
-          ...lvCol(MODES[mode]!.virsh ? checks(lv) : 'n/a'),
-          `${cellStr(raw, (r) => r.wallMs)}${rawLabel}`,
-          cellStr(fe, (r) => r.wallMs),
-          ...lvCol(cellStr(lv, (r) => r.wallMs)),
-          ratio(fe, raw, (r) => r.wallMs),
-          ...lvCol(ratio(fe, lv, (r) => r.wallMs)),
-          cellStr(fe, (r) => r.daemonCpuMs),
-          ...lvCol(cellStr(lv, (r) => r.daemonCpuMs)),
-          ...lvCol(ratio(fe, lv, (r) => r.daemonCpuMs)),
-        ]);
-        rows2.push([
-          workload(cell.rate),
-          MODES[mode]!.label,
-          `${cellStr(raw, (r) => r.downtimeMs)} · ${cellStr(raw, (r) => r.qemuDowntimeMs)}`,
-          cellStr(fe, (r) => r.downtimeMs),
-          ...lvCol(cellStr(lv, (r) => r.downtimeMs)),
-          `${cellStr(raw, (r) => r.setupMs)} · ${cellStr(fe, (r) => r.setupMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.setupMs)}` : ''}`,
-          cellStr(raw, (r) => r.qemuTotalMs),
-          `${cellStr(raw, (r) => r.wireMs)} · ${cellStr(fe, (r) => r.wireMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.wireMs)}` : ''}`,
-          `${cellStr(raw, (r) => (r.wireBytes ?? 0) / MB)} · ${cellStr(fe, (r) => (r.wireBytes ?? 0) / MB)}${withLibvirt ? ` · ${cellStr(lv, (r) => (r.wireBytes ?? 0) / MB)}` : ''}`,
-          `${cellStr(raw, tput)} · ${cellStr(fe, tput)}${withLibvirt ? ` · ${cellStr(lv, tput)}` : ''}`,
-          ratio(fe, raw, tput),
-          ...lvCol(ratio(fe, lv, tput)),
-        ]);
-      }
-    }
-    const L = (s: string) => (withLibvirt ? [s] : []);
-    out.push(
-      markdownTable(
-        ['workload', 'mode', 'raw: guest OK', 'Ferry: guest OK', ...L('libvirt: guest OK'), 'raw wall ms', 'Ferry wall ms', ...L('libvirt wall ms'), 'Ferry / raw', ...L('Ferry / libvirt'), 'ferryds CPU ms', ...L('libvirtds CPU ms'), ...L('CPU Ferry / libvirt')],
-        rows1,
-      ),
-    );
-    out.push('');
-    const who = withLibvirt ? 'raw · Ferry · libvirt' : 'raw · Ferry';
-    out.push(
-      markdownTable(
-        ['workload', 'mode', 'raw downtime ms: stop→cont · QEMU', 'Ferry downtime ms', ...L('libvirt downtime ms'), `setup ms (${who})`, 'raw: QEMU total ms', `stream on the wire ms (${who})`, `MB on the wire (${who})`, `MB/s on the wire (${who})`, 'throughput Ferry / raw', ...L('throughput Ferry / libvirt')],
-        rows2,
-      ),
-    );
-    out.push('');
-  }
-  out.push(`¹ no raw run of its own: held to raw peer-to-peer of the same row.\n`);
-  out.push(`ferryd peak RSS over the whole run: ${(peakRss / 1024).toFixed(1)} MiB. Medians (min-max) of the runs that passed the guest check; ${RUNS} runs per contender, alternated.\n`);
-  return out.join('\n');
 }

@@ -14,7 +14,7 @@ import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
-import type { QmpEvent } from '../qemu/index.js';
+import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
 import { cancelMigration, followMigration, prepareQemuForMigration, type MigrationEnd } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
@@ -279,6 +279,8 @@ export class OutgoingMigrations {
         await job.mirrors.complete();
       }
       if (end.status === 'postcopy-active') {
+        // QEMU 7.2 reports postcopy-active before it stops the vCPUs; the downtime is measured from that stop.
+        if (stoppedAt === undefined) stoppedAt = await untilStopped(qmp, () => stoppedAt);
         // From here the destination holds the newest state: the source must never run this guest again.
         job.postcopy = true;
         job.phase = 'performed';
@@ -639,4 +641,19 @@ function stateOf(d: HostedDomain): string {
 /** The default limit of concurrent migrations each way: the number of cores, at least 2 (see slots.ts). */
 export function defaultMigrationLimit(): number {
   return Math.max(2, availableParallelism());
+}
+
+/**
+ * When the source's vCPUs stopped: the STOP event's time if it has arrived
+ * (`seen`), else the moment `query-status` first says not running (the event
+ * precedes that answer on the QMP socket), waiting up to 5 s.
+ */
+async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Promise<number | undefined> {
+  const until = Date.now() + 5000;
+  while (Date.now() < until) {
+    const st = await qmp.execute<{ running?: boolean }>('query-status');
+    if (!st.running) return seen() ?? Date.now();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return seen();
 }

@@ -158,12 +158,15 @@ describe('migration tuning flags', () => {
     const s = await run;
     expect(s.type).toBe('Completed');
     expect(typeof s.memory_postcopy_requests).toBe('number');
+    // The pause at the switch is measured (QEMU says postcopy-active before it stops the source).
+    expect(typeof s.downtime).toBe('number');
   });
 
   it('--postcopy --postcopy-after-precopy gets a writer through that plain pre-copy cannot finish', async () => {
     await hosts();
     await guest('tp2', 'ws=200 rate=300 hb=200');
-    await migrateAndCheck('tp2', ['--postcopy', '--postcopy-after-precopy', '--bandwidth', '64', '--postcopy-bandwidth', '256'], 120_000);
+    const s = await migrateAndCheck('tp2', ['--postcopy', '--postcopy-after-precopy', '--bandwidth', '64', '--postcopy-bandwidth', '256'], 120_000);
+    expect(typeof s.downtime).toBe('number');
   });
 
   it('--timeout N --timeout-postcopy switches after N seconds', async () => {

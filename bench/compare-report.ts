@@ -1,0 +1,235 @@
+/**
+ * The contenders, modes and report of bench/compare.ts, apart so that the
+ * report can be made again from saved results:
+ *
+ *   npx tsx bench/compare-report.ts bench/results/compare*.json
+ *
+ * prints the tables of every file given (one section per guest size) after
+ * one summary table of the ratios over all of them.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { fmtSummary, markdownTable, summarize, type Summary } from './lib.js';
+
+const MB = 1e6;
+
+export type Tool = 'raw' | 'ferry' | 'libvirt';
+export type RecipeKey = 'plain' | 'tls' | 'xbzrle' | 'mt' | 'zlib' | 'zstd' | 'parallel' | 'auto-converge' | 'postcopy';
+
+export interface Mode {
+  label: string;
+  /** `ferry migrate` flags (besides the domain and URI). */
+  ferry: string[];
+  /** `virsh migrate` flags; null: libvirt 9.0 has no such mode. */
+  virsh: string[] | null;
+  /** The raw QEMU recipe this mode is held to. */
+  raw: RecipeKey;
+  /** Modes that are nothing but their recipe run raw too; the others use `raw` of the same row. */
+  ownRaw: boolean;
+}
+
+export const P2P = ['--live', '--p2p'];
+export const MODES: Record<string, Mode> = {
+  p2p: { label: 'peer-to-peer', ferry: P2P, virsh: P2P, raw: 'plain', ownRaw: true },
+  managed: { label: 'managed (the client drives both daemons)', ferry: ['--live'], virsh: ['--live'], raw: 'plain', ownRaw: false },
+  tunnelled: { label: 'tunnelled (the daemons relay the stream)', ferry: [...P2P, '--tunnelled'], virsh: [...P2P, '--tunnelled'], raw: 'plain', ownRaw: false },
+  tls: { label: 'TLS (QEMU native, `--tls`)', ferry: [...P2P, '--tls'], virsh: [...P2P, '--tls'], raw: 'tls', ownRaw: true },
+  xbzrle: { label: 'compressed: xbzrle', ferry: [...P2P, '--compressed'], virsh: [...P2P, '--compressed'], raw: 'xbzrle', ownRaw: true },
+  mt: { label: 'compressed: mt (zlib threads)', ferry: [...P2P, '--compressed', '--comp-methods', 'mt'], virsh: [...P2P, '--compressed', '--comp-methods', 'mt'], raw: 'mt', ownRaw: true },
+  zlib: { label: 'compressed: zlib (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zlib'], virsh: null, raw: 'zlib', ownRaw: true },
+  zstd: { label: 'compressed: zstd (multifd)', ferry: [...P2P, '--parallel', '--compressed', '--comp-methods', 'zstd'], virsh: null, raw: 'zstd', ownRaw: true },
+  parallel: { label: 'parallel (multifd, 2 channels)', ferry: [...P2P, '--parallel'], virsh: [...P2P, '--parallel'], raw: 'parallel', ownRaw: true },
+  'auto-converge': { label: 'auto-converge', ferry: [...P2P, '--auto-converge'], virsh: [...P2P, '--auto-converge'], raw: 'auto-converge', ownRaw: true },
+  postcopy: { label: 'post-copy after the first pass', ferry: [...P2P, '--postcopy', '--postcopy-after-precopy'], virsh: [...P2P, '--postcopy', '--postcopy-after-precopy'], raw: 'postcopy', ownRaw: true },
+};
+
+
+export interface Cell {
+  memoryKiB: number;
+  rate: number;
+  modes: string[];
+  tools: Tool[];
+}
+
+export interface Run {
+  tool: Tool;
+  mode: string;
+  memoryKiB: number;
+  rate: number;
+  run: number;
+  ok: boolean;
+  /** Plain pre-copy still running at the cap, aborted. */
+  unfinished?: boolean;
+  problems: string[];
+  wallMs?: number;
+  downtimeMs?: number;
+  /** raw: QEMU's own downtime figure (source stop to the end of the stream). */
+  qemuDowntimeMs?: number;
+  setupMs?: number;
+  /** raw: QEMU's total-time. */
+  qemuTotalMs?: number;
+  /** As the tool reports it. */
+  dataBytes?: number;
+  wireMs?: number;
+  wireBytes?: number;
+  daemonCpuMs?: number;
+}
+
+export const fmtSize = (kib: number) => (kib % 1024 === 0 ? `${kib / 1024} MiB` : `${Math.floor(kib / 1024)} MiB + ${kib % 1024} KiB`);
+
+/** The guest's working set: most of its memory holds live data. */
+export const wsMiB = (memoryKiB: number) => (memoryKiB <= 300 * 1024 ? 200 : Math.floor(memoryKiB / 1024) - 64);
+
+/** Contenders of one mode in one cell: raw only where the mode is its own recipe. */
+export function contendersOf(cell: Cell, mode: string): Tool[] {
+  const m = MODES[mode]!;
+  return cell.tools.filter((t) => (t === 'raw' ? m.ownRaw : t === 'libvirt' ? m.virsh !== null : true));
+}
+
+// ------------------------------------------------------------ report
+
+/** What bench/compare.ts saves (and the report needs). */
+export interface SavedCompare {
+  runs: number;
+  heavyRate: number;
+  heavyLink: string;
+  cells: Cell[];
+  results: Run[];
+  ferrydPeakRssKiB: number;
+}
+
+const workloadOf = (s: SavedCompare, rate: number) => (rate === 0 ? 'idle' : rate >= s.heavyRate ? `writer ${rate} MiB/s, ${s.heavyLink} link` : `writer ${rate} MiB/s`);
+
+/** The runs of one contender in one cell and mode. */
+function runsOf(s: SavedCompare, t: Tool, cell: Cell, mode: string): Run[] {
+  return s.results.filter((r) => r.tool === t && r.mode === mode && r.memoryKiB === cell.memoryKiB && r.rate === cell.rate);
+}
+
+/** The raw runs a mode is held to: its own recipe, else plain p2p of the same cell. */
+function rawRunsOf(s: SavedCompare, cell: Cell, mode: string): Run[] {
+  return runsOf(s, 'raw', cell, MODES[mode]!.ownRaw ? mode : 'p2p');
+}
+
+/** Median of `f` over the runs that passed the guest check. */
+function okSummary(rs: Run[], f: (r: Run) => number | undefined): Summary {
+  return summarize(rs.filter((r) => r.ok).map(f).filter((x): x is number => x !== undefined));
+}
+
+/** Ratio of the medians of `f` (OK runs only), or '-'. */
+function ratioOf(a: Run[], b: Run[], f: (r: Run) => number | undefined): string {
+  const x = okSummary(a, f);
+  const y = okSummary(b, f);
+  return x.n && y.n && y.median > 0 ? (x.median / y.median).toFixed(2) : '-';
+}
+
+/**
+ * One line per mode, one column per cell of every saved run: Ferry's median
+ * wall time over raw QEMU's and over libvirt's (OK runs only).
+ */
+export function summaryTable(saved: SavedCompare[]): string {
+  const cols = saved.flatMap((s) => s.cells.map((cell) => ({ s, cell })));
+  const modes = [...new Set(cols.flatMap((c) => c.cell.modes))];
+  const rows = modes.map((mode) => [
+    MODES[mode]!.label,
+    ...cols.map(({ s, cell }) => {
+      if (!cell.modes.includes(mode)) return '';
+      const fe = runsOf(s, 'ferry', cell, mode);
+      const lv = runsOf(s, 'libvirt', cell, mode);
+      const raw = rawRunsOf(s, cell, mode);
+      const vsLv = cell.tools.includes('libvirt') ? ` · ${MODES[mode]!.virsh ? ratioOf(fe, lv, (r) => r.wallMs) : 'n/a'}` : '';
+      return `${ratioOf(fe, raw, (r) => r.wallMs)}${vsLv}`;
+    }),
+  ]);
+  const header = ['mode', ...cols.map(({ s, cell }) => `${fmtSize(cell.memoryKiB)}, ${workloadOf(s, cell.rate)}: Ferry/raw${cell.tools.includes('libvirt') ? ' · Ferry/libvirt' : ''}`)];
+  return markdownTable(header, rows);
+}
+
+export function renderReport(s: SavedCompare): string {
+  const { cells, ferrydPeakRssKiB: peakRss, runs: RUNS } = s;
+  const out: string[] = [];
+  const workload = (rate: number) => workloadOf(s, rate);
+  const cellStr = (rs: Run[], f: (r: Run) => number | undefined, digits = 0) => fmtSummary(okSummary(rs, f), digits);
+  const ratio = ratioOf;
+  const checks = (rs: Run[]) => {
+    if (rs.length === 0) return '-';
+    const ok = rs.filter((r) => r.ok).length;
+    const unfinished = rs.filter((r) => r.unfinished).length;
+    return `${ok}/${rs.length}${unfinished ? ` (${unfinished} unfinished)` : ''}`;
+  };
+  const tput = (r: Run) => (r.wireBytes && r.wireMs ? r.wireBytes / MB / (r.wireMs / 1000) : undefined);
+
+  for (const memoryKiB of [...new Set(cells.map((c) => c.memoryKiB))]) {
+    const sizeCells = cells.filter((c) => c.memoryKiB === memoryKiB);
+    const withLibvirt = sizeCells.some((c) => c.tools.includes('libvirt'));
+    out.push(`### Guest of ${fmtSize(memoryKiB)} (${wsMiB(memoryKiB)} MiB of live data)${withLibvirt ? '' : ': raw QEMU and Ferry (libvirt rounds memory to whole MiB)'}\n`);
+    const rows1: string[][] = [];
+    const rows2: string[][] = [];
+    for (const cell of sizeCells) {
+      for (const mode of cell.modes) {
+        const raw = rawRunsOf(s, cell, mode);
+        const fe = runsOf(s, 'ferry', cell, mode);
+        const lv = runsOf(s, 'libvirt', cell, mode);
+        const lvCol = (s: string) => (withLibvirt ? [s] : []);
+        const rawLabel = MODES[mode]!.ownRaw ? '' : ' ¹';
+        rows1.push([
+          workload(cell.rate),
+          MODES[mode]!.label,
+          `${checks(MODES[mode]!.ownRaw ? raw : [])}${rawLabel}`,
+          checks(fe),
+          ...lvCol(MODES[mode]!.virsh ? checks(lv) : 'n/a'),
+          `${cellStr(raw, (r) => r.wallMs)}${rawLabel}`,
+          cellStr(fe, (r) => r.wallMs),
+          ...lvCol(cellStr(lv, (r) => r.wallMs)),
+          ratio(fe, raw, (r) => r.wallMs),
+          ...lvCol(ratio(fe, lv, (r) => r.wallMs)),
+          cellStr(fe, (r) => r.daemonCpuMs),
+          ...lvCol(cellStr(lv, (r) => r.daemonCpuMs)),
+          ...lvCol(ratio(fe, lv, (r) => r.daemonCpuMs)),
+        ]);
+        rows2.push([
+          workload(cell.rate),
+          MODES[mode]!.label,
+          `${cellStr(raw, (r) => r.downtimeMs)} · ${cellStr(raw, (r) => r.qemuDowntimeMs)}`,
+          cellStr(fe, (r) => r.downtimeMs),
+          ...lvCol(cellStr(lv, (r) => r.downtimeMs)),
+          `${cellStr(raw, (r) => r.setupMs)} · ${cellStr(fe, (r) => r.setupMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.setupMs)}` : ''}`,
+          cellStr(raw, (r) => r.qemuTotalMs),
+          `${cellStr(raw, (r) => r.wireMs)} · ${cellStr(fe, (r) => r.wireMs)}${withLibvirt ? ` · ${cellStr(lv, (r) => r.wireMs)}` : ''}`,
+          `${cellStr(raw, (r) => (r.wireBytes ?? 0) / MB)} · ${cellStr(fe, (r) => (r.wireBytes ?? 0) / MB)}${withLibvirt ? ` · ${cellStr(lv, (r) => (r.wireBytes ?? 0) / MB)}` : ''}`,
+          `${cellStr(raw, tput)} · ${cellStr(fe, tput)}${withLibvirt ? ` · ${cellStr(lv, tput)}` : ''}`,
+          ratio(fe, raw, tput),
+          ...lvCol(ratio(fe, lv, tput)),
+        ]);
+      }
+    }
+    const L = (s: string) => (withLibvirt ? [s] : []);
+    out.push(
+      markdownTable(
+        ['workload', 'mode', 'raw: guest OK', 'Ferry: guest OK', ...L('libvirt: guest OK'), 'raw wall ms', 'Ferry wall ms', ...L('libvirt wall ms'), 'Ferry / raw', ...L('Ferry / libvirt'), 'ferryds CPU ms', ...L('libvirtds CPU ms'), ...L('CPU Ferry / libvirt')],
+        rows1,
+      ),
+    );
+    out.push('');
+    const who = withLibvirt ? 'raw · Ferry · libvirt' : 'raw · Ferry';
+    out.push(
+      markdownTable(
+        ['workload', 'mode', 'raw downtime ms: stop→cont · QEMU', 'Ferry downtime ms', ...L('libvirt downtime ms'), `setup ms (${who})`, 'raw: QEMU total ms', `stream on the wire ms (${who})`, `MB on the wire (${who})`, `MB/s on the wire (${who})`, 'throughput Ferry / raw', ...L('throughput Ferry / libvirt')],
+        rows2,
+      ),
+    );
+    out.push('');
+  }
+  out.push(`¹ no raw run of its own: held to raw peer-to-peer of the same row.\n`);
+  out.push(`ferryd peak RSS over the whole run: ${(peakRss / 1024).toFixed(1)} MiB. Medians (min-max) of the runs that passed the guest check; ${RUNS} runs per contender, alternated.\n`);
+  return out.join('\n');
+}
+
+// Run directly: the report of saved results.
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const saved = process.argv.slice(2).map((f) => JSON.parse(readFileSync(f, 'utf8')) as SavedCompare);
+  if (saved.length === 0) {
+    process.stderr.write('usage: npx tsx bench/compare-report.ts RESULTS.json...\n');
+    process.exit(2);
+  }
+  process.stdout.write(`${summaryTable(saved)}\n\n${saved.map(renderReport).join('\n')}`);
+}

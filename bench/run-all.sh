@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole comparison, Ferry against raw QEMU and libvirt 9.0, in one
+# command from a fresh clone (as root: network namespaces, apt-get):
+#
+#   bash bench/run-all.sh            # about 90 minutes on 2 cores
+#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 10 minutes
+#
+# It installs what is missing (scripts/setup.sh: QEMU, the guest, npm
+# packages, the build; bench/libvirt/hosts.sh: libvirt), then runs
+#   bench/compare.ts          live migration: raw QEMU, Ferry, libvirt, every mode
+#   bench/storage-compare.ts  storage copy: raw NBD mirror, Ferry, libvirt
+#   bench/list-compare.ts     `ferry list` against `virsh list --all`, 100 guests; ferryd RSS
+# and writes everything they print to bench/results/run-all-DATE.md (their
+# JSON goes next to it). docs/performance.md explains the figures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=0
+[[ "${1:-}" == "--quick" ]] && quick=1
+
+bash scripts/setup.sh
+# CPU times of the CLI processes come from GNU time when it is there.
+command -v /usr/bin/time >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends time >/dev/null || true; }
+# Installs libvirt when missing; each benchmark starts and stops the hosts itself.
+bash bench/libvirt/hosts.sh start
+bash bench/libvirt/hosts.sh stop
+
+mkdir -p bench/results
+out="bench/results/run-all-$(date -u +%Y%m%d-%H%M%S).md"
+if ((quick)); then
+  compare=(--runs 1 --sizes 257M)
+  storage=(--runs 1)
+  list=(--runs 5)
+else
+  compare=()
+  storage=()
+  list=()
+fi
+
+{
+  echo "# Ferry benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo
+  echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(qemu-system-x86_64 --version | head -1), $(libvirtd --version), Node $(node --version), load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo
+  echo "## Live migration: raw QEMU, Ferry, libvirt (bench/compare.ts)"
+  echo
+  npx tsx bench/compare.ts "${compare[@]}"
+  echo
+  echo "## Storage copy (bench/storage-compare.ts)"
+  echo
+  npx tsx bench/storage-compare.ts "${storage[@]}"
+  echo
+  echo "## Listing 100 guests (bench/list-compare.ts)"
+  echo
+  npx tsx bench/list-compare.ts "${list[@]}"
+} | tee "$out"
+echo "written: $out" >&2
