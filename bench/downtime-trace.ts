@@ -8,7 +8,7 @@
  * writer. Each run records:
  *
  * - the downtime the tool reports (`virsh domjobinfo --completed` on the
- *   destination, and on the source; `stats.downtime` of `ferry --json migrate`);
+ *   destination; `stats.downtime` of `ferry --json migrate`);
  * - QEMU's own `downtime` from `query-migrate` on the source once the job
  *   completed (QEMU 7.2: from the vm stop at switch-over to the end of sending,
  *   on the source only);
@@ -28,6 +28,7 @@
  *   computes the downtime).
  *
  *   flock /tmp/ferry-bench.lock npx tsx bench/downtime-trace.ts [--runs 3] [--rates 100,0] [--memory-mib 257]
+ *     [--tools libvirt,ferry] [--ferry-maxdowntime MS] [--results-name downtime-trace]
  *
  * Needs root, libvirt (bench/libvirt/hosts.sh installs it) and the built dist/.
  */
@@ -41,13 +42,16 @@ import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
-import { CLI, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, requireBuild, rotate, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { CLI, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, requireBuild, rotate, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
 
 const RUNS = argInt('runs', 3);
 const RATES = (argValue('rates') ?? '100,0').split(',').map(Number);
 const MEMORY_MIB = argInt('memory-mib', 257);
 const WS_MIB = Math.min(200, MEMORY_MIB - 40);
 const HB_MS = 250;
+const TOOLS = (argValue('tools') ?? 'libvirt,ferry').split(',').filter((t): t is Tool => t === 'libvirt' || t === 'ferry');
+/** Optional: `ferry migrate-setmaxdowntime` before each Ferry migration (QEMU's downtime-limit, default 300 ms). */
+const FERRY_MAX_DOWNTIME = argValue('ferry-maxdowntime') !== undefined ? argInt('ferry-maxdowntime', 300) : undefined;
 const NS = ['lvb-h1', 'lvb-h2'] as const;
 const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
 const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
@@ -280,7 +284,8 @@ class EventWatch {
     private readonly parse: (line: string) => Omit<DaemonEvent, 'from'> | null,
   ) {}
 
-  async start(readyPattern: RegExp, timeoutMs = 20_000): Promise<void> {
+  /** Starts the printer; waits for `readyPattern` on its stderr, or `timeoutMs` when it prints nothing when ready (virsh). */
+  async start(readyPattern: RegExp | undefined, timeoutMs = 20_000): Promise<void> {
     const child = spawn(this.file, this.args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
     this.child = child;
     onCleanup(`event watch ${this.from}`, () => this.stop());
@@ -300,15 +305,12 @@ class EventWatch {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => {
       err += d;
       this.stderr += d;
-      if (readyPattern.test(err)) ready = true;
+      if (readyPattern?.test(err)) ready = true;
     });
     const end = Date.now() + timeoutMs;
     while (!ready && Date.now() < end && child.exitCode === null) await sleep(20);
-    // virsh prints nothing when it is ready: give it a moment after start.
-    if (!ready) {
-      if (child.exitCode !== null) throw new Error(`${this.from} event watch exited: ${err}`);
-      if (readyPattern.source !== '^$') process.stderr.write(`${this.from}: no ready line (${err.trim()}); going on\n`);
-    }
+    if (child.exitCode !== null) throw new Error(`${this.from} event watch exited: ${err}`);
+    if (!ready && readyPattern) process.stderr.write(`${this.from}: no ready line (${err.trim()}); going on\n`);
   }
 
   stop(): void {
@@ -387,8 +389,6 @@ interface Run {
   wallMs?: number;
   /** What the tool reports (destination's completed job for libvirt). */
   reportedMs?: number;
-  /** libvirt: the source's completed job after confirm. */
-  reportedSourceMs?: number;
   /** QEMU's own figure (source query-migrate). */
   qemuDowntimeMs?: number;
   qemuTotalMs?: number;
@@ -484,6 +484,11 @@ runMain(async () => {
   execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'start'], { stdio: 'inherit' });
   onCleanup('libvirt hosts', () => execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'stop'], { stdio: 'ignore' }));
   const work = mkdtempSync(join(tmpdir(), 'ferry-dtt-'));
+  // Registered before the ferryds' clean-up, so it runs after they stopped.
+  onCleanup('work dir', () => {
+    rmTree(work);
+    rmTree(TAP_DIR);
+  });
   mkdirSync(join(work, 'serial'), { recursive: true });
   const fd = [
     await startFerryd({ dir: join(work, 'ferry-a'), hostName: 'dtt-a', netns: NS[0], listenTcp: `${ADDR[0]}:16609` }),
@@ -503,13 +508,13 @@ runMain(async () => {
     const c = inNetns(NS[h], ['stdbuf', '-oL', 'virsh', '-q', '-c', LV_URI[h]!, 'qemu-monitor-event', '--loop']);
     return new EventWatch(`virsh-qemu-${h + 1}`, c.file, c.args, parseVirshQemuEvent);
   });
-  for (const w of vev) await w.start(/^$/, 1500);
+  for (const w of vev) await w.start(undefined, 1500);
   const journal = new JournalWatch(join(fd[0].stateDir, 'jobs'));
   journal.start();
 
   const results: Run[] = [];
 
-  /** Runs one migration with taps on both QEMUs; `migrate` does the tool's part and returns its wall time. */
+  /** Runs one migration with taps on both QEMUs; `migrate` does the tool's part (and records what the tool reports). */
   const traced = async (r: Run, migrate: () => Promise<void>) => {
     const src = new QmpTap(join(TAP_DIR, `${r.name}.src.qmp`));
     const dst = new QmpTap(join(TAP_DIR, `${r.name}.dst.qmp`));
@@ -572,8 +577,6 @@ runMain(async () => {
       });
       const info = parseJobInfo((await virsh(1, ['domjobinfo', '--completed', name])).stdout);
       if (info['Total downtime']) r.reportedMs = Number(info['Total downtime'].split(' ')[0]);
-      const infoSrc = parseJobInfo((await virsh(0, ['domjobinfo', '--completed', name])).stdout);
-      if (infoSrc['Total downtime']) r.reportedSourceMs = Number(infoSrc['Total downtime'].split(' ')[0]);
       r.t.virshSrcStop = vev[0]!.of(name).find((e) => e.event === 'STOP')?.qemuTs;
       r.t.virshDstResume = vev[1]!.of(name).find((e) => e.event === 'RESUME')?.qemuTs;
       await sleep(1500);
@@ -600,6 +603,10 @@ runMain(async () => {
       const c = await ferry(0, fd[0], ['create', xml]);
       if (c.code !== 0) throw new Error(`ferry create: ${c.stderr.trim()}`);
       await waitBeats(() => read(srcLog), 4);
+      if (FERRY_MAX_DOWNTIME !== undefined) {
+        const s = await ferry(0, fd[0], ['migrate-setmaxdowntime', name, String(FERRY_MAX_DOWNTIME)]);
+        if (s.code !== 0) throw new Error(`ferry migrate-setmaxdowntime: ${s.stderr.trim()}`);
+      }
       await traced(r, async () => {
         const m = await ferry(0, fd[0], ['--json', 'migrate', '--live', '--p2p', name, FERRY_URI[1]!]);
         r.wallMs = m.ms;
@@ -660,7 +667,7 @@ runMain(async () => {
 
   for (const rate of RATES) {
     for (let run = 1; run <= RUNS; run++) {
-      for (const tool of rotate<Tool>(['libvirt', 'ferry'], run)) {
+      for (const tool of rotate<Tool>(TOOLS, run)) {
         const r = tool === 'libvirt' ? await runLibvirt(rate, run) : await runFerry(rate, run);
         results.push(r);
         process.stderr.write(`${rowOf(r).join(' | ')}\n`);
@@ -693,7 +700,7 @@ runMain(async () => {
   const summaryRows: string[][] = [];
   const summary: Record<string, unknown>[] = [];
   for (const rate of RATES) {
-    for (const tool of ['libvirt', 'ferry'] as const) {
+    for (const tool of TOOLS) {
       const rs = results.filter((r) => r.tool === tool && r.rate === rate && r.ok);
       const s = (g: (r: Run) => number | undefined) => summarize(rs.map(g).filter((x): x is number => x !== undefined));
       const row = {
@@ -722,7 +729,8 @@ runMain(async () => {
     ['workload', 'tool', 'runs', 'reported downtime ms', "QEMU's downtime ms", 'real pause ms (STOP → RESUME)', 'src STOP → src completed', 'src completed → dst completed', 'dst completed → dst RESUME'],
     summaryRows,
   );
-  process.stdout.write(`## Downtime trace (guest ${MEMORY_MIB} MiB, ws=${WS_MIB} MiB, p2p, ${RUNS} runs each, alternated; ms)\n\n${table}\n\nMedians (min-max):\n\n${summaryTable}\n`);
-  const file = writeResults('downtime-trace', { machine: machineInfo(), runs: RUNS, memoryMiB: MEMORY_MIB, rates: RATES, results, summary, virshEvents: vev.map((w) => ({ events: w.events, stderr: w.stderr })), ferryEvents: fev.map((w) => w.events), journal: journal.seen });
+  const limit = FERRY_MAX_DOWNTIME !== undefined ? `, Ferry with downtime-limit ${FERRY_MAX_DOWNTIME} ms` : '';
+  process.stdout.write(`## Downtime trace (guest ${MEMORY_MIB} MiB, ws=${WS_MIB} MiB, p2p, ${RUNS} runs each, alternated${limit}; ms)\n\n${table}\n\nMedians (min-max):\n\n${summaryTable}\n`);
+  const file = writeResults(argValue('results-name') ?? 'downtime-trace', { machine: machineInfo(), tools: TOOLS, ferryMaxDowntimeMs: FERRY_MAX_DOWNTIME ?? null, runs: RUNS, memoryMiB: MEMORY_MIB, rates: RATES, results, summary, virshEvents: vev.map((w) => ({ events: w.events, stderr: w.stderr })), ferryEvents: fev.map((w) => w.events), journal: journal.seen });
   process.stdout.write(`\nresults: ${file}\n`);
 });
