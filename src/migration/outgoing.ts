@@ -216,7 +216,8 @@ export class OutgoingMigrations {
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
     const onEvent = (ev: QmpEvent) => {
-      if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = Date.now();
+      // QEMU's own time of the stop (this host's wall clock), not when the event got here.
+      if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = eventTimeMs(ev) ?? Date.now();
       if (ev.event === 'MIGRATION_PASS') this.host.events.migrationIteration(d, Number((ev.data as { pass?: number } | undefined)?.pass ?? 0));
       if (ev.event === 'BLOCK_IO_ERROR' && hasFlag(job.flags, 'ABORT_ON_ERROR')) {
         ioError = true;
@@ -656,4 +657,10 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
     await new Promise((r) => setTimeout(r, 10));
   }
   return seen();
+}
+
+/** The wall-clock time QEMU stamped on an event, in epoch ms (undefined when it carried none). */
+export function eventTimeMs(ev: QmpEvent): number | undefined {
+  const t = ev.timestamp.seconds * 1000 + ev.timestamp.microseconds / 1000;
+  return Number.isFinite(t) && t > 0 ? Math.round(t) : undefined;
 }

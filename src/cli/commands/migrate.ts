@@ -80,19 +80,31 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         opts.timeout !== undefined
           ? setTimeout(() => (opts.timeoutPostcopy ? switchToPostcopy() : void source.call('domain.suspend', { domain }).catch(() => undefined)), opts.timeout * 1000)
           : null;
-      // --postcopy-after-precopy: switch once the first pass over memory is done.
+      // --postcopy-after-precopy: switch once the first pass over memory is done. As virsh does, on
+      // the migration-iteration event that starts the second pass; a 200 ms poll of the job covers
+      // an event that never comes.
+      let switched = false;
+      const switchOnce = () => {
+        if (switched) return;
+        switched = true;
+        if (afterPrecopy) clearInterval(afterPrecopy);
+        switchToPostcopy();
+      };
       const afterPrecopy = opts.postcopyAfterPrecopy
         ? setInterval(() => {
             void (source.callRaw('domain.jobInfo', { domain }) as Promise<JobStats>)
               .then((s) => {
-                if ((s.memory_iteration ?? 0) >= 2) {
-                  clearInterval(afterPrecopy!);
-                  switchToPostcopy();
-                }
+                if ((s.memory_iteration ?? 0) >= 2) switchOnce();
               })
               .catch(() => undefined);
           }, 200)
         : null;
+      if (opts.postcopyAfterPrecopy) {
+        source.on('event', (name: string, data: { domain?: string; uuid?: string; iteration?: number }) => {
+          if (name === 'domain.migration-iteration' && (data.domain === domain || data.uuid === domain) && (data.iteration ?? 0) >= 2) switchOnce();
+        });
+        await source.call('events.subscribe', {}).catch(() => undefined);
+      }
       const onSigint = () => {
         process.stderr.write('\nmigrate: aborting the job (Ctrl-C)\n');
         void source.callRaw('domain.jobAbort', { domain }).catch(() => undefined);
