@@ -13,7 +13,7 @@ import type { DomainDef } from '../domain/index.js';
 import { FerryError } from '../errors/index.js';
 import { hasFlag, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { JobStats } from '../host/job-stats.js';
-import { diskNodeNames, type QmpClient } from '../qemu/index.js';
+import { diskNodeNames, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import type { NbdTarget, StorageCookie, StorageDiskInfo } from './phases.js';
 
 /** This kernel's boot id: equal on two "hosts" that are namespaces of one machine. */
@@ -145,13 +145,31 @@ export class DiskMirrors {
    * or `aborted()` turns true.
    */
   async waitReady(opts: { aborted: () => boolean; onProgress?: (s: DiskStats) => void; pollMs?: number }): Promise<void> {
-    for (;;) {
-      if (opts.aborted()) throw new FerryError('operation_aborted', 'the migration was aborted while the disks were being copied');
-      const jobs = await this.poll();
-      opts.onProgress?.(this.stats());
-      this.throwOnFailure(jobs);
-      if (jobs.every((j) => j.ready === true || j.status === 'ready')) return;
-      await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
+    // Polled for progress; a job event (a mirror ready, failed or finished) ends the wait at once,
+    // so the memory copy starts as soon as the last disk is ready.
+    let wake: (() => void) | undefined;
+    const onEvent = (ev: QmpEvent) => {
+      if (ev.event === 'BLOCK_JOB_READY' || ev.event === 'JOB_STATUS_CHANGE' || ev.event === 'BLOCK_JOB_ERROR' || ev.event === 'BLOCK_JOB_COMPLETED') wake?.();
+    };
+    this.qmp.on('event', onEvent);
+    try {
+      for (;;) {
+        if (opts.aborted()) throw new FerryError('operation_aborted', 'the migration was aborted while the disks were being copied');
+        const jobs = await this.poll();
+        opts.onProgress?.(this.stats());
+        this.throwOnFailure(jobs);
+        if (jobs.every((j) => j.ready === true || j.status === 'ready')) return;
+        await new Promise<void>((r) => {
+          const timer = setTimeout(r, opts.pollMs ?? 200);
+          wake = () => {
+            clearTimeout(timer);
+            r();
+          };
+        });
+        wake = undefined;
+      }
+    } finally {
+      this.qmp.off('event', onEvent);
     }
   }
 
