@@ -54,7 +54,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainDocument } from '../src/domain/index.js';
 import { inNetns } from '../test/support/netns.js';
@@ -223,6 +223,8 @@ function guestProblems(src: string, dst: string): string[] {
 runMain(async () => {
   requireBuild(true);
   await useDistSnapshot();
+  // The tree under test is the one snapshotted now (commit, changed files, load at the start).
+  const machine = machineInfo();
   const work = mkdtempSync(join(tmpdir(), 'ferry-compare-'));
   onCleanup('temp dir', () => rmTree(work));
   mkdirSync(join(work, 'serial'), { recursive: true });
@@ -432,7 +434,7 @@ runMain(async () => {
   const saved: SavedCompare = { runs: RUNS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, results, ferrydPeakRssKiB: peakRss };
   const report = `${summaryTable([saved])}\n\n${renderReport(saved)}`;
   process.stdout.write(report);
-  const file = writeResults(argValue('out') ?? 'compare', { machine: machineInfo(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, ...saved, report });
+  const file = writeResults(argValue('out') ?? 'compare', { machine, loadavgAtEnd: os.loadavg(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, ...saved, report });
   process.stdout.write(`\nresults: ${file}\n`);
 });
 
