@@ -143,6 +143,8 @@ case "${1:-}" in
   start)
     install
     "$0" stop >/dev/null 2>&1 || true
+    # Every start is a fresh host: no domains defined by an earlier run.
+    rm -rf "$base/h1" "$base/h2"
     net_up
     start_host 1
     start_host 2
