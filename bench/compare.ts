@@ -66,9 +66,7 @@ import {
   ROOT,
   argInt,
   argValue,
-  fmtSummary,
   machineInfo,
-  markdownTable,
   onCleanup,
   procCpuMs,
   requireBuild,
@@ -76,15 +74,14 @@ import {
   rotate,
   runMain,
   sleep,
-  summarize,
   timedRun,
   useDistSnapshot,
   vmRssKiB,
   writeResults,
-  type Summary,
 } from './lib.js';
 import { MODES, contendersOf, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
+import { ADDR, FERRY_URI, LV_URI, NS, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
 import { WireMonitor } from './wire.js';
 
 // ------------------------------------------------------------ settings
@@ -139,28 +136,10 @@ function plan(): Cell[] {
   return cells;
 }
 
-const NS = ['lvb-h1', 'lvb-h2'] as const;
-const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
-const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
-const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
 const RAW_PORT = 49400;
 
 
 // ------------------------------------------------------------ helpers
-
-/** The pids of the running libvirtd processes (both hosts'). */
-function libvirtdPids(): number[] {
-  return execFileSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' })
-    .split('\n')
-    .map((line) => line.trim().split(/\s+/))
-    .filter(([, comm]) => comm === 'libvirtd')
-    .map(([pid]) => Number(pid));
-}
-
-function virsh(host: 0 | 1, args: string[], timeoutMs = 300_000) {
-  const c = inNetns(NS[host], ['virsh', '-q', '-c', LV_URI[host]!, ...args]);
-  return timedRun(c.file, c.args, { timeoutMs });
-}
 
 function ferry(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 300_000) {
   const c = inNetns(NS[host], [process.execPath, CLI, '-c', f.unixUri, ...args]);
@@ -182,29 +161,8 @@ async function waitBeats(path: string, n: number, timeoutMs = 90_000): Promise<v
 
 
 function guestXml(name: string, uuid: string, memoryKiB: number, rate: number, serialFile?: string): string {
-  let xml = testGuestXml({ name, uuid, memoryKiB, cmdline: `ws=${wsMiB(memoryKiB)} rate=${rate} hb=${HB_MS}` });
-  if (serialFile) {
-    // libvirt: the serial port writes a file (ferryd keeps its own copy of a pty's output).
-    xml = xml
-      .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${serialFile}'/><target port='0'/></serial>\n`)
-      .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
-  }
-  return xml;
-}
-
-function parseJobInfo(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
-    if (m) out[m[1]!.trim()] = m[2]!.trim();
-  }
-  return out;
-}
-
-function toBytes(v: string | undefined): number | undefined {
-  const m = v ? /^([\d.]+)\s*(B|KiB|MiB|GiB)$/.exec(v) : null;
-  if (!m) return undefined;
-  return Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] as 'B']!;
+  const xml = testGuestXml({ name, uuid, memoryKiB, cmdline: `ws=${wsMiB(memoryKiB)} rate=${rate} hb=${HB_MS}` });
+  return serialFile ? serialToFile(xml, serialFile) : xml;
 }
 
 const msOf = (v: string | undefined) => (v ? Number(v.split(' ')[0]) : undefined);

@@ -43,6 +43,7 @@ import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial
 import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import { CLI, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, requireBuild, rotate, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { ADDR, LV_URI, NS, parseJobInfo, serialToFile, virsh } from './bench-hosts.js';
 
 const RUNS = argInt('runs', 3);
 const RATES = (argValue('rates') ?? '100,0').split(',').map(Number);
@@ -52,9 +53,6 @@ const HB_MS = 250;
 const TOOLS = (argValue('tools') ?? 'libvirt,ferry').split(',').filter((t): t is Tool => t === 'libvirt' || t === 'ferry');
 /** Optional: `ferry migrate-setmaxdowntime` before each Ferry migration (QEMU's downtime-limit, default 300 ms). */
 const FERRY_MAX_DOWNTIME = argValue('ferry-maxdowntime') !== undefined ? argInt('ferry-maxdowntime', 300) : undefined;
-const NS = ['lvb-h1', 'lvb-h2'] as const;
-const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
-const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
 const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
 /** Wrapper and extra QMP sockets; short, since a unix socket path has at most 107 bytes. */
 const TAP_DIR = '/tmp/ferry-dtt';
@@ -439,25 +437,9 @@ function guestXml(name: string, uuid: string, rate: number, serialFile?: string)
   let xml = testGuestXml({ name, uuid, memoryKiB: MEMORY_MIB * 1024, cmdline: `ws=${WS_MIB} rate=${rate} hb=${HB_MS}` });
   xml = xml.replace('  <devices>\n', `  <devices>\n    <emulator>${WRAPPER}</emulator>\n`);
   if (serialFile) {
-    xml = xml
-      .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${serialFile}'/><target port='0'/></serial>\n`)
-      .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+    xml = serialToFile(xml, serialFile);
   }
   return xml;
-}
-
-function parseJobInfo(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
-    if (m) out[m[1]!.trim()] = m[2]!.trim();
-  }
-  return out;
-}
-
-function virsh(host: 0 | 1, args: string[], timeoutMs = 180_000) {
-  const c = inNetns(NS[host], ['virsh', '-q', '-c', LV_URI[host]!, ...args]);
-  return timedRun(c.file, c.args, { timeoutMs });
 }
 
 function ferry(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 180_000) {

@@ -93,6 +93,7 @@ import {
   writeResults,
   type Summary,
 } from './lib.js';
+import { connectQmp } from './raw-qemu.js';
 
 // ------------------------------------------------------------ settings
 
@@ -294,23 +295,6 @@ function freePort(host: string): Promise<number> {
       srv.close(() => resolvePort(port));
     });
   });
-}
-
-async function connectQmp(path: string, child: ChildProcess, logPath: string, timeoutMs = 20_000): Promise<QmpClient> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`QEMU exited at start:\n${readText(logPath).slice(-2000)}`);
-    if (existsSync(path)) {
-      try {
-        return await QmpClient.connect(path, { timeoutMs: 5000 });
-      } catch (err) {
-        last = err;
-      }
-    }
-    await sleep(5);
-  }
-  throw new Error(`no QMP at ${path}: ${(last as Error | undefined)?.message ?? 'socket never appeared'}`);
 }
 
 

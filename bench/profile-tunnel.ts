@@ -48,6 +48,7 @@ import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial
 import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import { CLI, RESULTS_DIR, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { ADDR, FERRY_URI, LV_URI, NS, serialToFile } from './bench-hosts.js';
 
 const RUNS = argInt('runs', 3);
 const RATES = (argValue('rates') ?? '0').split(',').map(Number);
@@ -70,10 +71,6 @@ const FERRYD_ENV = (argValue('ferryd-env') ?? '').split(',').filter(Boolean).map
 const TAG = argValue('tag') ?? '';
 const MODE_ARGS: Record<Mode, string[]> = { tunnelled: ['--live', '--p2p', '--tunnelled'], p2p: ['--live', '--p2p'] };
 
-const NS = ['lvb-h1', 'lvb-h2'] as const;
-const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
-const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
-const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
 const now = () => Number(process.hrtime.bigint()) / 1e6;
 const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
@@ -675,10 +672,7 @@ runMain(async () => {
       } else {
         srcLog = join(work, 'serial', `${name}.a.log`);
         dstLog = join(work, 'serial', `${name}.b.log`);
-        const mk = (serial: string) =>
-          testGuestXml({ name, uuid, memoryKiB: MEMORY_MIB * 1024, cmdline: `ws=${WS_MIB} rate=${rate} hb=${HB_MS}` })
-            .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${serial}'/><target port='0'/></serial>\n`)
-            .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+        const mk = (serial: string) => serialToFile(testGuestXml({ name, uuid, memoryKiB: MEMORY_MIB * 1024, cmdline: `ws=${WS_MIB} rate=${rate} hb=${HB_MS}` }), serial);
         const xmlA = join(work, `${name}.a.xml`);
         xmlB = join(work, `${name}.b.xml`);
         writeFileSync(xmlA, mk(srcLog));

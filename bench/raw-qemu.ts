@@ -86,8 +86,9 @@ interface MigrateInfo {
   ram?: { transferred?: number; mbps?: number; 'dirty-sync-count'?: number };
 }
 
-async function connectQmp(path: string, child: ChildProcess, logPath: string): Promise<QmpClient> {
-  const end = Date.now() + 20_000;
+/** Connects to a QEMU's QMP socket once it appears; fails at once if that QEMU exits (with the end of its log). */
+export async function connectQmp(path: string, child: ChildProcess, logPath: string, timeoutMs = 20_000): Promise<QmpClient> {
+  const end = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < end) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`QEMU exited at start: ${readTail(logPath)}`);

@@ -106,6 +106,8 @@ import {
   writeResults,
   type Summary,
 } from './lib.js';
+import { connectQmp } from './raw-qemu.js';
+import { ADDR, FERRY_URI, LV_URI, NS, parseJobInfo, serialToFile, toBytes } from './bench-hosts.js';
 
 // ------------------------------------------------------------ settings
 
@@ -142,10 +144,6 @@ const LABEL: Record<Contender, string> = {
   libvirt: 'libvirt 9.0 `virsh migrate --live --p2p --copy-storage-all`',
 };
 
-const NS = ['lvb-h1', 'lvb-h2'] as const;
-const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
-const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
-const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
 /** The raw runs' listeners on host 2 (libvirt's migration ports are 49152-49215). */
 const RAW_NBD_PORT = 49400;
 const RAW_MIGRATION_PORT = 49401;
@@ -208,9 +206,7 @@ function guestXml(name: string, uuid: string, diskPath: string, serialFile?: str
   let xml = testGuestXml({ name, uuid, memoryKiB: MEMORY_MIB * 1024, cmdline, extraDevices: disk });
   if (serialFile) {
     // The serial port writes a file (libvirt; raw QEMU and ferryd keep their own copy of a pty's output).
-    xml = xml
-      .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${serialFile}'/><target port='0'/></serial>\n`)
-      .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+    xml = serialToFile(xml, serialFile);
   }
   return xml;
 }
@@ -260,22 +256,6 @@ function compareImages(a: string, b: string): string {
     const e = err as { stdout?: string; stderr?: string; message: string };
     return `differ: ${`${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || e.message}`;
   }
-}
-
-/** User-visible bytes of libvirt's `domjobinfo` ("123.456 MiB"). */
-function toBytes(v: string | undefined): number | undefined {
-  const m = v ? /^([\d.]+)\s*(B|KiB|MiB|GiB)$/.exec(v) : null;
-  if (!m) return undefined;
-  return Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] as 'B']!;
-}
-
-function parseJobInfo(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
-    if (m) out[m[1]!.trim()] = m[2]!.trim();
-  }
-  return out;
 }
 
 /** A QEMU event's own timestamp, ms since the epoch. */
@@ -343,23 +323,6 @@ async function untilMigrated(qmp: QmpClient, timeoutMs: number): Promise<Migrate
   } finally {
     qmp.off('event', on);
   }
-}
-
-async function connectQmp(path: string, child: ChildProcess, logPath: string, timeoutMs = 20_000): Promise<QmpClient> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < end) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`QEMU exited at start:\n${read(logPath).slice(-2000)}`);
-    if (existsSync(path)) {
-      try {
-        return await QmpClient.connect(path, { timeoutMs: 5000 });
-      } catch (err) {
-        last = err;
-      }
-    }
-    await sleep(5);
-  }
-  throw new Error(`no QMP at ${path}: ${(last as Error | undefined)?.message ?? 'socket never appeared'}`);
 }
 
 const exited = (c: ChildProcess) => new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));

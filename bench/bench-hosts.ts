@@ -1,0 +1,54 @@
+/**
+ * The two hosts of the comparison benchmarks (bench/libvirt/hosts.sh): their
+ * network namespaces and addresses, and what the programs need to drive
+ * libvirt there: `virsh` inside a host, the libvirtd pids, libvirt's job
+ * figures, and the guest's serial port as a file (libvirt keeps no copy of
+ * a pty's output, as ferryd does).
+ */
+import { execFileSync } from 'node:child_process';
+import { inNetns } from '../test/support/netns.js';
+import { timedRun, type TimedRun } from './lib.js';
+
+export const NS = ['lvb-h1', 'lvb-h2'] as const;
+export const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
+export const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
+export const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
+
+/** `virsh -q -c qemu+tcp://HOST/system ARGS` inside host `host`'s namespace. */
+export function virsh(host: 0 | 1, args: string[], timeoutMs = 300_000): Promise<TimedRun> {
+  const c = inNetns(NS[host], ['virsh', '-q', '-c', LV_URI[host]!, ...args]);
+  return timedRun(c.file, c.args, { timeoutMs });
+}
+
+/** The pids of the running libvirtd processes (both hosts'). */
+export function libvirtdPids(): number[] {
+  return execFileSync('ps', ['-eo', 'pid=,comm='], { encoding: 'utf8' })
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/))
+    .filter(([, comm]) => comm === 'libvirtd')
+    .map(([pid]) => Number(pid));
+}
+
+/** `virsh domjobinfo` output as label → value. */
+export function parseJobInfo(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([^:]+):\s+(.*)$/.exec(line.trim());
+    if (m) out[m[1]!.trim()] = m[2]!.trim();
+  }
+  return out;
+}
+
+/** Bytes of a `domjobinfo` size ("123.456 MiB"). */
+export function toBytes(v: string | undefined): number | undefined {
+  const m = v ? /^([\d.]+)\s*(B|KiB|MiB|GiB)$/.exec(v) : null;
+  if (!m) return undefined;
+  return Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] as 'B']!;
+}
+
+/** The test guest's XML (test/support/guest-xml.ts) with its serial port writing `path` instead of a pty. */
+export function serialToFile(xml: string, path: string): string {
+  return xml
+    .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${path}'/><target port='0'/></serial>\n`)
+    .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+}
