@@ -6,7 +6,7 @@ import { createConnection, type Socket } from 'node:net';
 import { connect as tlsConnect, checkServerIdentity } from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { FerryError } from '../errors/index.js';
-import { FrameDecoder, FrameKind, encodeJsonFrame } from './framing.js';
+import { FrameDecoder, FrameKind, encodeJsonFrame, type Frame } from './framing.js';
 import type { ApiMethod, ApiMethods, CallMessage, EventMessage, ReplyMessage } from './protocol.js';
 import { parseConnectionUri, type ConnectionTarget } from './uri.js';
 import { loadTlsCredentials } from './tls.js';
@@ -23,6 +23,8 @@ interface Pending {
   resolve: (v: unknown) => void;
   reject: (e: FerryError) => void;
   timer?: NodeJS.Timeout;
+  /** A successful answer turns the connection into a raw tunnel: nothing after it is API. */
+  handover?: boolean;
 }
 
 /**
@@ -33,6 +35,8 @@ export class ApiClient extends EventEmitter {
   private nextId = 1;
   private readonly pending = new Map<number, Pending>();
   private readonly decoder = new FrameDecoder();
+  /** Raw tunnel bytes read together with a hand-over answer, returned to the socket by detachSocket(). */
+  private tunnelHead: Buffer | undefined;
   private closedError: FerryError | null = null;
 
   private constructor(
@@ -66,12 +70,12 @@ export class ApiClient extends EventEmitter {
   }
 
   /** Calls any method name (for tests and forward compatibility). */
-  callRaw(method: string, params: Record<string, unknown>, opts: { timeoutMs?: number } = {}): Promise<unknown> {
+  callRaw(method: string, params: Record<string, unknown>, opts: { timeoutMs?: number; handover?: boolean } = {}): Promise<unknown> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId++;
     const msg: CallMessage = { type: 'call', id, method, params };
     return new Promise((resolve, reject) => {
-      const p: Pending = { resolve, reject };
+      const p: Pending = { resolve, reject, ...(opts.handover ? { handover: true } : {}) };
       if (opts.timeoutMs) {
         p.timer = setTimeout(() => {
           this.pending.delete(id);
@@ -94,6 +98,9 @@ export class ApiClient extends EventEmitter {
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
     this.closedError = new FerryError('no_connect', 'the connection was turned into a data tunnel');
+    // Tunnel bytes that came in the same read as the hand-over answer go back in front.
+    if (this.tunnelHead && this.tunnelHead.length > 0) this.socket.unshift(this.tunnelHead);
+    this.tunnelHead = undefined;
     return this.socket;
   }
 
@@ -105,8 +112,16 @@ export class ApiClient extends EventEmitter {
 
   private onData(chunk: Buffer): void {
     let frames;
+    let handedOver = false;
+    // The peer may start the raw stream right after a hand-over answer (an NBD server speaks
+    // first), even in the same read: those bytes are not frames.
+    const isHandover = (f: Frame) => {
+      const m = f.kind === FrameKind.json ? (f.message as ReplyMessage | undefined) : undefined;
+      handedOver = m?.type === 'reply' && !('error' in m) && this.pending.get(m.id)?.handover === true;
+      return handedOver;
+    };
     try {
-      frames = this.decoder.push(chunk);
+      frames = this.decoder.push(chunk, isHandover);
     } catch (err) {
       this.fail(err as FerryError);
       this.socket.destroy();
@@ -129,6 +144,12 @@ export class ApiClient extends EventEmitter {
         if ('error' in m) p.reject(FerryError.fromPayload(m.error));
         else p.resolve(m.result);
       }
+    }
+    if (handedOver) {
+      // Stop reading as the API until detachSocket() hands the socket over.
+      this.socket.pause();
+      this.socket.removeAllListeners('data');
+      this.tunnelHead = this.decoder.takeRest();
     }
   }
 

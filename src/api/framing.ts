@@ -54,8 +54,12 @@ export class FrameDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
 
-  /** Adds bytes and returns every frame completed by them. */
-  push(chunk: Buffer): Frame[] {
+  /**
+   * Adds bytes and returns every frame completed by them. With `stopAfter`,
+   * decoding stops after the first frame it accepts: what follows stays
+   * buffered, unread (see {@link takeRest}).
+   */
+  push(chunk: Buffer, stopAfter?: (f: Frame) => boolean): Frame[] {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     const frames: Frame[] = [];
@@ -74,9 +78,19 @@ export class FrameDecoder {
       }
       if (this.buffered < 4 + length) break;
       const frame = this.take(4 + length);
-      frames.push(decodeFrameBody(frame.subarray(4)));
+      const decoded = decodeFrameBody(frame.subarray(4));
+      frames.push(decoded);
+      if (stopAfter?.(decoded)) break;
     }
     return frames;
+  }
+
+  /** Removes and returns the bytes buffered but not decoded (a connection turned into a raw tunnel). */
+  takeRest(): Buffer {
+    const rest = Buffer.concat(this.chunks);
+    this.chunks = [];
+    this.buffered = 0;
+    return rest;
   }
 
   /** Bytes received but not yet part of a whole frame. */

@@ -59,7 +59,7 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
       // A connection of its own, authenticated like the control one, that then carries only the stream.
       const t = await ApiClient.connect(client.target, { ...connectOpts, timeoutMs: 10_000 });
       try {
-        await t.callRaw('migration.tunnelAttach', { jobId: destJobId, channel }, { timeoutMs: 30_000 });
+        await t.callRaw('migration.tunnelAttach', { jobId: destJobId, channel }, { timeoutMs: 30_000, handover: true });
       } catch (err) {
         t.close();
         throw err;

@@ -9,6 +9,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ApiClient } from '../../src/api/client.js';
+import { FrameDecoder, encodeJsonFrame } from '../../src/api/framing.js';
 import { ApiConnection } from '../../src/api/server.js';
 import { attachToQemu } from '../../src/migration/tunnel.js';
 
@@ -50,5 +52,36 @@ describe('tunnel hand-over', () => {
     expect((await got).equals(payload)).toBe(true);
     client.destroy();
     close();
+  });
+
+  it('keeps tunnel bytes that arrive in the same read as the hand-over answer (an NBD server speaks first)', async () => {
+    const first = Buffer.from('NBDMAGIC\x00\x00\x42\x02\x81\x86\x12\x53 the server speaks first');
+    const srv = createServer((s) => {
+      const dec = new FrameDecoder();
+      s.on('data', (d: Buffer) => {
+        for (const f of dec.push(d)) {
+          const call = f.kind === 1 ? (f as { message: { id: number } }).message : undefined;
+          if (!call) continue;
+          // The answer and the first raw bytes of the tunnel in one write: one read on the other side.
+          s.write(Buffer.concat([encodeJsonFrame({ type: 'reply', id: call.id, result: { attached: true } }), first]));
+        }
+      });
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    const client = await ApiClient.connect(`ferry+tcp://127.0.0.1:${port}/system`);
+    await client.callRaw('migration.tunnelAttach', { jobId: 'j', channel: 'nbd' }, { handover: true });
+    const raw = client.detachSocket();
+    const got = await new Promise<Buffer>((resolve) => {
+      const parts: Buffer[] = [];
+      raw.on('data', (d: Buffer) => {
+        parts.push(d);
+        if (Buffer.concat(parts).length >= first.length) resolve(Buffer.concat(parts));
+      });
+      raw.resume();
+    });
+    expect(got.equals(first)).toBe(true);
+    raw.destroy();
+    srv.close();
   });
 });
