@@ -3,7 +3,7 @@
 # command from a fresh clone (as root: network namespaces, apt-get):
 #
 #   bash bench/run-all.sh            # about 75 minutes on 2 cores
-#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 12 minutes
+#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 13 minutes
 #
 # It installs what is missing (scripts/setup.sh: QEMU, the guest, npm
 # packages, the build; bench/libvirt/hosts.sh: libvirt), then runs
