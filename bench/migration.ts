@@ -51,9 +51,9 @@
  * raw,p2p,tunnelled,tunnelled-tls,compressed,parallel`; `--subnet N` picks
  * 10.200.N.0/24 for the two hosts.)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,7 +63,7 @@ import { DomainDocument } from '../src/domain/index.js';
 import { flagsFromNames } from '../src/flags/index.js';
 import { runMigration, type DestinationEndpoint, type SourceEndpoint } from '../src/migration/driver.js';
 import { followMigration } from '../src/migration/qemu-migration.js';
-import { QmpClient, buildQemuCommand, type QmpEvent } from '../src/qemu/index.js';
+import { QmpClient, type QmpEvent } from '../src/qemu/index.js';
 import { createHostPair, inNetns, netnsAvailable } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { qemuPidsOf, startFerryd, type Ferryd } from './ferryd.js';
@@ -93,7 +93,7 @@ import {
   writeResults,
   type Summary,
 } from './lib.js';
-import { connectQmp } from './raw-qemu.js';
+import { exited, launchRawQemu, type MigrateInfo } from './raw-qemu.js';
 
 // ------------------------------------------------------------ settings
 
@@ -298,14 +298,6 @@ function freePort(host: string): Promise<number> {
 }
 
 
-interface MigrateInfo {
-  status?: string;
-  'total-time'?: number;
-  downtime?: number;
-  'setup-time'?: number;
-  'error-desc'?: string;
-  ram?: { transferred?: number; mbps?: number; 'dirty-sync-count'?: number };
-}
 
 /** How a migration's end was seen. */
 interface MigrationEnd {
@@ -511,25 +503,19 @@ async function main(): Promise<void> {
       for (const c of children) if (c.pid) killIf(c.pid, 'qemu', 'SIGKILL');
     });
     const launch = async (h: Host, side: 'src' | 'dst'): Promise<{ child: ChildProcess; qmp: QmpClient }> => {
-      const qmpPath = join(rawDir, `${name}-${side}.qmp`);
-      const cmd = buildQemuCommand(def, {
-        accel: 'tcg',
-        qmpSocketPath: qmpPath,
-        serialLogPath: side === 'src' ? files.srcSerial : files.dstSerial,
-        paused: true,
-        runDir: rawDir,
-        ...(side === 'dst' ? { incoming: 'defer' } : {}),
+      const q = await launchRawQemu({
+        def,
+        ns: h.ns,
+        dir: rawDir,
+        qmpPath: join(rawDir, `${name}-${side}.qmp`),
+        serialLog: side === 'src' ? files.srcSerial : files.dstSerial,
+        qemuLog: side === 'src' ? files.srcQemu : files.dstQemu,
+        incoming: side === 'dst',
       });
-      const { file, args } = inNetns(h.ns, [cmd.binary, ...cmd.args]);
-      const fd = openSync(side === 'src' ? files.srcQemu : files.dstQemu, 'w');
-      const child = spawn(file, args, { stdio: ['ignore', fd, fd], detached: true });
-      closeSync(fd);
-      children.push(child);
-      const qmp = await connectQmp(qmpPath, child, side === 'src' ? files.srcQemu : files.dstQemu);
-      qmps.push(qmp);
-      return { child, qmp };
+      children.push(q.child);
+      qmps.push(q.qmp);
+      return q;
     };
-    const exited = (c: ChildProcess) => new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));
     try {
       const src = await launch(A, 'src');
       await src.qmp.execute('cont');

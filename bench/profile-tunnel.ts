@@ -48,6 +48,7 @@ import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial
 import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import { CLI, RESULTS_DIR, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { streamWindow } from './wire.js';
 import { ADDR, FERRY_URI, LV_URI, NS, serialToFile } from './bench-hosts.js';
 
 const RUNS = argInt('runs', 3);
@@ -204,16 +205,10 @@ class Sampler {
   stop(srcQemu: number | undefined): { wireMs?: number; wireBytes?: number; wireCpu?: [Cpu | undefined, Cpu | undefined]; qemuSrc?: Cpu; qemuDst?: Cpu } {
     if (this.timer) clearInterval(this.timer);
     const s = this.samples;
-    let first = -1;
-    let last = -1;
-    for (let i = 1; i < s.length; i++) {
-      if (s[i]!.tx - s[i - 1]!.tx > 64 * 1024) {
-        if (first < 0) first = i - 1;
-        last = i;
-      }
-    }
+    const w = streamWindow(s.map((x) => x.tx));
     const out: ReturnType<Sampler['stop']> = {};
-    if (first >= 0) {
+    if (w) {
+      const { first, last } = w;
       out.wireMs = s[last]!.t - s[first]!.t;
       out.wireBytes = s[last]!.tx - s[first]!.tx;
       out.wireCpu = [cpuDelta(s[first]!.a, s[last]!.a), cpuDelta(s[first]!.b, s[last]!.b)];

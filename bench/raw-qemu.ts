@@ -77,7 +77,8 @@ export interface RawOutcome {
   finished: boolean;
 }
 
-interface MigrateInfo {
+/** The part of `query-migrate`'s answer the benchmarks read. */
+export interface MigrateInfo {
   status?: string;
   'total-time'?: number;
   downtime?: number;
@@ -109,6 +110,35 @@ function readTail(path: string): string {
     return readFileSync(path, 'utf8').slice(-1500);
   } catch {
     return '';
+  }
+}
+
+/** Resolves once the child process has exited. */
+export const exited = (c: ChildProcess) => new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));
+
+/**
+ * Starts one QEMU for `def` with the command line Ferry builds (paused;
+ * `-incoming defer` for a destination) inside network namespace `ns`, its
+ * output in `qemuLog`, and connects to its QMP socket.
+ */
+export async function launchRawQemu(o: { def: DomainDef; ns: string | undefined; dir: string; qmpPath: string; serialLog: string; qemuLog: string; incoming: boolean }): Promise<{ child: ChildProcess; qmp: QmpClient }> {
+  const cmd = buildQemuCommand(o.def, {
+    accel: 'tcg',
+    qmpSocketPath: o.qmpPath,
+    serialLogPath: o.serialLog,
+    paused: true,
+    runDir: o.dir,
+    ...(o.incoming ? { incoming: 'defer' } : {}),
+  });
+  const { file, args } = inNetns(o.ns, [cmd.binary, ...cmd.args]);
+  const fd = openSync(o.qemuLog, 'w');
+  const child = spawn(file, args, { stdio: ['ignore', fd, fd], detached: true });
+  closeSync(fd);
+  try {
+    return { child, qmp: await connectQmp(o.qmpPath, child, o.qemuLog) };
+  } catch (err) {
+    if (child.pid) killIf(child.pid, 'qemu', 'SIGKILL');
+    throw err;
   }
 }
 
@@ -145,26 +175,19 @@ export async function rawMigrate(m: RawMigration): Promise<RawOutcome> {
   const unregister = onCleanup(`raw QEMUs of ${m.name}`, () => {
     for (const c of children) if (c.pid) killIf(c.pid, 'qemu', 'SIGKILL');
   });
-  const exited = (c: ChildProcess) => new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));
   const launch = async (host: RawHost, side: 'src' | 'dst') => {
-    const qmpPath = join(m.dir, `${m.name}-${side}.qmp`);
-    const logPath = join(m.dir, `${m.name}-${side}.qemu.log`);
-    const cmd = buildQemuCommand(m.def, {
-      accel: 'tcg',
-      qmpSocketPath: qmpPath,
-      serialLogPath: side === 'src' ? srcSerial : dstSerial,
-      paused: true,
-      runDir: m.dir,
-      ...(side === 'dst' ? { incoming: 'defer' } : {}),
+    const q = await launchRawQemu({
+      def: m.def,
+      ns: host.ns,
+      dir: m.dir,
+      qmpPath: join(m.dir, `${m.name}-${side}.qmp`),
+      serialLog: side === 'src' ? srcSerial : dstSerial,
+      qemuLog: join(m.dir, `${m.name}-${side}.qemu.log`),
+      incoming: side === 'dst',
     });
-    const { file, args } = inNetns(host.ns, [cmd.binary, ...cmd.args]);
-    const fd = openSync(logPath, 'w');
-    const child = spawn(file, args, { stdio: ['ignore', fd, fd], detached: true });
-    closeSync(fd);
-    children.push(child);
-    const qmp = await connectQmp(qmpPath, child, logPath);
-    qmps.push(qmp);
-    return { child, qmp };
+    children.push(q.child);
+    qmps.push(q.qmp);
+    return q;
   };
   const r = m.recipe;
   const tune = async (q: QmpClient, side: 'src' | 'dst') => {

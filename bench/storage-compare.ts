@@ -74,13 +74,13 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../src/api/client.js';
 import { DomainDocument } from '../src/domain/index.js';
 import type { JobStats } from '../src/host/job-stats.js';
-import { QmpClient, buildQemuCommand, type QmpEvent } from '../src/qemu/index.js';
+import { QmpClient, type QmpEvent } from '../src/qemu/index.js';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { testGuestXml } from '../test/support/guest-xml.js';
@@ -106,7 +106,7 @@ import {
   writeResults,
   type Summary,
 } from './lib.js';
-import { connectQmp } from './raw-qemu.js';
+import { exited, launchRawQemu } from './raw-qemu.js';
 import { ADDR, FERRY_URI, LV_URI, NS, parseJobInfo, serialToFile, toBytes } from './bench-hosts.js';
 
 // ------------------------------------------------------------ settings
@@ -325,7 +325,6 @@ async function untilMigrated(qmp: QmpClient, timeoutMs: number): Promise<Migrate
   }
 }
 
-const exited = (c: ChildProcess) => new Promise<void>((res) => (c.exitCode !== null || c.signalCode !== null ? res() : c.once('exit', () => res())));
 
 /** One line of `virsh qemu-monitor-event --timestamp`. */
 interface LvEvent {
@@ -443,16 +442,10 @@ runMain(async () => {
     });
     const launch = async (host: 0 | 1, diskPath: string, serial: string, log: string, incoming: boolean) => {
       const def = DomainDocument.parse(guestXml(name, uuid, diskPath)).def;
-      const qmpPath = join(dir, `${name}-${host}.qmp`);
-      const cmd = buildQemuCommand(def, { accel: 'tcg', qmpSocketPath: qmpPath, serialLogPath: serial, paused: true, runDir: dir, ...(incoming ? { incoming: 'defer' } : {}) });
-      const { file, args } = inNetns(NS[host], [cmd.binary, ...cmd.args]);
-      const out = openSync(log, 'w');
-      const child = spawn(file, args, { stdio: ['ignore', out, out], detached: true });
-      closeSync(out);
-      children.push(child);
-      const qmp = await connectQmp(qmpPath, child, log);
-      qmps.push(qmp);
-      return { child, qmp };
+      const q = await launchRawQemu({ def, ns: NS[host], dir, qmpPath: join(dir, `${name}-${host}.qmp`), serialLog: serial, qemuLog: log, incoming });
+      children.push(q.child);
+      qmps.push(q.qmp);
+      return q;
     };
     try {
       const src = await launch(0, img.src, files.srcSerial, files.srcQemu, false);

@@ -60,6 +60,23 @@ export function machineTicks(): { busy: number; total: number } | undefined {
 }
 
 /**
+ * The stream within transmit-counter samples taken every 10 ms: from the
+ * last sample before the first burst (more than 64 KiB in one sample) to the
+ * sample that saw the last burst. API calls between daemons are far smaller.
+ */
+export function streamWindow(tx: readonly number[]): { first: number; last: number } | undefined {
+  let first = -1;
+  let last = -1;
+  for (let i = 1; i < tx.length; i++) {
+    if (tx[i]! - tx[i - 1]! > 64 * 1024) {
+      if (first < 0) first = i - 1;
+      last = i;
+    }
+  }
+  return first < 0 ? undefined : { first, last };
+}
+
+/**
  * Times the migration stream on the wire: samples the transmit byte counter
  * of the source host's veth (from /proc/PID/net/dev of a process inside that
  * namespace) every 10 ms. The stream runs from the last sample before the
@@ -122,15 +139,9 @@ export class WireMonitor {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     const s = this.samples;
-    let first = -1;
-    let last = -1;
-    for (let i = 1; i < s.length; i++) {
-      if (s[i]!.tx - s[i - 1]!.tx > 64 * 1024) {
-        if (first < 0) first = i - 1;
-        last = i;
-      }
-    }
-    if (first < 0) return undefined;
+    const w = streamWindow(s.map((x) => x.tx));
+    if (!w) return undefined;
+    const { first, last } = w;
     // Per process: the earliest sample in the window that saw it to the latest (a QEMU may start or end inside it).
     const cpuMs: Partial<Record<CpuProbe, number>> = {};
     const window = s.slice(first, last + 1);
