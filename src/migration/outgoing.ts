@@ -14,7 +14,7 @@ import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
-import type { QmpClient, QmpEvent } from '../qemu/index.js';
+import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
 import { cancelMigration, followMigration, prepareQemuForMigration, type MigrationEnd } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
@@ -657,10 +657,4 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
     await new Promise((r) => setTimeout(r, 10));
   }
   return seen();
-}
-
-/** The wall-clock time QEMU stamped on an event, in epoch ms (undefined when it carried none). */
-export function eventTimeMs(ev: QmpEvent): number | undefined {
-  const t = ev.timestamp.seconds * 1000 + ev.timestamp.microseconds / 1000;
-  return Number.isFinite(t) && t > 0 ? Math.round(t) : undefined;
 }

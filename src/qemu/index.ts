@@ -13,6 +13,7 @@ export { escapeLegacyValue, jsonOption, legacyOption } from './option-syntax.js'
 export {
   QmpClient,
   QmpCommandError,
+  eventTimeMs,
   type QmpClientEvents,
   type QmpConnectOptions,
   type QmpEvent,

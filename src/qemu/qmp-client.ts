@@ -11,6 +11,12 @@ export interface QmpEvent {
   timestamp: { seconds: number; microseconds: number };
 }
 
+/** The wall-clock time QEMU stamped on an event, in epoch ms (undefined when it carried none). */
+export function eventTimeMs(ev: QmpEvent): number | undefined {
+  const t = ev.timestamp.seconds * 1000 + ev.timestamp.microseconds / 1000;
+  return Number.isFinite(t) && t > 0 ? Math.round(t) : undefined;
+}
+
 /** The greeting QEMU sends when a client connects. */
 export interface QmpGreeting {
   QMP: {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventTimeMs } from '../../src/migration/outgoing.js';
+import { eventTimeMs } from '../../src/qemu/index.js';
 
 describe('the stop time behind the downtime figure', () => {
   it("is QEMU's own timestamp of the STOP event, in epoch milliseconds", () => {
