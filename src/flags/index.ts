@@ -37,7 +37,6 @@ export {
   MIGRATION_RULES,
   selectedDisks,
   unixPath,
-  checkNotSameHost,
   validateMigrationRequest,
   type MigrationContext,
   type MigrationRequestInput,

@@ -50,8 +50,12 @@ export interface MigrationContext {
    * has no hard limit.
    */
   hardLimitKiB?: number | undefined;
+  /** The guest's name, for the messages of the guest's rules. */
+  domainName?: string;
   /** Whether the guest is running or paused (rather than shut off). */
   active?: boolean;
+  /** Whether the guest is paused because a disk reported an I/O error (`paused (I/O error)`). */
+  pausedByIoError?: boolean;
   /** Whether the guest has a persistent definition (rather than being transient). */
   persistent?: boolean;
   /** The guest's disks. */
@@ -125,6 +129,8 @@ const STORAGE_DOC = `${fd('NON_SHARED_DISK')} or ${fd('NON_SHARED_INC')}`;
 const MIGRATE_URI_SCHEMES = paramSpec('migrate_uri').schemes ?? [];
 const copiesStorage = (input: RuleInput): boolean => STORAGE_COPY.some((n) => has(input, n));
 const methods = (input: RuleInput): readonly string[] => input.params.compression ?? [];
+/** The guest as a message names it: `domain 'web1'`, or `the domain` when its name is not in the context. */
+const guest = (input: RuleInput): string => (input.ctx.domainName === undefined ? 'the domain' : `domain ${showValue(input.ctx.domainName)}`);
 
 /** What `not-implemented` refuses: later flags, later parameters and later URI schemes in the request. */
 function laterItems(input: RuleInput): string[] {
@@ -500,7 +506,17 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
     description: `The guest is running or paused, unless ${fd('OFFLINE')} is set.`,
     check: (input) =>
       input.ctx.active === false && !has(input, 'OFFLINE')
-        ? `domain is not running: only ${f('OFFLINE')} migrates a shut-off guest (its definition)`
+        ? `${guest(input)} is not running: only ${f('OFFLINE')} with ${f('PERSIST_DEST')} migrates a shut-off guest (its definition only)`
+        : undefined,
+  },
+  {
+    id: 'domain-not-io-error',
+    code: 'operation_invalid',
+    needs: ['pausedByIoError'],
+    description: `The guest is not paused after a disk I/O error, unless ${fd('OFFLINE')} is set.`,
+    check: (input) =>
+      input.ctx.pausedByIoError === true && !has(input, 'OFFLINE')
+        ? `${guest(input)} is paused after a disk I/O error: resolve the error and resume it before migrating`
         : undefined,
   },
   {
@@ -510,7 +526,7 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
     description: `${fd('OFFLINE')} requires a persistent guest.`,
     check: (input) =>
       input.ctx.persistent === false && has(input, 'OFFLINE')
-        ? `${f('OFFLINE')} requires a persistent guest: a transient guest has no definition to move without its running state`
+        ? `cannot migrate transient ${guest(input)} offline: ${f('OFFLINE')} requires a persistent guest, and a transient guest has no definition to move without its running state`
         : undefined,
   },
   {
@@ -566,23 +582,13 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
   },
 ];
 
+/** libvirt's refusal of a migration to the host it comes from; any spelling of one UUID matches. */
 function sameHostProblem(sourceHostUuid: string, destHostUuid: string, hostName: string): string | undefined {
   const a = canonicalUuid(sourceHostUuid) ?? sourceHostUuid.toLowerCase();
   const b = canonicalUuid(destHostUuid) ?? destHostUuid.toLowerCase();
   if (a !== b) return undefined;
   const name = hostName.replace(/[\p{Cc}\u2028\u2029]/gu, '?');
   return `Attempt to migrate guest to the same host ${name} (host UUID ${a}): source and destination are one host`;
-}
-
-/**
- * Refuses a migration whose source and destination are one host, comparing
- * host UUIDs (any spelling of the same UUID matches).
- *
- * @throws FerryError `operation_invalid` saying "Attempt to migrate guest to the same host ...".
- */
-export function checkNotSameHost(sourceHostUuid: string, destHostUuid: string, hostName: string): void {
-  const problem = sameHostProblem(sourceHostUuid, destHostUuid, hostName);
-  if (problem !== undefined) throw new FerryError('operation_invalid', problem);
 }
 
 /**

@@ -14,8 +14,9 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
-import { hasFlag, unixPath, uriScheme, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
+import { hasFlag, unixPath, uriScheme, type MigrationParams } from '../flags/index.js';
 import type { QmpClient } from '../qemu/index.js';
+import { admitBetweenHosts } from './admission.js';
 import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
@@ -82,11 +83,8 @@ export class IncomingMigrations {
   /** prepare: start the destination QEMU with `-incoming defer` and open the stream. */
   async prepare(args: PrepareArgs): Promise<PrepareResult> {
     const me = this.host.config.identity;
-    if (args.cookie.source.hostUuid === me.hostUuid) {
-      throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${me.hostName} (host UUID ${me.hostUuid}): source and destination are one host`);
-    }
-    // The destination checks the request too: it may come from a peer that checks less.
-    const request = validateMigrationRequest({ flags: args.flags, params: args.params });
+    // The destination checks the request too, with both hosts known: it may come from a peer that checks less.
+    const request = admitBetweenHosts(args, args.cookie.source, me);
     let doc = DomainDocument.parse(args.xml);
     const dname = request.params.destination_name;
     if (typeof dname === 'string' && dname !== doc.def.name) doc = doc.withName(dname);

@@ -9,6 +9,7 @@ import { hasFlag } from '../flags/index.js';
 import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
+import { admitBetweenHosts } from './admission.js';
 import { IncomingMigrations } from './incoming.js';
 import { OutgoingMigrations } from './outgoing.js';
 import type { MigrationRequest } from './phases.js';
@@ -119,11 +120,8 @@ export class Migrations {
     if (typeof domain !== 'string') throw new FerryError('invalid_arg', 'a domain name, id or UUID is required');
     const peer = await this.connectPeer(destUri);
     try {
-      const id = await peer.identity();
-      const me = this.host.config.identity;
-      if (id.hostUuid === me.hostUuid) {
-        throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${id.hostName} (host UUID ${id.hostUuid}): ${destUri} is this host`);
-      }
+      // The rule table's same-host rule, now that the peer said who it is.
+      admitBetweenHosts(req, this.host.config.identity, await peer.identity());
       const source = hasFlag(req.flags, 'TUNNELLED') ? this.tunnelledSource(peer) : this.localSource;
       const outcome = await runMigration(source, peer, domain, { ...req, destUri });
       if (outcome.confirmWarning) this.log(outcome.confirmWarning);

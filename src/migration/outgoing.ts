@@ -9,12 +9,13 @@ import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
-import { MAX_BANDWIDTH_MIB, hasFlag, selectedDisks, validateMigrationRequest, type MigrationParams } from '../flags/index.js';
+import { MAX_BANDWIDTH_MIB, hasFlag, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
+import { admitOnSource } from './admission.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
 import { cancelMigration, followMigration, prepareQemuForMigration, type MigrationEnd } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
@@ -124,16 +125,11 @@ export class OutgoingMigrations {
     const offline = hasFlag(req.flags, 'OFFLINE');
     const live = d.runtime?.liveDoc ?? null;
     const defNow = (live ?? d.persistentDoc ?? d.currentDoc).def;
-    const request = validateMigrationRequest({ flags: req.flags, params: req.params }, { hardLimitKiB: defNow.hardLimitKiB, disks: defNow.disks });
+    // Every rule of the table, with the guest's state: running, persistent, not paused by an I/O error, ...
+    const request = admitOnSource(req, d);
     const { flags, params } = request;
     const copied = new Set(hasFlag(flags, 'NON_SHARED_DISK') || hasFlag(flags, 'NON_SHARED_INC') ? selectedDisks(defNow.disks, params) : []);
-    if (offline) {
-      if (!d.persistentDoc) throw new FerryError('operation_invalid', `cannot migrate transient domain '${d.name}' offline: it has no persistent definition to move`);
-    } else {
-      if (!d.active || !d.runtime) throw new FerryError('operation_invalid', `domain '${d.name}' is not running; use --offline (with --persistent) to move its definition only`);
-      if (d.status.state === 'paused' && d.status.reason === 'I/O error') {
-        throw new FerryError('operation_invalid', `domain '${d.name}' is paused after a disk I/O error; resolve the error and resume it before migrating`);
-      }
+    if (!offline && d.runtime) {
       if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, copied);
       if (d.runtime.accel === 'tcg' && d.runtime.liveDoc.def.memoryKiB % 256 === 0 && hasFlag(flags, 'LIVE')) {
         // QEMU 7.2 under TCG can lose dirty pages of a RAM block whose size is a multiple of 256 KiB (see docs/migration.md).

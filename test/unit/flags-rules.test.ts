@@ -4,7 +4,6 @@ import {
   MIGRATION_FLAGS,
   MIGRATION_PARAMS,
   MIGRATION_RULES,
-  checkNotSameHost,
   flagsFromNames,
   validateMigrationRequest,
   type MigrationContext,
@@ -93,8 +92,11 @@ const CASES: Case[] = [
   ['tls-destination-needs-tls', ['LIVE'], { 'tls.destination': 'h' }, {}, 'invalid_arg', '--tls-destination (tls.destination) requires --tls (TLS)'],
   ['destination-name-valid', ['LIVE'], { destination_name: 'a/b' }, {}, 'invalid_arg', "invalid domain name 'a/b' in --dname (destination_name)", "'/'"],
   ['destination-name-valid', ['LIVE'], { destination_name: '-x' }, {}, 'invalid_arg', "must not start with '-'"],
-  ['domain-running', ['LIVE'], {}, { active: false }, 'operation_invalid', 'domain is not running', '--offline (OFFLINE)'],
+  ['domain-running', ['LIVE'], {}, { active: false }, 'operation_invalid', 'the domain is not running', '--offline (OFFLINE) with --persistent (PERSIST_DEST)'],
+  ['domain-running', ['LIVE'], {}, { active: false, domainName: 'web1' }, 'operation_invalid', "domain 'web1' is not running"],
+  ['domain-not-io-error', ['LIVE'], {}, { active: true, pausedByIoError: true, domainName: 'web1' }, 'operation_invalid', "domain 'web1' is paused after a disk I/O error"],
   ['offline-needs-persistent-guest', ['OFFLINE', 'PERSIST_DEST'], {}, { persistent: false }, 'operation_invalid', '--offline (OFFLINE) requires a persistent guest'],
+  ['offline-needs-persistent-guest', ['OFFLINE', 'PERSIST_DEST'], {}, { persistent: false, active: false, domainName: 't1' }, 'operation_invalid', "cannot migrate transient domain 't1' offline"],
   ['rdma-needs-hard-limit', ['LIVE'], { migrate_uri: 'rdma://h:1' }, { hardLimitKiB: undefined }, 'operation_invalid', 'no memory hard limit', '<memtune><hard_limit>'],
   ['rdma-needs-hard-limit', ['LIVE', 'RDMA_PIN_ALL'], { migrate_uri: 'rdma://h:1' }, { hardLimitKiB: undefined }, 'operation_invalid', '--rdma-pin-all (RDMA_PIN_ALL)'],
   ['migrate-disks-exist', ['LIVE', 'NON_SHARED_DISK'], { migrate_disks: ['vda', 'vdz'] }, { disks: [disk('vda')] }, 'invalid_arg', '--migrate-disks (migrate_disks) names disk target vdz'],
@@ -244,19 +246,32 @@ describe('order: the most fundamental problem first', () => {
   });
 });
 
-describe('checkNotSameHost', () => {
+describe('same-host', () => {
+  const hosts = (source: string, dest: string, destHostName: string): MigrationContext => ({ sourceHostUuid: source, destHostUuid: dest, destHostName });
+
   it('refuses the same UUID in any spelling', () => {
-    const err = refusal(() => checkNotSameHost('0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5bd9cb469fa16570867728950e', 'host-a'));
+    const err = refusal(() => validate(['LIVE'], {}, hosts('0F8FAD5B-D9CB-469F-A165-70867728950E', '0f8fad5bd9cb469fa16570867728950e', 'host-a')));
     expect(err.code).toBe('operation_invalid');
     expect(err.message).toBe('Attempt to migrate guest to the same host host-a (host UUID 0f8fad5b-d9cb-469f-a165-70867728950e): source and destination are one host');
   });
 
   it('accepts different hosts', () => {
-    expect(() => checkNotSameHost('0f8fad5b-d9cb-469f-a165-70867728950e', '1f8fad5b-d9cb-469f-a165-70867728950e', 'host-b')).not.toThrow();
+    expect(() => validate(['LIVE'], {}, hosts('0f8fad5b-d9cb-469f-a165-70867728950e', '1f8fad5b-d9cb-469f-a165-70867728950e', 'host-b'))).not.toThrow();
   });
 
   it('keeps control characters of the host name out of the message', () => {
-    const err = refusal(() => checkNotSameHost('x', 'X', 'evil\nline'));
+    const err = refusal(() => validate(['LIVE'], {}, hosts('x', 'X', 'evil\nline')));
     expect(err.message).not.toContain('\n');
+  });
+});
+
+describe('guest facts', () => {
+  it('lets OFFLINE move a shut-off guest and one paused by an I/O error', () => {
+    expect(() => validate(['OFFLINE', 'PERSIST_DEST'], {}, { active: false, pausedByIoError: false, persistent: true }, {})).not.toThrow();
+    expect(() => validate(['OFFLINE', 'PERSIST_DEST'], {}, { active: true, pausedByIoError: true, persistent: true }, {})).not.toThrow();
+  });
+
+  it('reports a shut-off guest before its being transient, for a live migration', () => {
+    expect(refusal(() => validate(['LIVE'], {}, { active: false, persistent: false }, {})).message).toContain('is not running');
   });
 });

@@ -11,6 +11,7 @@ import { remoteDestination, remoteSource } from '../../api/migration-endpoints.j
 import { FerryError, toFerryError } from '../../errors/index.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationFlagSpec, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
 import type { JobStats } from '../../host/job-stats.js';
+import { admitBetweenHosts } from '../../migration/admission.js';
 import { runMigration } from '../../migration/driver.js';
 import type { CliContext } from '../context.js';
 import { printResult, renderFields } from '../output.js';
@@ -122,9 +123,8 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
           const dst = remoteDestination(dest);
           try {
             const [srcId, dstId] = await Promise.all([source.call('connect.hello', {}), dest.call('connect.hello', {})]);
-            if (srcId.hostUuid === dstId.hostUuid) {
-              throw new FerryError('operation_invalid', `Attempt to migrate guest to the same host ${dstId.hostName} (host UUID ${dstId.hostUuid}): ${destUri} is the source host`);
-            }
+            // Again with both hosts known: the table's same-host rule.
+            admitBetweenHosts({ flags, params }, srcId, dstId);
             const out = await runMigration(remoteSource(source), dst, domain, { flags, params, destUri });
             if (out.confirmWarning) process.stderr.write(`warning: ${out.confirmWarning}\n`);
             result = { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent };
