@@ -737,6 +737,7 @@ async function main(): Promise<void> {
             return res;
           }),
         confirm: (a) => timed('confirm', () => src0.confirm(a)),
+        cancel: (jobId, why, lost) => src0.cancel(jobId, why, lost),
       };
       const dst: DestinationEndpoint = {
         addressForData: B.address,
@@ -744,6 +745,7 @@ async function main(): Promise<void> {
         finish: (a) => timed('finish', () => dst0.finish(a)),
         abortUnlessFinished: (jobId, uuid) => dst0.abortUnlessFinished(jobId, uuid),
         connectionLost: () => dst0.connectionLost(),
+        whenLost: () => dst0.whenLost(),
       };
       // Over unix sockets the destination's data address would be 127.0.0.1: name it explicitly (the port is still the prepared one).
       wire?.start(probes(ferryQemu(A, name), ferryQemu(B, name)));

@@ -7,9 +7,10 @@ import { connect as tlsConnect, checkServerIdentity } from 'node:tls';
 import { EventEmitter } from 'node:events';
 import { FerryError } from '../errors/index.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame, type Frame } from './framing.js';
-import type { ApiMethod, ApiMethods, CallMessage, EventMessage, ReplyMessage } from './protocol.js';
+import type { ApiMethod, ApiMethods, CallMessage, EventMessage, PingMessage, PongMessage, ReplyMessage } from './protocol.js';
 import { parseConnectionUri, type ConnectionTarget } from './uri.js';
 import { loadTlsCredentials } from './tls.js';
+import { DEFAULT_KEEPALIVE, Keepalive, keepaliveBoundMs, type KeepaliveSettings } from './keepalive.js';
 
 /** Options of {@link ApiClient.connect}. */
 export interface ConnectOptions {
@@ -17,6 +18,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** Default PKI directory for TLS URIs without `pkipath`. */
   pkiDir?: string;
+  /** How this client checks that the daemon is alive (libvirt's defaults when omitted). */
+  keepalive?: KeepaliveSettings;
 }
 
 interface Pending {
@@ -38,14 +41,26 @@ export class ApiClient extends EventEmitter {
   /** Raw tunnel bytes read together with a hand-over answer, returned to the socket by detachSocket(). */
   private tunnelHead: Buffer | undefined;
   private closedError: FerryError | null = null;
+  private readonly keepalive: Keepalive;
+  /** Settled once, when the connection ends (see {@link whenClosed}). */
+  private readonly closedPromise: Promise<FerryError>;
+  private resolveClosed!: (err: FerryError) => void;
 
   private constructor(
     private readonly socket: Socket,
     /** Where this client is connected. */
     readonly target: ConnectionTarget,
+    /** The keepalive in force on this connection. */
+    readonly keepaliveSettings: KeepaliveSettings,
   ) {
     super();
+    this.closedPromise = new Promise((r) => (this.resolveClosed = r));
     socket.setNoDelay(true);
+    // A daemon that stops answering without closing (a cut link, a frozen host) ends the connection like one that closed it.
+    this.keepalive = new Keepalive(keepaliveSettings, () => this.send({ type: 'ping' }), (silentMs) => {
+      this.fail(new FerryError('no_connect', `lost the connection to ${target.uri}: no answer for ${Math.round(silentMs / 1000)} s (keepalive: ${keepaliveSettings.intervalS} s x ${keepaliveSettings.count})`));
+      socket.destroy();
+    }).start();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => this.fail(socketError(target, err)));
     socket.on('close', () => this.fail(new FerryError('no_connect', `connection to ${target.uri} closed`)));
@@ -56,12 +71,26 @@ export class ApiClient extends EventEmitter {
     const target = typeof uri === 'string' ? parseConnectionUri(uri, { pkiDir: opts.pkiDir }) : uri;
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const socket = await openSocket(target, timeoutMs);
-    return new ApiClient(socket, target);
+    return new ApiClient(socket, target, opts.keepalive ?? DEFAULT_KEEPALIVE);
   }
 
   /** Whether the connection has ended (calls now fail without being sent). */
   get isClosed(): boolean {
     return this.closedError !== null;
+  }
+
+  /**
+   * Resolves with the reason once the connection has ended: the daemon
+   * closed it, the network reset it, or keepalive found the daemon silent
+   * for its whole bound. Never rejects.
+   */
+  whenClosed(): Promise<FerryError> {
+    return this.closedPromise;
+  }
+
+  /** The longest a vanished daemon can go unnoticed on this connection, in ms. */
+  get livenessBoundMs(): number {
+    return keepaliveBoundMs(this.keepaliveSettings);
   }
 
   /** Calls `method`; rejects with the daemon's coded error. */
@@ -83,8 +112,12 @@ export class ApiClient extends EventEmitter {
         }, opts.timeoutMs);
       }
       this.pending.set(id, p);
-      this.socket.write(encodeJsonFrame(msg));
+      this.send(msg);
     });
+  }
+
+  private send(msg: CallMessage | PingMessage | PongMessage): void {
+    if (!this.socket.destroyed) this.socket.write(encodeJsonFrame(msg));
   }
 
   /**
@@ -97,6 +130,7 @@ export class ApiClient extends EventEmitter {
     this.socket.removeAllListeners('data');
     this.socket.removeAllListeners('close');
     this.socket.removeAllListeners('error');
+    this.keepalive.stop();
     this.closedError = new FerryError('no_connect', 'the connection was turned into a data tunnel');
     // Tunnel bytes that came in the same read as the hand-over answer go back in front.
     if (this.tunnelHead && this.tunnelHead.length > 0) this.socket.unshift(this.tunnelHead);
@@ -111,6 +145,7 @@ export class ApiClient extends EventEmitter {
   }
 
   private onData(chunk: Buffer): void {
+    this.keepalive.heard();
     let frames;
     let handedOver = false;
     // The peer may start the raw stream right after a hand-over answer (an NBD server speaks
@@ -129,8 +164,10 @@ export class ApiClient extends EventEmitter {
     }
     for (const f of frames) {
       if (f.kind !== FrameKind.json) continue;
-      const m = f.message as ReplyMessage | EventMessage;
-      if (m?.type === 'event') {
+      const m = f.message as ReplyMessage | EventMessage | PingMessage | PongMessage;
+      if (m?.type === 'ping') {
+        this.send({ type: 'pong' });
+      } else if (m?.type === 'event') {
         this.emit('event', m.event, m.data);
       } else if (m?.type === 'reply') {
         const p = this.pending.get(m.id);
@@ -156,6 +193,8 @@ export class ApiClient extends EventEmitter {
   private fail(err: FerryError): void {
     if (this.closedError) return;
     this.closedError = err;
+    this.keepalive.stop();
+    this.resolveClosed(err);
     for (const [, p] of this.pending) {
       if (p.timer) clearTimeout(p.timer);
       p.reject(err);

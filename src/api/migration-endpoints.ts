@@ -26,6 +26,9 @@ export function remoteSource(client: ApiClient): SourceEndpoint {
     confirm: async (args) => {
       await client.callRaw('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
     },
+    cancel: async (jobId, reason, destinationLost) => {
+      await client.callRaw('migration.cancel', { jobId, reason, destinationLost: destinationLost === true }, { timeoutMs: 30_000 });
+    },
   };
 }
 
@@ -55,6 +58,7 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
       return r.state;
     },
     connectionLost: () => current.isClosed,
+    whenLost: () => current.whenClosed(),
     openTunnel: async (destJobId, channel = 'migration') => {
       // A connection of its own, authenticated like the control one, that then carries only the stream.
       const t = await ApiClient.connect(client.target, { ...connectOpts, timeoutMs: 10_000 });

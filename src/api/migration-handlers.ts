@@ -30,39 +30,26 @@ function requireParams(p: Record<string, unknown>): Record<string, unknown> {
 
 /** Handlers of the migration methods. */
 export function migrationHandlers(m: Migrations, log: (msg: string) => void): Record<string, Handler> {
-  const settleVia = (destUri: string | undefined) => async (job: { id: string; phase: string; domainUuid: string }): Promise<'finished' | 'aborted' | 'unreachable'> =>
-    destUri ? m.askOutcome(destUri, job.domainUuid) : 'unreachable';
-  const owners = new Map<string, { isOpen: boolean; destUri?: string }>();
-  const orphaned = (jobId: string) => {
-    const o = owners.get(jobId);
-    if (o && !o.isOpen) void m.outgoing.ownerGone(jobId, settleVia(o.destUri)).catch((err) => log(`rollback of job ${jobId} failed: ${(err as Error).message}`));
-  };
-
   return {
     'migration.begin': async (p, conn) => {
       const destUri = typeof p.destUri === 'string' ? p.destUri : undefined;
-      const r = await m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p), ...(destUri ? { destUri } : {}) });
-      const owner = { isOpen: true, ...(destUri ? { destUri } : {}) };
-      owners.set(r.jobId, owner);
-      conn.once('close', () => {
-        owner.isOpen = false;
-        orphaned(r.jobId);
-      });
-      return r;
+      // The connection that began the job owns it from the start, also while it waits in the queue.
+      return m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p), ...(destUri ? { destUri } : {}) }, conn.closedSignal);
     },
     'migration.perform': async (p) => {
-      const jobId = requireString(p, 'jobId');
-      try {
-        const nbd = p.nbd === undefined ? undefined : requireNbdTarget(p.nbd);
-        return await m.outgoing.perform({ jobId, migrateUri: requireString(p, 'migrateUri'), ...(nbd ? { nbd } : {}) });
-      } finally {
-        orphaned(jobId);
-      }
+      const nbd = p.nbd === undefined ? undefined : requireNbdTarget(p.nbd);
+      return m.outgoing.perform({ jobId: requireString(p, 'jobId'), migrateUri: requireString(p, 'migrateUri'), ...(nbd ? { nbd } : {}) });
     },
     'migration.confirm': async (p) => {
       const cancelled = p.cancelled === true;
-      await m.outgoing.confirm({ jobId: requireString(p, 'jobId'), cancelled, ...(typeof p.downtimeMs === 'number' ? { downtimeMs: p.downtimeMs } : {}) });
+      const outcomeUnknown = typeof p.outcomeUnknown === 'string' && p.outcomeUnknown !== '' ? p.outcomeUnknown.slice(0, 2000) : undefined;
+      await m.outgoing.confirm({ jobId: requireString(p, 'jobId'), cancelled, ...(typeof p.downtimeMs === 'number' ? { downtimeMs: p.downtimeMs } : {}), ...(cancelled && outcomeUnknown ? { outcomeUnknown } : {}) });
       return { confirmed: true };
+    },
+    'migration.cancel': async (p) => {
+      const reason = typeof p.reason === 'string' && p.reason !== '' ? p.reason.slice(0, 2000) : 'the managing client cancelled the job';
+      await m.outgoing.cancel(requireString(p, 'jobId'), reason, p.destinationLost === true);
+      return { cancelled: true };
     },
     'migration.prepare': async (p, conn) => {
       const cookie = p.cookie as Parameters<typeof m.incoming.prepare>[0]['cookie'];
@@ -71,8 +58,8 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       }
       const r = await m.incoming.prepare({ xml: requireString(p, 'xml'), cookie, flags: requireFlags(p), params: requireParams(p) });
       // A source that gave up while this prepare waited (for a slot, say) is already gone.
-      if (!conn.isOpen) void m.incoming.abort(r.jobId, 'the controlling connection closed during prepare');
-      else conn.once('close', () => void m.incoming.abort(r.jobId, 'the controlling connection closed before finish'));
+      if (!conn.isOpen) void m.incoming.controllerGone(r.jobId);
+      else conn.once('close', () => void m.incoming.controllerGone(r.jobId));
       return r;
     },
     'migration.finish': async (p) => {

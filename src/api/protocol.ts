@@ -10,8 +10,8 @@ import type { LifecycleEvent } from '../host/events.js';
 
 export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent };
 
-/** Protocol version, sent in `connect.hello`; bump on incompatible change. */
-export const PROTOCOL_VERSION = 1;
+/** Protocol version, sent in `connect.hello`; bump on incompatible change (2: keepalive pings). */
+export const PROTOCOL_VERSION = 2;
 
 /** A client's request. */
 export interface CallMessage {
@@ -31,6 +31,19 @@ export interface EventMessage {
   type: 'event';
   event: string;
   data: unknown;
+}
+
+/**
+ * Keepalive (see keepalive.ts): either end may ping after a silent
+ * interval; the other answers with a pong at once.
+ */
+export interface PingMessage {
+  type: 'ping';
+}
+
+/** The answer to a {@link PingMessage}. */
+export interface PongMessage {
+  type: 'pong';
 }
 
 /** A domain lookup: by name, UUID or numeric id, as virsh accepts them. */

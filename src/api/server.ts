@@ -10,7 +10,8 @@ import { EventEmitter } from 'node:events';
 import { chmod, unlink, stat } from 'node:fs/promises';
 import { FerryError, toFerryError } from '../errors/index.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame } from './framing.js';
-import type { CallMessage, EventMessage, ReplyMessage } from './protocol.js';
+import type { CallMessage, EventMessage, PingMessage, PongMessage, ReplyMessage } from './protocol.js';
+import { DEFAULT_KEEPALIVE, Keepalive, type KeepaliveSettings } from './keepalive.js';
 import type { TlsCredentials } from './tls.js';
 
 /** How a connection reached the daemon. */
@@ -47,6 +48,8 @@ export class ApiConnection extends EventEmitter {
   private inFlight = 0;
   private closed = false;
   private readonly decoder = new FrameDecoder();
+  private readonly keepalive: Keepalive;
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly socket: Socket,
@@ -56,16 +59,30 @@ export class ApiConnection extends EventEmitter {
     private readonly handlers: ReadonlyMap<string, Handler>,
     private readonly log: (msg: string) => void,
     private readonly pending: PendingAccount = { used: 0 },
+    keepalive: KeepaliveSettings = DEFAULT_KEEPALIVE,
   ) {
     super();
     socket.setNoDelay(true);
+    // A client that vanished without closing (a cut link, a frozen host) is closed like one that hung up,
+    // so everything waiting on this connection's 'close' (an incoming migration, a managed job) acts.
+    this.keepalive = new Keepalive(keepalive, () => this.write({ type: 'ping' }), (silentMs) => {
+      this.log(`connection ${this.id} (${this.peer}): no sign of life for ${silentMs} ms (keepalive); closing`);
+      this.socket.destroy();
+    }).start();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.closed = true;
+      this.keepalive.stop();
       this.account(0);
+      this.closing.abort();
       this.emit('close');
     });
+  }
+
+  /** Aborts when the connection closes (already aborted if it has), for work that the connection owns. */
+  get closedSignal(): AbortSignal {
+    return this.closing.signal;
   }
 
   /** Bytes of this connection's unfinished frame counted in the shared budget. */
@@ -97,6 +114,8 @@ export class ApiConnection extends EventEmitter {
     // Paused first: bytes arriving before the new owner listens must wait, not be dropped.
     this.socket.pause();
     this.socket.removeAllListeners('data');
+    // Raw bytes from here: the relay's own end decides when the stream is over.
+    this.keepalive.stop();
     if (this.decoder.pendingBytes > 0) throw new FerryError('rpc', 'bytes arrived before the tunnel was ready');
     return this.socket;
   }
@@ -107,7 +126,7 @@ export class ApiConnection extends EventEmitter {
     setTimeout(() => this.socket.destroy(), 1000).unref();
   }
 
-  private write(msg: ReplyMessage | EventMessage): void {
+  private write(msg: ReplyMessage | EventMessage | PingMessage | PongMessage): void {
     if (this.closed || this.socket.destroyed) return;
     try {
       this.socket.write(encodeJsonFrame(msg));
@@ -118,6 +137,7 @@ export class ApiConnection extends EventEmitter {
   }
 
   private onData(chunk: Buffer): void {
+    this.keepalive.heard();
     let frames;
     try {
       frames = this.decoder.push(chunk);
@@ -147,6 +167,11 @@ export class ApiConnection extends EventEmitter {
   }
 
   private onMessage(message: unknown): void {
+    const kind = message && typeof message === 'object' ? (message as { type?: unknown }).type : undefined;
+    if (kind === 'ping' || kind === 'pong') {
+      if (kind === 'ping') this.write({ type: 'pong' });
+      return;
+    }
     const m = message as Partial<CallMessage> | null;
     const id = m && typeof m === 'object' && Number.isSafeInteger(m.id) && (m.id as number) > 0 ? (m.id as number) : 0;
     if (!m || typeof m !== 'object' || Array.isArray(m) || m.type !== 'call' || id <= 0 || typeof m.method !== 'string') {
@@ -188,6 +213,8 @@ export class ApiServer extends EventEmitter {
   constructor(
     private readonly handlers: ReadonlyMap<string, Handler>,
     private readonly log: (msg: string) => void = () => undefined,
+    /** How every connection checks that its client is alive. */
+    private readonly keepalive: KeepaliveSettings = DEFAULT_KEEPALIVE,
   ) {
     super();
   }
@@ -257,7 +284,7 @@ export class ApiServer extends EventEmitter {
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }
-    const conn = new ApiConnection(socket, transport, peer, this.handlers, this.log, this.pending);
+    const conn = new ApiConnection(socket, transport, peer, this.handlers, this.log, this.pending, this.keepalive);
     this.connections.add(conn);
     conn.once('close', () => {
       this.connections.delete(conn);

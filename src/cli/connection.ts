@@ -1,5 +1,6 @@
 /** How the CLI picks and opens its connection: `-c URI`, else FERRY_DEFAULT_URI, else the local socket. */
-import { ApiClient } from '../api/client.js';
+import { ApiClient, type ConnectOptions } from '../api/client.js';
+import { type KeepaliveSettings } from '../api/keepalive.js';
 
 /** The default URI, like virsh's qemu:///system. */
 export const DEFAULT_URI = 'ferry:///system';
@@ -9,7 +10,12 @@ export function resolveUri(flag: string | undefined, env: NodeJS.ProcessEnv = pr
   return flag ?? env.FERRY_DEFAULT_URI ?? DEFAULT_URI;
 }
 
-/** Opens a client for the resolved URI. TLS credentials default to FERRY_PKI_DIR when set. */
-export function openConnection(uri: string, env: NodeJS.ProcessEnv = process.env): Promise<ApiClient> {
-  return ApiClient.connect(uri, env.FERRY_PKI_DIR ? { pkiDir: env.FERRY_PKI_DIR } : {});
+/** How the CLI connects: TLS credentials default to FERRY_PKI_DIR when set; keepalive from -k/-K. */
+export function connectOptions(keepalive: KeepaliveSettings | undefined, env: NodeJS.ProcessEnv = process.env): ConnectOptions {
+  return { ...(env.FERRY_PKI_DIR ? { pkiDir: env.FERRY_PKI_DIR } : {}), ...(keepalive ? { keepalive } : {}) };
+}
+
+/** Opens a client for `uri`. */
+export function openConnection(uri: string, opts: ConnectOptions): Promise<ApiClient> {
+  return ApiClient.connect(uri, opts);
 }

@@ -1,7 +1,8 @@
 /** What every CLI command receives: its output and a lazily opened connection. */
 import type { Command } from 'commander';
-import type { ApiClient } from '../api/client.js';
-import { openConnection, resolveUri } from './connection.js';
+import type { ApiClient, ConnectOptions } from '../api/client.js';
+import { parseKeepalive } from '../api/keepalive.js';
+import { connectOptions, openConnection, resolveUri } from './connection.js';
 import { stdOutput, type Output } from './output.js';
 
 /** Shared state of one CLI invocation. */
@@ -17,9 +18,15 @@ export class CliContext {
     return resolveUri(this.program.opts<{ connect?: string }>().connect);
   }
 
+  /** How this invocation connects to any daemon (the one of -c, or a migration's destination). */
+  get connectOptions(): ConnectOptions {
+    const o = this.program.opts<{ keepaliveInterval?: string; keepaliveCount?: string }>();
+    return connectOptions(o.keepaliveInterval === undefined && o.keepaliveCount === undefined ? undefined : parseKeepalive(o.keepaliveInterval, o.keepaliveCount));
+  }
+
   /** Connects on first use; later calls share the connection. */
   client(): Promise<ApiClient> {
-    this.clientPromise ??= openConnection(this.uri);
+    this.clientPromise ??= Promise.resolve().then(() => openConnection(this.uri, this.connectOptions));
     return this.clientPromise;
   }
 

@@ -11,6 +11,8 @@ import { registerTlsCommands } from './commands/tls-setup.js';
 import { registerJobCommands, registerMigrateCommand } from './commands/migrate.js';
 import { FERRY_VERSION } from '../version.js';
 
+import { DEFAULT_KEEPALIVE } from '../api/keepalive.js';
+
 /** Builds the program; exported for tests. */
 export function buildProgram(): { program: Command; ctx: CliContext } {
   const program = new Command('ferry');
@@ -20,6 +22,8 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
     .version(FERRY_VERSION, '-v, --version')
     .option('-c, --connect <uri>', 'daemon URI: ferry:///system, ferry+unix:///system?socket=PATH, ferry+tls://HOST[:PORT]/system, ferry+tcp://HOST[:PORT]/system (default: $FERRY_DEFAULT_URI or ferry:///system)')
     .option('--json', 'print results and errors as JSON for scripts')
+    .option('-k, --keepalive-interval <seconds>', `seconds of silence from a daemon before it is pinged; 0 turns keepalive off (default ${DEFAULT_KEEPALIVE.intervalS})`)
+    .option('-K, --keepalive-count <count>', `pings a daemon may leave unanswered: it counts as lost after INTERVAL x COUNT seconds of silence (default ${DEFAULT_KEEPALIVE.count})`)
     .showHelpAfterError()
     .exitOverride();
   registerLifecycleCommands(program, ctx);

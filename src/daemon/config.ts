@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { FerryError } from '../errors/index.js';
 import type { AccelSetting } from '../qemu/index.js';
+import { DEFAULT_KEEPALIVE, parseKeepalive, type KeepaliveSettings } from '../api/keepalive.js';
 import { FERRY_VERSION } from '../version.js';
 
 /** A host:port to listen on. */
@@ -24,6 +25,8 @@ export interface DaemonConfig {
   migrationPorts?: { min: number; max: number };
   /** Concurrent migrations each way; the rest queue. */
   migrationLimits?: { outgoing?: number; incoming?: number };
+  /** How this daemon checks that clients and peer daemons are alive, on every connection. */
+  keepalive: KeepaliveSettings;
 }
 
 function parseLimit(value: string, option: string): number {
@@ -66,6 +69,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--migration-ports <min-max>', 'TCP ports for incoming migration streams and disk copies (libvirt\'s default range)', '49152-49215')
     .option('--max-outgoing-migrations <n>', 'migrations from this host that run at once; more wait in a queue (default: the number of cores, at least 2)')
     .option('--max-incoming-migrations <n>', 'migrations to this host that run at once; more wait in a queue (default: the number of cores, at least 2)')
+    .option('--keepalive-interval <seconds>', `seconds of silence from a client or peer daemon before it is pinged; 0 turns keepalive off (default ${DEFAULT_KEEPALIVE.intervalS})`)
+    .option('--keepalive-count <count>', `unanswered pings after which a client or peer counts as gone: INTERVAL x COUNT seconds of silence (default ${DEFAULT_KEEPALIVE.count})`)
     .addOption(new Option('--accel <mode>', 'accelerator: auto (KVM where a probe guest really runs, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .exitOverride()
     .parse(argv);
@@ -82,8 +87,16 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     migrationPorts: string;
     maxOutgoingMigrations?: string;
     maxIncomingMigrations?: string;
+    keepaliveInterval?: string;
+    keepaliveCount?: string;
   }>();
-  const cfg: DaemonConfig = { stateDir: o.stateDir, runDir: o.runDir, accel: o.accel, migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports') };
+  const cfg: DaemonConfig = {
+    stateDir: o.stateDir,
+    runDir: o.runDir,
+    accel: o.accel,
+    migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports'),
+    keepalive: parseKeepalive(o.keepaliveInterval, o.keepaliveCount),
+  };
   if (o.listenTls) {
     if (!o.tlsDir) throw new FerryError('invalid_arg', '--listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');
     cfg.listenTls = parseListenAddress(o.listenTls, '--listen-tls');

@@ -40,13 +40,17 @@ async function run(): Promise<void> {
   log(`host ${identity.hostName} (${identity.hostUuid}); accelerator ${accel.accel}: ${accel.reason}`);
   const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log, ...(cfg.migrationPorts ? { migrationPorts: cfg.migrationPorts } : {}), ...(cfg.migrationLimits ? { migrationLimits: cfg.migrationLimits } : {}) });
   // Peer connections use this host's client certificate from --tls-dir (mutual TLS).
-  const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {});
+  const peerOpts = { ...(cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), keepalive: cfg.keepalive };
+  const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, peerOpts), peerOpts);
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
   const migrations = new Migrations(host, connectPeer, log, qemuTlsDir);
-  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log);
+  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log, cfg.keepalive);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
   });
+  // Migrations a killed ferryd left half-done: their domains are locked before any client can reach them;
+  // settling them (which may ask the destination) goes on in the background.
+  await migrations.recover().catch((err) => log(`migration recovery failed: ${toFerryError(err).message}`));
   const socketPath = join(cfg.runDir, 'ferryd.sock');
   await server.listenUnix(socketPath);
   const endpoints = [`unix ${socketPath}`];
@@ -61,8 +65,6 @@ async function run(): Promise<void> {
     endpoints.push(`tcp ${cfg.listenTcp.host}:${port}`);
   }
   log(`ready: ${endpoints.join(', ')}`);
-  // Migrations a killed ferryd left half-done are settled now that this host answers its peers.
-  void migrations.recover().catch((err) => log(`migration recovery failed: ${toFerryError(err).message}`));
 
   let stopping = false;
   const stop = (signal: string) => {

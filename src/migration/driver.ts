@@ -7,7 +7,14 @@
  * (confirm cancelled) only when the destination has not resumed it and
  * never will. When finish's answer is lost, the driver asks the
  * destination to abort the job unless it already finished, and follows
- * that answer.
+ * that answer; when no answer comes within a bound, the source ends its
+ * job with the guest paused (confirm with an unknown outcome) and the
+ * user is told what to check.
+ *
+ * The driver watches the destination's control connection while the
+ * source streams: a destination that is lost (closed, reset, or silent for
+ * the keepalive bound) can never finish, so perform is cancelled at once
+ * and the guest keeps running on the source.
  */
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, NbdTarget, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
@@ -17,6 +24,12 @@ export interface SourceEndpoint {
   begin(domain: string, req: MigrationRequest & { destUri?: string }): Promise<BeginResult>;
   perform(args: PerformArgs): Promise<PerformResult>;
   confirm(args: ConfirmArgs): Promise<void>;
+  /**
+   * Cancels job `jobId` if it is still streaming (its perform then fails);
+   * `why` is logged and reported. `destinationLost`: the destination daemon
+   * is gone, so the source also releases the QEMU waiting there.
+   */
+  cancel(jobId: string, why: string, destinationLost?: boolean): Promise<void>;
 }
 
 /** The destination side as the driver sees it. */
@@ -33,7 +46,15 @@ export interface DestinationEndpoint {
   abortUnlessFinished(jobId: string, domainUuid?: string): Promise<IncomingJobState>;
   /** Whether the connection to the destination is known to be gone (a request now would not reach it). */
   connectionLost(): boolean;
+  /**
+   * Resolves (never rejects) when the control connection to the
+   * destination is lost: closed, reset, or silent for the keepalive bound.
+   */
+  whenLost(): Promise<Error>;
 }
+
+/** How long the driver keeps asking a destination that did not answer finish before it gives up (ms). */
+export const UNKNOWN_OUTCOME_WAIT_MS = 30_000;
 
 /** The result of a migration the driver ran. */
 export interface DriverOutcome {
@@ -64,15 +85,26 @@ export async function runMigration(
   let perform: PerformResult | null = null;
   if (!offline) {
     const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
+    // A destination lost mid-stream can never finish: stop streaming to it rather than wait for QEMU.
+    let performing = true;
+    let lost: Error | undefined;
+    void dst.whenLost().then((why) => {
+      if (!performing) return;
+      lost = why;
+      void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`, true).catch(() => undefined);
+    });
     try {
       const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, dst.addressForData) : undefined;
       perform = await src.perform({ jobId: begin.jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) });
     } catch (err) {
+      performing = false;
       // The stream did not complete: the destination cannot have resumed; take the guest back.
       await dst.finish({ jobId: prepare.jobId, cancelled: true }).catch(() => undefined);
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+      if (lost) throw destinationLost(domain, lost);
       throw err;
     }
+    performing = false;
   }
   let finish: FinishResult;
   // If the link to the destination is already gone, finish cannot reach it, and without finish
@@ -89,7 +121,7 @@ export async function runMigration(
   } catch (err) {
     const e = toFerryError(err);
     const lost = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout';
-    let outcome = lost ? await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, finishDeliverable ? 30_000 : 5_000) : 'aborted';
+    let outcome = lost ? await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000) : 'aborted';
     if (outcome === 'unreachable' && !finishDeliverable) outcome = 'aborted';
     if (outcome === 'finished') {
       // The answer was lost, but the guest runs on the destination: finish the source side as a success.
@@ -98,10 +130,10 @@ export async function runMigration(
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
       throw e;
     } else {
-      throw new FerryError(
-        'operation_failed',
-        `the outcome of migrating '${domain}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list', then either 'ferry resume' it on the source or 'ferry destroy' it there.`,
-      );
+      const why = `the outcome of migrating '${domain}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list': if the guest runs there, 'ferry destroy' it on the source; if not, 'ferry resume' it on the source`;
+      // The source's job ends here (its lock released, so resume and destroy work), the guest paused.
+      await src.confirm({ jobId: begin.jobId, cancelled: true, outcomeUnknown: why }).catch(() => undefined);
+      throw new FerryError('operation_failed', why);
     }
   }
   const out: DriverOutcome = { begin, prepare, perform, finish };
@@ -141,16 +173,31 @@ export function resolveNbdTarget(nbd: NbdTarget, dataUri: string, destAddress: s
   return { ...nbd, host };
 }
 
+/** The error of a migration whose destination was lost while the source streamed. */
+function destinationLost(domain: string, why: Error): FerryError {
+  return new FerryError('operation_failed', `lost the connection to the destination host (${why.message}); the migration of '${domain}' was cancelled and the guest keeps running on the source`);
+}
+
+/**
+ * Asks the destination, until `waitMs` has passed, to abort the job unless
+ * it finished. Each attempt is cut at the deadline, so the whole wait is
+ * bounded even when a call hangs.
+ */
 async function settleUnknown(dst: DestinationEndpoint, jobId: string, domainUuid: string, waitMs: number): Promise<IncomingJobState | 'unreachable'> {
   const deadline = Date.now() + waitMs;
   while (Date.now() < deadline) {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), Math.max(0, deadline - Date.now()))));
     try {
-      const st = await dst.abortUnlessFinished(jobId, domainUuid);
+      const st = await Promise.race([dst.abortUnlessFinished(jobId, domainUuid), late]);
+      if (st === 'late') break;
       if (st === 'finished' || st === 'aborted' || st === 'unknown') return st === 'unknown' ? 'aborted' : st;
     } catch {
       // Destination still unreachable: try again shortly.
+    } finally {
+      clearTimeout(timer);
     }
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, Math.min(1000, Math.max(0, deadline - Date.now()))));
   }
   return 'unreachable';
 }

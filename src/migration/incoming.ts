@@ -57,6 +57,8 @@ interface IncomingJob {
   nbdPort?: number;
   /** This job's incoming migration slot. */
   ticket?: SlotTicket;
+  /** finish is resuming the guest here: from this moment the job can no longer be aborted. */
+  resuming?: boolean;
 }
 
 /** The destination side of migrations on one host. */
@@ -228,6 +230,9 @@ export class IncomingMigrations {
       }
       if (!offline) {
         const rt = d.runtime!;
+        // The controlling connection may have been lost meanwhile, and the job aborted: then the source keeps the guest.
+        if (stateOf(job) === 'aborted') throw new FerryError('operation_aborted', `incoming migration of '${d.name}' was aborted before the guest could be resumed here`);
+        job.resuming = true;
         // From here the guest is this host's: a restarted ferryd must keep it, not clean it up.
         rt.incoming = false;
         this.host.events.lifecycle(d, 'started', 'migrated');
@@ -336,6 +341,19 @@ export class IncomingMigrations {
   /** The state of an incoming job, for a source that lost sight of the outcome. */
   state(jobId: string): IncomingJobState {
     return this.jobs.get(jobId)?.state ?? 'unknown';
+  }
+
+  /**
+   * The connection that prepared job `jobId` (the source daemon, or the
+   * managing client) is gone: nobody will ever call finish, or the answer
+   * to a finish in progress cannot be delivered. The job is aborted unless
+   * finish has already begun resuming the guest here; the source keeps (or
+   * takes back) the guest, so killing the copy here is always safe.
+   */
+  async controllerGone(jobId: string): Promise<IncomingJobState> {
+    const job = this.jobs.get(jobId);
+    if (!job || job.resuming) return job?.state ?? 'unknown';
+    return this.abort(jobId, 'the controlling connection closed before the guest was resumed here', true);
   }
 
   /**
@@ -456,4 +474,9 @@ function checkStorageCookie(raw: unknown): StorageCookie | undefined {
     if (d.backing !== undefined && (typeof d.backing.path !== 'string' || !d.backing.path.startsWith('/') || typeof d.backing.format !== 'string' || !size(d.backing.capacity))) throw bad(`the backing image of ${d.target} is malformed`);
   }
   return st.disks.length > 0 ? (st as StorageCookie) : undefined;
+}
+
+/** A job's state, read through a call so that TypeScript does not carry a narrowing across an await. */
+function stateOf(job: { state: IncomingJobState }): IncomingJobState {
+  return job.state;
 }

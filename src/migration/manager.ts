@@ -38,7 +38,7 @@ export class Migrations {
     /** QEMU-style TLS credentials directory (see qemu-tls.ts), when ferryd has --tls-dir. */
     qemuTlsDir?: string,
   ) {
-    this.outgoing = new OutgoingMigrations(host, log, qemuTlsDir);
+    this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir);
     this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
   }
 
@@ -62,9 +62,13 @@ export class Migrations {
     }
   };
 
-  /** After a restart: settles the outgoing jobs the journal lists (in the background). */
+  /**
+   * After a restart: takes the job lock of every domain the outgoing
+   * journal lists, then settles them in the background. Call before serving
+   * the sockets, so that no client can act on such a domain first.
+   */
   recover(): Promise<void> {
-    return this.outgoing.recover(this.askOutcome);
+    return this.outgoing.recover();
   }
 
   /** This host's source side, as the driver calls it in peer-to-peer mode. */
@@ -73,6 +77,7 @@ export class Migrations {
       begin: (domain, req) => this.outgoing.begin(domain, req),
       perform: (args) => this.outgoing.perform(args),
       confirm: (args) => this.outgoing.confirm(args),
+      cancel: (jobId, why, destinationLost) => this.outgoing.cancel(jobId, why, destinationLost),
     };
   }
 

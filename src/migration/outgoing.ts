@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
-import { FerryError } from '../errors/index.js';
+import { FerryError, toFerryError } from '../errors/index.js';
 import { MAX_BANDWIDTH_MIB, hasFlag, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
@@ -26,6 +26,7 @@ import { DiskMirrors, describeStorage, dropLeftoverMirrors, withDiskStats } from
 import type { StorageCookie } from './phases.js';
 import { MigrationJournal, type JournalEntry, type JournalPhase } from './journal.js';
 import { holdPoint } from './test-hold.js';
+import { releaseIncomingQemu } from './release-incoming.js';
 import { MigrationSlots, type SlotTicket } from './slots.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
@@ -45,6 +46,14 @@ interface OutgoingJob {
   wasRunning: boolean;
   stats: JobStats | null;
   abortRequested: boolean;
+  /** Why the job was cancelled, when something other than `domjobabort` cancelled it (a lost destination, say). */
+  abortReason?: string;
+  /** The destination daemon was lost: nobody there will clean up its waiting QEMU (see release-incoming.ts). */
+  destinationLost?: boolean;
+  /** The client that drives this job (managed mode) went away; the job is rolled back once it is safe. */
+  ownerLost?: boolean;
+  /** Stops listening for the owner's departure once the job has ended. */
+  dropOwner?: () => void;
   /** Set once the migration switched to post-copy: the source never resumes after that. */
   postcopy?: boolean;
   /** `migrate-postcopy` was called. */
@@ -61,7 +70,13 @@ interface OutgoingJob {
   ticket: SlotTicket;
   /** The job's journal writes, in order (a later write or the removal never overtakes an earlier one). */
   journalChain?: Promise<void>;
+  /** Why the job failed, for `domjobinfo --completed`. */
+  errmsg?: string;
 }
+
+/** After a restart, how often and how many times a destination that does not answer is asked how a job ended. */
+const RECOVERY_ASK_INTERVAL_MS = 10_000;
+const RECOVERY_ASKS = 6;
 
 /** How a destination answers "did you finish?" for a job a restarted source finds in its journal. */
 export type OutcomeQuery = (destUri: string, domainUuid: string) => Promise<'finished' | 'aborted' | 'unreachable'>;
@@ -78,6 +93,8 @@ export class OutgoingMigrations {
   constructor(
     private readonly host: Host,
     private readonly log: (msg: string) => void,
+    /** Asks a destination how a job whose answer was lost ended (see {@link OutcomeQuery}). */
+    private readonly askOutcome: OutcomeQuery,
     private readonly qemuTlsDir?: string,
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
@@ -119,8 +136,13 @@ export class OutgoingMigrations {
     return done;
   }
 
-  /** begin: validate, lock the domain for the job, and produce the XML and cookie. */
-  async begin(ref: unknown, req: MigrationRequest & { destUri?: string }): Promise<BeginResult> {
+  /**
+   * begin: validate, lock the domain for the job, and produce the XML and
+   * cookie. `owner` aborts when the client driving the job (managed mode)
+   * goes away, even while the job still waits in the queue: the job is then
+   * rolled back as far as is safe (see {@link ownerGone}).
+   */
+  async begin(ref: unknown, req: MigrationRequest & { destUri?: string }, owner?: AbortSignal): Promise<BeginResult> {
     const d = this.host.registry.lookup(ref);
     const offline = hasFlag(req.flags, 'OFFLINE');
     const live = d.runtime?.liveDoc ?? null;
@@ -157,6 +179,14 @@ export class OutgoingMigrations {
       ticket: this.slots.claim(),
     };
     this.jobs.set(job.id, job);
+    if (owner) {
+      const gone = () => void this.ownerGone(job.id).catch((err: Error) => this.log(`rollback of migration job ${job.id} failed: ${err.message}`));
+      if (owner.aborted) queueMicrotask(gone);
+      else {
+        owner.addEventListener('abort', gone, { once: true });
+        job.dropOwner = () => owner.removeEventListener('abort', gone);
+      }
+    }
     try {
       if (job.ticket.position() > 0) this.log(`migration of '${d.name}' queued at position ${job.ticket.position()}: ${this.slots.limit} outgoing migrations already run`);
       await job.ticket.granted;
@@ -185,6 +215,7 @@ export class OutgoingMigrations {
       };
     } catch (err) {
       job.ticket.release();
+      job.dropOwner?.();
       this.jobs.delete(job.id);
       await this.forget(job);
       d.jobs.endAsync(asyncJob);
@@ -196,7 +227,7 @@ export class OutgoingMigrations {
   async perform(args: PerformArgs): Promise<PerformResult> {
     const job = this.get(args.jobId);
     if (job.phase !== 'begun') throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}, not ready to perform`);
-    if (job.abortRequested) throw new FerryError('operation_aborted', `migration of '${job.domain.name}' was aborted`);
+    if (job.abortRequested) throw this.abortedError(job);
     const d = job.domain;
     const rt = d.runtime;
     if (!rt) throw new FerryError('operation_failed', `domain '${d.name}' stopped before its migration could start`);
@@ -209,6 +240,7 @@ export class OutgoingMigrations {
       throw err;
     }
     let ioError = false;
+    let streamStarted = false;
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
     const onEvent = (ev: QmpEvent) => {
@@ -236,7 +268,7 @@ export class OutgoingMigrations {
         if (stateOf(d) !== 'paused') await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migrated');
       }
       await holdPoint(this.host.config.runDir, 'source-performing', this.log);
-      if (job.abortRequested) throw new FerryError('operation_aborted', `migration of '${d.name}' was aborted`);
+      if (job.abortRequested) throw this.abortedError(job);
       if (job.storage && job.storage.disks.length > 0) {
         if (!args.nbd) throw new FerryError('operation_failed', `the destination offered no disk server for the storage copy of '${d.name}'`);
         const bw = job.params.bandwidth ?? (speed !== undefined && speed < UNLIMITED_SPEED_MIB ? speed : undefined);
@@ -258,6 +290,7 @@ export class OutgoingMigrations {
       }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       rt.pendingPause = 'migrating';
+      streamStarted = true;
       await qmp.execute('migrate', { uri: args.migrateUri });
       const follow = (stopAtPostcopy: boolean) =>
         followMigration(qmp, {
@@ -299,7 +332,7 @@ export class OutgoingMigrations {
         job.phase = 'perform-failed';
         if (end.info.status === 'postcopy-paused') job.postcopy = true;
         if (ioError) throw new FerryError('operation_aborted', `migration of '${d.name}' cancelled: a disk I/O error occurred and --abort-on-error (ABORT_ON_ERROR) was given`);
-        if (job.abortRequested || end.status === 'cancelled') throw new FerryError('operation_aborted', `migration of '${d.name}' was aborted`);
+        if (job.abortRequested || end.status === 'cancelled') throw this.abortedError(job);
         throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}`);
       }
       job.phase = 'performed';
@@ -308,14 +341,25 @@ export class OutgoingMigrations {
       return { stats, ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
     } catch (err) {
       if (job.phase === 'performing') job.phase = 'perform-failed';
+      // No switch-over happened: a STOP from now on (a user's suspend) is not the migration's.
+      if (rt.pendingPause === 'migrating') rt.pendingPause = undefined;
       // Make sure QEMU's stream stops: a half-run migration must not complete behind our back.
       await cancelMigration(qmp).catch(() => undefined);
       // The disk copies stop too; the source keeps running on its own images.
       await job.mirrors?.abort().catch(() => undefined);
+      // A cancelled stream makes the destination QEMU exit; one never started must be made to.
+      if (job.destinationLost && !streamStarted) await releaseIncomingQemu(args.migrateUri);
       throw err;
     } finally {
       qmp.off('event', onEvent);
+      // The driving client left while QEMU streamed: roll back now that perform has settled.
+      if (job.ownerLost) void this.ownerGone(job.id).catch((e: Error) => this.log(`rollback of migration job ${job.id} failed: ${e.message}`));
     }
+  }
+
+  /** The error of a job that was cancelled: by `domjobabort`, or for the reason recorded. */
+  private abortedError(job: OutgoingJob): FerryError {
+    return new FerryError('operation_aborted', `migration of '${job.domain.name}' was aborted${job.abortReason ? `: ${job.abortReason}` : ''}`);
   }
 
   /** confirm: finish the source side of a successful job, or take the guest back after a failed one. */
@@ -323,17 +367,26 @@ export class OutgoingMigrations {
     const job = this.get(args.jobId);
     if (job.phase === 'confirmed' || job.phase === 'cancelled') return;
     const d = job.domain;
+    let failed = args.cancelled;
     try {
-      if (!args.cancelled) {
+      if (args.cancelled && args.outcomeUnknown !== undefined) {
+        // Nobody knows whether the destination resumed the guest: leave it paused here, end the job.
+        this.log(`migration job ${job.id} of '${d.name}' ends with an unknown outcome; the guest stays paused here: ${args.outcomeUnknown}`);
+        await job.mirrors?.abort().catch(() => undefined);
+        job.errmsg = args.outcomeUnknown;
+        job.phase = 'cancelled';
+      } else if (!args.cancelled) {
         await this.note(job, 'confirming', 'wait');
         await holdPoint(this.host.config.runDir, 'source-confirming', this.log);
         if (job.phase !== 'performed' && !hasFlag(job.flags, 'OFFLINE')) {
+          failed = true;
           throw new FerryError('operation_invalid', `migration job ${job.id} is ${job.phase}; it cannot be confirmed as a success`);
         }
         if (job.completion) {
           // Post-copy: the rest of the memory is still flowing to the destination; wait for it.
           const end = await job.completion;
           if (end.status !== 'completed') {
+            failed = true;
             await this.takeBack(job);
             job.phase = 'cancelled';
             throw new FerryError('operation_failed', `post-copy migration of '${d.name}' failed after the switch: ${'error' in end ? end.error : end.status}; the guest is paused here and runs, degraded, on the destination`);
@@ -346,8 +399,11 @@ export class OutgoingMigrations {
         await this.takeBack(job);
         job.phase = 'cancelled';
       }
+    } catch (err) {
+      job.errmsg ??= toFerryError(err).message;
+      throw err;
     } finally {
-      this.finishJob(job, args.cancelled);
+      this.finishJob(job, failed);
     }
   }
 
@@ -368,26 +424,58 @@ export class OutgoingMigrations {
     const d = this.host.registry.lookup(ref);
     const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'queued' || j.phase === 'begun' || j.phase === 'performing'));
     if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
+    await this.stopStreaming(job);
+  }
+
+  /**
+   * Cancels job `jobId` if it has not finished streaming: a queued job
+   * leaves the queue, a running stream is cancelled (its perform then fails
+   * with `why`). A job past the stream is left alone: only confirm ends it.
+   * With `destinationLost`, the destination daemon is gone and its QEMU is
+   * released by the source (see release-incoming.ts).
+   */
+  async cancel(jobId: string, why: string, destinationLost = false): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || !(job.phase === 'queued' || job.phase === 'begun' || job.phase === 'performing')) return;
+    this.log(`cancelling migration job ${job.id} of '${job.domain.name}' (${job.phase}): ${why}`);
+    job.abortReason ??= why;
+    if (destinationLost) job.destinationLost = true;
+    await this.stopStreaming(job);
+  }
+
+  private async stopStreaming(job: OutgoingJob): Promise<void> {
     job.abortRequested = true;
-    if (job.phase === 'queued') job.ticket.cancel(`the migration of '${d.name}' was aborted while it waited for a slot`);
-    if (job.phase === 'performing' && d.runtime) await cancelMigration(d.runtime.qemu.qmp);
+    if (job.phase === 'queued') job.ticket.cancel(`the migration of '${job.domain.name}' was aborted while it waited for a slot${job.abortReason ? `: ${job.abortReason}` : ''}`);
+    if (job.phase === 'performing' && job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp);
     // Mirrors still catching up notice the request at their next poll.
   }
 
-  /** The job whose owner (a managing client) went away: roll it back where that is safe. */
-  async ownerGone(jobId: string, settle: (job: { id: string; phase: string; domainUuid: string }) => Promise<'finished' | 'aborted' | 'unreachable'>): Promise<void> {
+  /**
+   * The client driving job `jobId` went away: roll the job back where that
+   * is safe. Queued or streaming, it is cancelled (and confirmed as failed
+   * once perform has settled); after the stream, the destination is asked
+   * whether it runs the guest, and with no answer the job ends with the
+   * guest paused here (it may run there).
+   */
+  async ownerGone(jobId: string): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job || job.phase === 'confirmed' || job.phase === 'cancelled') return;
-    this.log(`the client managing migration job ${job.id} of '${job.domain.name}' went away in phase ${job.phase}`);
-    if (job.phase === 'performing') {
-      job.abortRequested = true;
-      if (job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp).catch(() => undefined);
-      return; // perform's own failure path leaves phase perform-failed; the caller retries ownerGone then.
+    if (!job.ownerLost) this.log(`the client managing migration job ${job.id} of '${job.domain.name}' went away in phase ${job.phase}`);
+    job.ownerLost = true;
+    if (job.phase === 'queued' || job.phase === 'performing') {
+      job.abortReason ??= 'the client managing the migration went away';
+      // begin's or perform's own failure path runs next; perform's calls ownerGone again when it has settled.
+      await this.stopStreaming(job);
+      return;
     }
     if (job.phase === 'performed') {
-      const outcome = await settle({ id: job.id, phase: job.phase, domainUuid: job.domain.uuid });
+      const outcome = job.destUri ? await this.askOutcome(job.destUri, job.domain.uuid) : 'unreachable';
       if (outcome === 'unreachable') {
-        this.log(`cannot learn whether '${job.domain.name}' runs on the destination; it stays paused here`);
+        await this.confirm({
+          jobId,
+          cancelled: true,
+          outcomeUnknown: `the client managing the migration went away after the stream completed, and ${job.destUri ?? 'the destination'} cannot be asked whether it runs the guest: check it there, then 'ferry resume' or 'ferry destroy' the guest here`,
+        });
         return;
       }
       await this.confirm({ jobId, cancelled: outcome !== 'finished' });
@@ -480,7 +568,8 @@ export class OutgoingMigrations {
     const d = job.domain;
     const elapsed = Date.now() - job.startedAt;
     const base: JobStats = job.stats ?? { type: 'Completed', operation: 'Outgoing migration', time_elapsed: elapsed };
-    d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed };
+    d.completedJob = { ...base, type: failed ? (job.abortRequested ? 'Cancelled' : 'Failed') : 'Completed', time_elapsed: elapsed, wall_time: elapsed, ...(failed && job.errmsg ? { errmsg: job.errmsg } : {}) };
+    job.dropOwner?.();
     d.jobs.endAsync(job.asyncJob);
     job.ticket.release();
     this.host.events.jobCompleted(d, d.completedJob);
@@ -497,13 +586,29 @@ export class OutgoingMigrations {
    * destination cannot be asked, the guest stays paused and the question is
    * asked again every 10 s.
    */
-  async recover(ask: OutcomeQuery): Promise<void> {
+  async recover(): Promise<void> {
     const entries = await this.journal.list((f, why) => this.log(`ignoring unreadable migration journal file ${f}: ${why}`));
-    for (const e of entries) void this.recoverOne(e, ask);
+    for (const e of entries) {
+      const d = this.host.registry.getByUuid(e.domainUuid);
+      let lock: AsyncJob | undefined;
+      try {
+        // Held from before ferryd serves its sockets: no resume may run a guest the destination may already run.
+        if (d && e.phase !== 'begun') lock = d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
+      } catch (err) {
+        this.log(`migration job ${e.jobId} of '${e.domainName}' cannot be settled after the restart: ${toFerryError(err).message}`);
+        continue;
+      }
+      void this.recoverOne(e, d)
+        .catch((err) => this.log(`migration job ${e.jobId} of '${e.domainName}' could not be settled after the restart: ${toFerryError(err).message}`))
+        .finally(() => {
+          if (d && lock) d.jobs.endAsync(lock);
+        });
+    }
   }
 
-  private async recoverOne(e: JournalEntry, ask: OutcomeQuery): Promise<void> {
-    const d = this.host.registry.getByUuid(e.domainUuid);
+  /** Settles one journal entry; the caller holds the domain's job lock. */
+  private async recoverOne(e: JournalEntry, d: HostedDomain | undefined): Promise<void> {
+    const ask = this.askOutcome;
     const rt = d?.runtime;
     const done = async (what: string) => {
       this.log(`migration job ${e.jobId} of '${e.domainName}', interrupted by a restart in phase ${e.phase}: ${what}`);
@@ -511,58 +616,57 @@ export class OutgoingMigrations {
     };
     if (!d) return done('the domain is gone; nothing to do');
     if (e.phase === 'begun') return done('it had not started; nothing changed');
-    const lock = d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
-    try {
-      for (;;) {
-        const rtNow = d.runtime;
-        if (!rtNow || rtNow !== rt) {
-          // The source QEMU is gone: only the definition may be left to settle.
-          if (e.phase === 'confirming' || (e.destUri && (await ask(e.destUri, e.domainUuid)) === 'finished')) {
-            await this.stopSource(d, null, e.flags);
-            return await done('the guest runs on the destination; source cleaned up');
-          }
-          return await done('the source QEMU is gone and the destination does not run the guest');
-        }
-        const qmp = rtNow.qemu.qmp;
-        const info = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
-        const status = info.status ?? 'none';
-        if (e.postcopy && status === 'completed') {
-          // The post-copy stream finished while this daemon was down: the destination has the whole guest.
-          await this.stopSource(d, rtNow, e.flags);
-          return await done('the post-copy stream completed; source cleaned up');
-        }
-        if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
-          if (status === 'postcopy-active') {
-            const end = await followMigration(qmp, { pollMs: 500 });
-            if (end.status === 'completed') {
-              await this.stopSource(d, rtNow, e.flags);
-              return await done('the post-copy stream completed; source cleaned up');
-            }
-          }
-          await this.host.runner.transition(d, rtNow, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
-          return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
-        }
-        if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
-          await cancelMigration(qmp).catch(() => undefined);
-          await new Promise((r) => setTimeout(r, 200));
-          continue;
-        }
-        const answer = status === 'completed' || e.phase === 'confirming' ? (e.destUri ? await ask(e.destUri, e.domainUuid) : 'unreachable') : 'aborted';
-        if (answer === 'finished') {
-          await this.stopSource(d, rtNow, e.flags);
+    let unanswered = 0;
+    for (;;) {
+      const rtNow = d.runtime;
+      if (!rtNow || rtNow !== rt) {
+        // The source QEMU is gone: only the definition may be left to settle.
+        if (e.phase === 'confirming' || (e.destUri && (await ask(e.destUri, e.domainUuid)) === 'finished')) {
+          await this.stopSource(d, null, e.flags);
           return await done('the guest runs on the destination; source cleaned up');
         }
-        if (answer === 'aborted') {
-          await this.resumeAfterRecovery(d, rtNow, e.wasRunning);
-          return await done('the destination does not run the guest; it runs here again');
-        }
-        this.log(`migration job ${e.jobId} of '${e.domainName}': cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest; it stays paused here, asking again in 10 s`);
-        await new Promise((r) => setTimeout(r, 10_000));
+        return await done('the source QEMU is gone and the destination does not run the guest');
       }
-    } catch (err) {
-      this.log(`migration job ${e.jobId} of '${e.domainName}' could not be settled after the restart: ${(err as Error).message}`);
-    } finally {
-      d.jobs.endAsync(lock);
+      const qmp = rtNow.qemu.qmp;
+      const info = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
+      const status = info.status ?? 'none';
+      if (e.postcopy && status === 'completed') {
+        // The post-copy stream finished while this daemon was down: the destination has the whole guest.
+        await this.stopSource(d, rtNow, e.flags);
+        return await done('the post-copy stream completed; source cleaned up');
+      }
+      if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
+        if (status === 'postcopy-active') {
+          const end = await followMigration(qmp, { pollMs: 500 });
+          if (end.status === 'completed') {
+            await this.stopSource(d, rtNow, e.flags);
+            return await done('the post-copy stream completed; source cleaned up');
+          }
+        }
+        await this.host.runner.transition(d, rtNow, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
+        return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
+      }
+      if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
+        await cancelMigration(qmp).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      const answer = status === 'completed' || e.phase === 'confirming' ? (e.destUri ? await ask(e.destUri, e.domainUuid) : 'unreachable') : 'aborted';
+      if (answer === 'finished') {
+        await this.stopSource(d, rtNow, e.flags);
+        return await done('the guest runs on the destination; source cleaned up');
+      }
+      if (answer === 'aborted') {
+        await this.resumeAfterRecovery(d, rtNow, e.wasRunning);
+        return await done('the destination does not run the guest; it runs here again');
+      }
+      if (++unanswered >= RECOVERY_ASKS) {
+        const why = `cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest after ${unanswered} tries; the guest stays paused here so it cannot run twice: check the destination with 'ferry list', then 'ferry destroy' it here if it runs there, else 'ferry resume' it here`;
+        d.completedJob = { type: 'Failed', operation: 'Outgoing migration', time_elapsed: 0, errmsg: why };
+        return await done(why);
+      }
+      this.log(`migration job ${e.jobId} of '${e.domainName}': cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest; it stays paused here, asking again in ${RECOVERY_ASK_INTERVAL_MS / 1000} s`);
+      await new Promise((r) => setTimeout(r, RECOVERY_ASK_INTERVAL_MS));
     }
   }
 

@@ -144,6 +144,12 @@ export interface ConfirmArgs {
   jobId: string;
   /** True when the migration failed: the source takes its guest back. */
   cancelled: boolean;
+  /**
+   * Set (with `cancelled`) when nobody can tell whether the destination
+   * resumed the guest: the source ends its job but leaves the guest paused,
+   * and records this sentence as the job's error.
+   */
+  outcomeUnknown?: string;
   /** Downtime measured by finish, recorded in the source's completed job. */
   downtimeMs?: number;
 }

@@ -9,6 +9,7 @@ import { ApiServer, type ApiConnection, type Handler } from '../../src/api/serve
 import { ApiClient } from '../../src/api/client.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame, encodeStreamFrame } from '../../src/api/framing.js';
 import { ERROR_CODES, FerryError } from '../../src/errors/index.js';
+import { RawPeer } from '../support/raw-peer.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -48,34 +49,6 @@ function handlers(): Map<string, Handler> {
       return { subscribed: true };
     }],
   ]);
-}
-
-/** A raw unix-socket peer that records the frames it receives and when it is closed. */
-class RawPeer {
-  readonly frames: unknown[] = [];
-  readonly closed: Promise<void>;
-  private readonly decoder = new FrameDecoder();
-  private waiters: Array<() => void> = [];
-  constructor(readonly socket: Socket) {
-    socket.on('data', (c: Buffer) => {
-      for (const f of this.decoder.push(c)) if (f.kind === FrameKind.json) this.frames.push(f.message);
-      for (const w of this.waiters.splice(0)) w();
-    });
-    socket.on('error', () => undefined);
-    this.closed = new Promise((r) => socket.once('close', () => r()));
-  }
-  static connect(path: string): Promise<RawPeer> {
-    return new Promise((resolve, reject) => {
-      const s = createConnection({ path });
-      s.once('connect', () => resolve(new RawPeer(s)));
-      s.once('error', reject);
-    });
-  }
-  async nextFrame(): Promise<unknown> {
-    const seen = this.frames.length;
-    while (this.frames.length === seen) await new Promise<void>((r) => this.waiters.push(r));
-    return this.frames[seen];
-  }
 }
 
 let dir: string;

@@ -16,12 +16,20 @@ function refusal(fn: () => unknown): FerryError {
 
 describe('parseDaemonArgs', () => {
   it('defaults: /var/lib/ferry, /run/ferry, accel auto, no network listeners', () => {
-    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 } });
+    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 } });
   });
 
   it('takes directories, identity and accelerator', () => {
     const cfg = parseDaemonArgs(argv('--state-dir', '/s', '--run-dir', '/r', '--host-uuid', '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', '--host-name', 'h1', '--accel', 'tcg'));
-    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 } });
+    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 } });
+  });
+
+  it('--keepalive-interval and --keepalive-count set how fast a vanished client or peer is noticed; 0 turns it off', () => {
+    expect(parseDaemonArgs(argv('--keepalive-interval', '2', '--keepalive-count', '3')).keepalive).toEqual({ intervalS: 2, count: 3 });
+    expect(parseDaemonArgs(argv('--keepalive-interval', '0')).keepalive).toEqual({ intervalS: 0, count: 5 });
+    expect(refusal(() => parseDaemonArgs(argv('--keepalive-interval', '-1'))).message).toMatch(/--keepalive-interval expects whole seconds/);
+    expect(refusal(() => parseDaemonArgs(argv('--keepalive-count', '0'))).code).toBe('invalid_arg');
+    expect(refusal(() => parseDaemonArgs(argv('--keepalive-count', 'many'))).message).toMatch(/--keepalive-count expects a whole number from 1 to 100, not 'many'/);
   });
 
   it('refuses an accelerator other than auto, kvm or tcg', () => {

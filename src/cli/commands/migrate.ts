@@ -119,8 +119,9 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
           result = { domain: r.domain ?? domain, state: r.state, reason: r.reason, persistent: r.persistent };
           stats = r.stats;
         } else {
-          const dest = await ApiClient.connect(destUri, process.env.FERRY_PKI_DIR ? { pkiDir: process.env.FERRY_PKI_DIR } : {});
-          const dst = remoteDestination(dest);
+          // Managed mode: this client watches both daemons (keepalive) and the driver cancels the stream if the destination is lost.
+          const dest = await ApiClient.connect(destUri, ctx.connectOptions);
+          const dst = remoteDestination(dest, ctx.connectOptions);
           try {
             const [srcId, dstId] = await Promise.all([source.call('connect.hello', {}), dest.call('connect.hello', {})]);
             // Again with both hosts known: the table's same-host rule.
