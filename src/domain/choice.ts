@@ -1,5 +1,6 @@
 /** Reading an attribute or text that must be one of a fixed set of words. */
-import { show, unsupported, xmlError } from './refuse.js';
+import { showValue } from '../errors/index.js';
+import { unsupported, xmlError } from './refuse.js';
 
 /** What a caller knows about the values of one setting. */
 export interface Choices<T extends string> {
@@ -27,9 +28,9 @@ export function choose<T extends string>(value: string, choices: Choices<T>): T 
   const { libvirtOnly } = choices;
   if (value !== '' && (libvirtOnly === '*' || libvirtOnly?.includes(value))) {
     throw unsupported(
-      `unsupported value ${show(value)} for ${choices.what}: Ferry supports ${choices.supported.join(', ')}` +
+      `unsupported value ${showValue(value)} for ${choices.what}: Ferry supports ${choices.supported.join(', ')}` +
         (choices.why === undefined ? '' : `; ${choices.why}`),
     );
   }
-  throw xmlError(`invalid value ${show(value)} for ${choices.what}: expected one of ${choices.supported.join(', ')}`);
+  throw xmlError(`invalid value ${showValue(value)} for ${choices.what}: expected one of ${choices.supported.join(', ')}`);
 }

@@ -1,11 +1,10 @@
 /** The domain document: a libvirt domain XML DOM that keeps everything, plus the model derived from it. */
 import type { Document, Element } from '@xmldom/xmldom';
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { appendIndented, attr, childElements, insertBefore, optionalChild, removeIndented, setText } from './dom.js';
 import { normaliseDomain } from './normalise.js';
 import { hostPathProblem } from './paths.js';
 import { domainRoot, readDomain } from './read-domain.js';
-import { show } from './refuse.js';
 import type { DomainDef } from './types.js';
 import { normaliseUuid } from './uuid.js';
 import { validateDomainName } from './validate-name.js';
@@ -23,7 +22,7 @@ function deepFreeze<T>(value: T): T {
 
 function invalidPath(path: string, what: string): FerryError | undefined {
   const problem = hostPathProblem(path);
-  return problem === undefined ? undefined : new FerryError('invalid_arg', `invalid ${what} ${show(path)}: ${problem}`);
+  return problem === undefined ? undefined : new FerryError('invalid_arg', `invalid ${what} ${showValue(path)}: ${problem}`);
 }
 
 /** Options for {@link DomainDocument.withDiskSource}. */
@@ -128,7 +127,7 @@ export class DomainDocument {
     const disk = this.def.disks.find((d) => d.targetDev === targetDev);
     if (disk === undefined) {
       const known = this.def.disks.map((d) => d.targetDev).join(', ') || 'none';
-      throw new FerryError('invalid_arg', `domain '${this.def.name}' has no disk with target ${show(targetDev)} (disks: ${known})`);
+      throw new FerryError('invalid_arg', `domain '${this.def.name}' has no disk with target ${showValue(targetDev)} (disks: ${known})`);
     }
     const bad = invalidPath(path, 'disk source path');
     if (bad !== undefined) throw bad;

@@ -1,6 +1,7 @@
 /** Small DOM helpers for reading and editing domain XML without losing what Ferry does not understand. */
 import type { Element, Node } from '@xmldom/xmldom';
-import { show, xmlError } from './refuse.js';
+import { xmlError } from './refuse.js';
+import { showValue } from '../errors/index.js';
 
 /** DOM node type numbers used by this module. */
 export const NodeType = {
@@ -90,7 +91,7 @@ export function textOf(el: Element, where?: string): string {
 export function refuseStrayText(el: Element, where?: string): void {
   for (let c = el.firstChild; c !== null; c = c.nextSibling) {
     if ((c.nodeType === NodeType.TEXT || c.nodeType === NodeType.CDATA_SECTION) && (c.nodeValue ?? '').trim() !== '') {
-      throw xmlError(`unexpected text ${show((c.nodeValue ?? '').trim())} in ${label(el.localName ?? el.nodeName, where)}`);
+      throw xmlError(`unexpected text ${showValue((c.nodeValue ?? '').trim())} in ${label(el.localName ?? el.nodeName, where)}`);
     }
   }
 }

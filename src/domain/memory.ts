@@ -1,7 +1,8 @@
 /** The memory-size elements of a domain: their checks, and their rewrite to `unit='KiB'`. */
 import type { Element } from '@xmldom/xmldom';
 import { attr, insertAfter, optionalChild, requiredChild, setText, textOf } from './dom.js';
-import { show, xmlError } from './refuse.js';
+import { showValue } from '../errors/index.js';
+import { xmlError } from './refuse.js';
 import { DEFAULT_MEMORY_UNIT, memoryToKiB } from './units.js';
 
 /** Smallest guest memory accepted: nothing boots in less than 1 MiB. */
@@ -24,18 +25,18 @@ export interface MemorySizes {
 
 function describe(el: Element): string {
   const unit = attr(el, 'unit');
-  return unit === undefined ? `<${el.localName}>` : `<${el.localName} unit=${show(unit)}>`;
+  return unit === undefined ? `<${el.localName}>` : `<${el.localName} unit=${showValue(unit)}>`;
 }
 
 function sizeOf(el: Element): number {
   const text = textOf(el);
   const result = memoryToKiB(text, attr(el, 'unit') ?? DEFAULT_MEMORY_UNIT);
-  if (!result.ok) throw xmlError(`invalid value ${show(text)} for ${describe(el)}: ${result.problem}`);
+  if (!result.ok) throw xmlError(`invalid value ${showValue(text)} for ${describe(el)}: ${result.problem}`);
   if (result.kib < MIN_MEMORY_KIB) {
-    throw xmlError(`invalid value ${show(text)} for ${describe(el)}: the size must be at least ${MIN_MEMORY_KIB} KiB`);
+    throw xmlError(`invalid value ${showValue(text)} for ${describe(el)}: the size must be at least ${MIN_MEMORY_KIB} KiB`);
   }
   if (result.kib >= MEMORY_LIMIT_KIB) {
-    throw xmlError(`invalid value ${show(text)} for ${describe(el)}: the size must be less than 16 TiB`);
+    throw xmlError(`invalid value ${showValue(text)} for ${describe(el)}: the size must be less than 16 TiB`);
   }
   return result.kib;
 }

@@ -2,10 +2,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Document } from '@xmldom/xmldom';
 import { attr, childElements, insertAfter, optionalChild, requiredChild, setText, textOf } from './dom.js';
+import { showValue } from '../errors/index.js';
 import { canonicalMac } from './mac.js';
 import { normaliseMemory } from './memory.js';
 import { domainRoot, readDomainType } from './read-domain.js';
-import { show, xmlError } from './refuse.js';
+import { xmlError } from './refuse.js';
 import { canonicalUuid } from './uuid.js';
 
 /**
@@ -33,7 +34,7 @@ export function normaliseDomain(doc: Document): void {
   } else {
     const text = textOf(uuidEl);
     const uuid = canonicalUuid(text.trim());
-    if (uuid === undefined) throw xmlError(`invalid value ${show(text)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+    if (uuid === undefined) throw xmlError(`invalid value ${showValue(text)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
     if (uuid !== text) setText(uuidEl, uuid);
   }
   normaliseMemory(root);

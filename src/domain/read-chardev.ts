@@ -1,9 +1,10 @@
 /** Reads `<serial>` and `<console>` elements, where a console is libvirt's alias for a serial port. */
 import type { Element } from '@xmldom/xmldom';
 import { choose } from './choice.js';
+import { showValue } from '../errors/index.js';
 import { attr, optionalChild, refuseStrayText, requiredAttr, requiredChild } from './dom.js';
 import { hostPathProblem } from './paths.js';
-import { show, unsupported, xmlError } from './refuse.js';
+import { unsupported, xmlError } from './refuse.js';
 import type { CharDevDef } from './types.js';
 
 /** ISA serial ports: COM1 to COM4. */
@@ -23,7 +24,7 @@ function readPort(target: Element | undefined, where: string): number | undefine
   const text = target === undefined ? undefined : attr(target, 'port');
   if (text === undefined) return undefined;
   if (!/^[0-9]{1,3}$/.test(text)) {
-    throw xmlError(`invalid value ${show(text)} for <target port> of ${where}: expected a non-negative integer`);
+    throw xmlError(`invalid value ${showValue(text)} for <target port> of ${where}: expected a non-negative integer`);
   }
   const port = Number(text);
   if (port >= MAX_SERIAL_PORTS) {
@@ -38,7 +39,7 @@ function readSource(el: Element, def: CharDevDef, where: string): void {
   const source = requiredChild(el, 'source', where);
   const path = requiredAttr(source, 'path', where);
   const problem = hostPathProblem(path);
-  if (problem !== undefined) throw xmlError(`invalid value ${show(path)} for <source path> of ${where}: ${problem}`);
+  if (problem !== undefined) throw xmlError(`invalid value ${showValue(path)} for <source path> of ${where}: ${problem}`);
   def.path = path;
   if (def.type === 'file') {
     const append = attr(source, 'append');

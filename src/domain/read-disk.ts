@@ -1,9 +1,10 @@
 /** Reads and checks one `<disk>` element into a {@link DiskDef}. */
 import type { Element } from '@xmldom/xmldom';
 import { choose } from './choice.js';
+import { showValue } from '../errors/index.js';
 import { attr, childElements, optionalChild, refuseStrayText, requiredAttr, requiredChild } from './dom.js';
 import { hostPathProblem } from './paths.js';
-import { show, xmlError } from './refuse.js';
+import { xmlError } from './refuse.js';
 import type { BackingStoreDef, DiskCache, DiskDef, DiskErrorPolicy, DiskFormat } from './types.js';
 
 /** Target device names Ferry accepts: a bus prefix and one to three letters. */
@@ -39,7 +40,7 @@ function sourcePath(source: Element, type: 'file' | 'block', where: string): str
     throw xmlError(`missing attribute '${name}' on <source> of ${where} (a type='${type}' source names its path with ${name}=...)`);
   }
   const problem = hostPathProblem(path);
-  if (problem !== undefined) throw xmlError(`invalid value ${show(path)} for <source ${name}> of ${where}: ${problem}`);
+  if (problem !== undefined) throw xmlError(`invalid value ${showValue(path)} for <source ${name}> of ${where}: ${problem}`);
   return path;
 }
 
@@ -83,7 +84,7 @@ export function readDisk(el: Element, index: number): DiskDef {
   const targetDev = requiredAttr(target, 'dev', first);
   if (!DISK_TARGET_PATTERN.test(targetDev)) {
     throw xmlError(
-      `invalid value ${show(targetDev)} for <target dev> of ${first}: expected vd, sd or hd followed by 1 to 3 lower-case letters, e.g. vda`,
+      `invalid value ${showValue(targetDev)} for <target dev> of ${first}: expected vd, sd or hd followed by 1 to 3 lower-case letters, e.g. vda`,
     );
   }
   const where = `disk '${targetDev}'`;

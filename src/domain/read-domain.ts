@@ -1,6 +1,7 @@
 /** Derives the {@link DomainDef} model from a normalised domain DOM, checking every rule on the way. */
 import type { Document, Element } from '@xmldom/xmldom';
 import { choose } from './choice.js';
+import { showValue } from '../errors/index.js';
 import { attr, childElements, optionalChild, refuseStrayText, requiredAttr, requiredChild, textOf } from './dom.js';
 import { readMemorySizes } from './memory.js';
 import { hostPathProblem } from './paths.js';
@@ -8,7 +9,7 @@ import { readCharDevs } from './read-chardev.js';
 import { readDisk } from './read-disk.js';
 import { readInterface } from './read-interface.js';
 import { readOs } from './read-os.js';
-import { show, xmlError } from './refuse.js';
+import { xmlError } from './refuse.js';
 import type { DiskDef, DomainDef, LifecycleAction } from './types.js';
 import { canonicalUuid } from './uuid.js';
 import { domainNameProblem } from './validate-name.js';
@@ -31,7 +32,7 @@ export function domainRoot(doc: Document): Element {
   const root = doc.documentElement;
   if (root === null) throw xmlError('malformed XML: no root element');
   if (root.localName !== 'domain' || root.namespaceURI !== null) {
-    const ns = root.namespaceURI === null ? '' : ` in namespace ${show(root.namespaceURI)}`;
+    const ns = root.namespaceURI === null ? '' : ` in namespace ${showValue(root.namespaceURI)}`;
     throw xmlError(`the root element must be <domain> without a namespace, found <${root.nodeName}>${ns}`);
   }
   return root;
@@ -55,14 +56,14 @@ export function readDomainType(root: Element): DomainDef['type'] {
 export function readName(root: Element): string {
   const name = textOf(requiredChild(root, 'name'));
   const problem = domainNameProblem(name);
-  if (problem !== undefined) throw xmlError(`invalid value ${show(name)} for <name>: ${problem}`);
+  if (problem !== undefined) throw xmlError(`invalid value ${showValue(name)} for <name>: ${problem}`);
   return name;
 }
 
 function positiveInt(text: string, what: string, max: number): number {
   const trimmed = text.trim();
   if (!/^[0-9]{1,6}$/.test(trimmed) || Number(trimmed) < 1 || Number(trimmed) > max) {
-    throw xmlError(`invalid value ${show(text)} for ${what}: expected an integer from 1 to ${max}`);
+    throw xmlError(`invalid value ${showValue(text)} for ${what}: expected an integer from 1 to ${max}`);
   }
   return Number(trimmed);
 }
@@ -108,7 +109,7 @@ function readDevices(root: Element, os: DomainDef['os']): Devices {
   if (emulator !== undefined) {
     const path = textOf(emulator);
     const problem = hostPathProblem(path);
-    if (problem !== undefined) throw xmlError(`invalid value ${show(path)} for <emulator>: ${problem}`);
+    if (problem !== undefined) throw xmlError(`invalid value ${showValue(path)} for <emulator>: ${problem}`);
     def.emulator = path;
   }
   const disks: DiskDef[] = [];
@@ -145,7 +146,7 @@ export function readDomain(doc: Document): DomainDef {
   const name = readName(root);
   const uuidText = textOf(requiredChild(root, 'uuid'));
   const uuid = canonicalUuid(uuidText);
-  if (uuid === undefined) throw xmlError(`invalid value ${show(uuidText)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+  if (uuid === undefined) throw xmlError(`invalid value ${showValue(uuidText)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
   const sizes = readMemorySizes(root);
   const os = readOs(root);
   const title = optionalChild(root, 'title');

@@ -1,9 +1,10 @@
 /** Reads and checks one `<interface>` element into an {@link InterfaceDef}. */
 import type { Element } from '@xmldom/xmldom';
 import { choose } from './choice.js';
+import { showValue } from '../errors/index.js';
 import { attr, optionalChild, refuseStrayText, requiredAttr } from './dom.js';
 import { canonicalMac } from './mac.js';
-import { show, xmlError } from './refuse.js';
+import { xmlError } from './refuse.js';
 import type { InterfaceDef } from './types.js';
 
 /** NIC models Ferry's QEMU builder knows how to create. */
@@ -40,7 +41,7 @@ export function readInterface(el: Element, index: number): InterfaceDef {
   if (mac !== undefined) {
     const address = requiredAttr(mac, 'address', where);
     const result = canonicalMac(address);
-    if (!result.ok) throw xmlError(`invalid value ${show(address)} for <mac address> of ${where}: ${result.problem}`);
+    if (!result.ok) throw xmlError(`invalid value ${showValue(address)} for <mac address> of ${where}: ${result.problem}`);
     def.mac = result.mac;
   }
   const model = optionalChild(el, 'model', where);

@@ -1,9 +1,10 @@
 /** Reads and checks the `<os>` element: guest type, architecture, machine, direct kernel boot, boot order. */
 import type { Element } from '@xmldom/xmldom';
 import { choose } from './choice.js';
+import { showValue } from '../errors/index.js';
 import { attr, childElements, optionalChild, refuseStrayText, requiredAttr, requiredChild, textOf } from './dom.js';
 import { hostPathProblem } from './paths.js';
-import { show, unsupported, xmlError } from './refuse.js';
+import { unsupported, xmlError } from './refuse.js';
 import type { BootDevice, DomainDef } from './types.js';
 
 // Machine types go into QEMU's `-machine` option string, where a comma or
@@ -13,7 +14,7 @@ const MACHINE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 function pathText(el: Element): string {
   const path = textOf(el, '<os>');
   const problem = hostPathProblem(path);
-  if (problem !== undefined) throw xmlError(`invalid value ${show(path)} for <${el.localName}> in <os>: ${problem}`);
+  if (problem !== undefined) throw xmlError(`invalid value ${showValue(path)} for <${el.localName}> in <os>: ${problem}`);
   return path;
 }
 
@@ -51,7 +52,7 @@ export function readOs(root: Element): DomainDef['os'] {
   const machine = attr(typeEl, 'machine');
   if (machine !== undefined) {
     if (!MACHINE_PATTERN.test(machine)) {
-      throw xmlError(`invalid value ${show(machine)} for <os><type machine>: expected a QEMU machine type such as 'pc' or 'pc-q35-8.2'`);
+      throw xmlError(`invalid value ${showValue(machine)} for <os><type machine>: expected a QEMU machine type such as 'pc' or 'pc-q35-8.2'`);
     }
     def.machine = machine;
   }

@@ -1,6 +1,5 @@
 /** libvirt's memory size units, and conversion of a size to whole KiB. */
-import { FerryError } from '../errors/index.js';
-import { show } from './refuse.js';
+import { FerryError, showValue } from '../errors/index.js';
 
 const KIB = 1024n;
 
@@ -50,7 +49,7 @@ export type MemorySizeResult = { ok: true; kib: number } | { ok: false; problem:
 export function memoryToKiB(value: string, unit: string = DEFAULT_MEMORY_UNIT): MemorySizeResult {
   const bytesPerUnit = BYTES_PER_UNIT.get(unit.toLowerCase());
   if (bytesPerUnit === undefined) {
-    return { ok: false, problem: `unknown unit ${show(unit)} (expected one of ${MEMORY_UNITS.join(', ')})` };
+    return { ok: false, problem: `unknown unit ${showValue(unit)} (expected one of ${MEMORY_UNITS.join(', ')})` };
   }
   const digits = value.replace(/^[ \t\n\r]+|[ \t\n\r]+$/g, '');
   if (!/^[0-9]+$/.test(digits) || digits.length > 30) {
@@ -73,6 +72,6 @@ export function memoryToKiB(value: string, unit: string = DEFAULT_MEMORY_UNIT): 
  */
 export function parseMemoryToKiB(value: string, unit: string = DEFAULT_MEMORY_UNIT): number {
   const result = memoryToKiB(value, unit);
-  if (!result.ok) throw new FerryError('invalid_arg', `invalid memory size ${show(value)} with unit ${show(unit)}: ${result.problem}`);
+  if (!result.ok) throw new FerryError('invalid_arg', `invalid memory size ${showValue(value)} with unit ${showValue(unit)}: ${result.problem}`);
   return result.kib;
 }

@@ -1,6 +1,5 @@
 /** Domain UUIDs: accepted spellings and the one canonical form Ferry stores. */
-import { FerryError } from '../errors/index.js';
-import { show } from './refuse.js';
+import { FerryError, showValue } from '../errors/index.js';
 
 const DASHED = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const PLAIN = /^[0-9a-fA-F]{32}$/;
@@ -27,7 +26,7 @@ export function canonicalUuid(text: string): string | undefined {
 export function normaliseUuid(text: string): string {
   const uuid = canonicalUuid(text);
   if (uuid === undefined) {
-    throw new FerryError('invalid_arg', `invalid UUID ${show(text)}: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+    throw new FerryError('invalid_arg', `invalid UUID ${showValue(text)}: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
   }
   return uuid;
 }

@@ -1,6 +1,5 @@
 /** The rules for domain names, which Ferry uses in file paths and QEMU arguments. */
-import { FerryError } from '../errors/index.js';
-import { show } from './refuse.js';
+import { FerryError, showValue } from '../errors/index.js';
 
 /** Longest domain name accepted, in characters (Unicode code points). */
 export const MAX_DOMAIN_NAME_LENGTH = 200;
@@ -58,5 +57,5 @@ export function domainNameProblem(name: string): string | undefined {
  */
 export function validateDomainName(name: string): void {
   const problem = domainNameProblem(name);
-  if (problem !== undefined) throw new FerryError('invalid_arg', `invalid domain name ${show(name)}: ${problem}`);
+  if (problem !== undefined) throw new FerryError('invalid_arg', `invalid domain name ${showValue(name)}: ${problem}`);
 }

@@ -1,8 +1,7 @@
 /** The one table of typed migration parameters (libvirt's `VIR_MIGRATE_PARAM_*`), their checks and their CLI parsing. */
 import { DISK_TARGET_PATTERN } from '../domain/index.js';
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import type { Availability } from './migration-flags.js';
-import { showValue } from './show-value.js';
 
 /**
  * A parameter's value type, after libvirt's typed parameters: `string`

@@ -1,6 +1,6 @@
 /** The one table of rules a migration request must pass before any host is touched, and the validator that applies them in order. */
 import { canonicalUuid, domainNameProblem, type DiskDef } from '../domain/index.js';
-import { FerryError, type ErrorCode } from '../errors/index.js';
+import { FerryError, plainText, showValue, type ErrorCode } from '../errors/index.js';
 import {
   MIGRATION_FLAGS,
   checkFlagsWord,
@@ -21,7 +21,6 @@ import {
   type MigrationParamSpec,
   type MigrationParams,
 } from './migration-params.js';
-import { showValue } from './show-value.js';
 
 /** A migration request: a flags word and its parameters. */
 export interface MigrationRequestInput {
@@ -587,8 +586,7 @@ function sameHostProblem(sourceHostUuid: string, destHostUuid: string, hostName:
   const a = canonicalUuid(sourceHostUuid) ?? sourceHostUuid.toLowerCase();
   const b = canonicalUuid(destHostUuid) ?? destHostUuid.toLowerCase();
   if (a !== b) return undefined;
-  const name = hostName.replace(/[\p{Cc}\u2028\u2029]/gu, '?');
-  return `Attempt to migrate guest to the same host ${name} (host UUID ${a}): source and destination are one host`;
+  return `Attempt to migrate guest to the same host ${plainText(hostName)} (host UUID ${a}): source and destination are one host`;
 }
 
 /**

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { open, readFile, stat } from 'node:fs/promises';
 import { release } from 'node:os';
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { resolveQemuBinary } from './binary.js';
 import type { Accel } from './command-line.js';
@@ -116,7 +116,7 @@ export async function resolveAccel(setting: AccelSetting, opts: AccelProbeOption
     }
     return { accel: 'kvm', reason: 'KVM is configured' };
   }
-  if (setting !== 'auto') throw new FerryError('invalid_arg', `unknown accelerator setting "${String(setting)}"`);
+  if (setting !== 'auto') throw new FerryError('invalid_arg', `unknown accelerator setting ${showValue(setting)}`);
   // Always checked live, never cached: cheap, and the module can come and go.
   if (kvmProblem !== undefined) return { accel: 'tcg', reason: `${kvmProblem}, so TCG` };
 

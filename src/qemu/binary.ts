@@ -1,7 +1,7 @@
 /** Finds the QEMU binary to run: the domain's `<emulator>` or `qemu-system-x86_64` on PATH. */
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { assertPlainString } from './option-syntax.js';
 
 /** The binary used when the domain names no `<emulator>`. */
@@ -24,10 +24,10 @@ export function resolveQemuBinary(emulator: string | undefined, pathEnv: string 
   if (emulator !== undefined) {
     assertPlainString(emulator, 'emulator path');
     if (!isAbsolute(emulator)) {
-      throw new FerryError('config_unsupported', `emulator "${emulator}" must be an absolute path`);
+      throw new FerryError('config_unsupported', `emulator ${showValue(emulator)} must be an absolute path`);
     }
     if (!isExecutableFile(emulator)) {
-      throw new FerryError('config_unsupported', `emulator "${emulator}" is not an executable file`);
+      throw new FerryError('config_unsupported', `emulator ${showValue(emulator)} is not an executable file`);
     }
     return emulator;
   }

@@ -8,7 +8,7 @@ import type {
   DomainDef,
   InterfaceDef,
 } from '../domain/types.js';
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
 import { assertPlainString, jsonOption, legacyOption } from './option-syntax.js';
 
@@ -97,7 +97,7 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   const args: string[] = [];
   const machine = def.os.machine ?? 'pc';
   validateTopLevel(def, machine);
-  if (opts.accel !== 'kvm' && opts.accel !== 'tcg') throw unsupported(`accelerator "${String(opts.accel)}" is not kvm or tcg`);
+  if (opts.accel !== 'kvm' && opts.accel !== 'tcg') throw unsupported(`accelerator ${showValue(opts.accel)} is not kvm or tcg`);
 
   args.push('-name', legacyOption(undefined, [['guest', def.name]], 'domain name'));
   args.push('-uuid', def.uuid);
@@ -154,17 +154,17 @@ const MACHINE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 function validateTopLevel(def: DomainDef, machine: string): void {
   assertPlainString(def.name, 'domain name');
-  if (!UUID_RE.test(def.uuid)) throw unsupported(`domain uuid "${def.uuid}" is not a UUID`);
-  if (!MACHINE_RE.test(machine)) throw unsupported(`machine type "${machine}" is not a valid QEMU machine name`);
-  if (def.os.type !== 'hvm') throw unsupported(`OS type "${String(def.os.type)}" is not supported; only hvm`);
+  if (!UUID_RE.test(def.uuid)) throw unsupported(`domain uuid ${showValue(def.uuid)} is not a UUID`);
+  if (!MACHINE_RE.test(machine)) throw unsupported(`machine type ${showValue(machine)} is not a valid QEMU machine name`);
+  if (def.os.type !== 'hvm') throw unsupported(`OS type ${showValue(def.os.type)} is not supported; only hvm`);
   if (def.os.arch !== undefined && def.os.arch !== 'x86_64' && def.os.arch !== 'i686') {
-    throw unsupported(`architecture "${def.os.arch}" is not supported; Ferry runs x86_64 and i686 guests`);
+    throw unsupported(`architecture ${showValue(def.os.arch)} is not supported; Ferry runs x86_64 and i686 guests`);
   }
   if (!Number.isSafeInteger(def.memoryKiB) || def.memoryKiB <= 0) {
     throw unsupported(`memory size ${def.memoryKiB} KiB is not a positive whole number`);
   }
   if (def.clockOffset !== undefined && def.clockOffset !== 'utc' && def.clockOffset !== 'localtime') {
-    throw unsupported(`clock offset "${String(def.clockOffset)}" is not supported; use utc or localtime`);
+    throw unsupported(`clock offset ${showValue(def.clockOffset)} is not supported; use utc or localtime`);
   }
   if (!Number.isSafeInteger(def.vcpus) || def.vcpus <= 0) {
     throw unsupported(`vcpu count ${def.vcpus} is not a positive whole number`);
@@ -203,7 +203,7 @@ function cpuModel(def: DomainDef, accel: Accel): string {
 function lifecycleArgs(def: DomainDef): string[] {
   const args: string[] = [];
   if (def.onPoweroff === 'coredump-destroy' || def.onPoweroff === 'coredump-restart') {
-    throw unsupported(`on_poweroff "${def.onPoweroff}" is only meaningful for on_crash`);
+    throw unsupported(`on_poweroff ${showValue(def.onPoweroff)} is only meaningful for on_crash`);
   }
   switch (def.onReboot) {
     case 'restart':
@@ -213,7 +213,7 @@ function lifecycleArgs(def: DomainDef): string[] {
       args.push('-action', 'reboot=shutdown');
       break;
     default:
-      throw unsupported(`on_reboot "${def.onReboot}" is not supported; use restart, destroy or preserve`);
+      throw unsupported(`on_reboot ${showValue(def.onReboot)} is not supported; use restart, destroy or preserve`);
   }
   if (def.onPoweroff === 'preserve' || def.onReboot === 'preserve') args.push('-no-shutdown');
   return args;
@@ -281,8 +281,8 @@ function diskArgs(disks: DiskDef[], machine: string): string[] {
 
   for (const disk of disks) {
     const t = disk.targetDev;
-    if (!TARGET_RE.test(t)) throw unsupported(`disk target "${t}" is not a plain short device name like vda or sdb`);
-    if (seen.has(t)) throw unsupported(`disk target "${t}" is used twice`);
+    if (!TARGET_RE.test(t)) throw unsupported(`disk target ${showValue(t)} is not a plain short device name like vda or sdb`);
+    if (seen.has(t)) throw unsupported(`disk target ${showValue(t)} is used twice`);
     seen.add(t);
     const names = diskNodeNames(t);
     const isCdrom = disk.device === 'cdrom';
@@ -338,7 +338,7 @@ function diskArgs(disks: DiskDef[], machine: string): string[] {
         break;
       }
       default:
-        throw unsupported(`disk ${t}: bus "${String(disk.targetBus)}" is not supported`);
+        throw unsupported(`disk ${t}: bus ${showValue(disk.targetBus)} is not supported`);
     }
     if (attached) dev.drive = names.format;
     dev.id = names.device;
@@ -486,7 +486,7 @@ function serialArgs(def: DomainDef, serialLogPath: string): string[] {
         spec = legacyOption('null', [['id', id], ...log], what);
         break;
       default:
-        throw unsupported(`${what}: type "${String(port.type)}" is not supported`);
+        throw unsupported(`${what}: type ${showValue(port.type)} is not supported`);
     }
     args.push('-chardev', spec);
     args.push('-device', jsonOption({ driver: 'isa-serial', chardev: id, id: `serial${n}`, index: n }, what));
@@ -513,15 +513,15 @@ const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
 function interfaceArgs(interfaces: InterfaceDef[]): string[] {
   const args: string[] = [];
   interfaces.forEach((nic, i) => {
-    if (nic.type !== 'user') throw unsupported(`interface ${i}: type "${String(nic.type)}" is not supported; only user`);
+    if (nic.type !== 'user') throw unsupported(`interface ${i}: type ${showValue(nic.type)} is not supported; only user`);
     // libvirt's default NIC model on x86.
     const model = nic.model ?? 'rtl8139';
     const driver = NIC_MODELS[model];
     if (driver === undefined) {
-      throw unsupported(`interface ${i}: model "${model}" is not supported; use one of ${Object.keys(NIC_MODELS).join(', ')}`);
+      throw unsupported(`interface ${i}: model ${showValue(model)} is not supported; use one of ${Object.keys(NIC_MODELS).join(', ')}`);
     }
     if (nic.mac !== undefined) {
-      if (!MAC_RE.test(nic.mac)) throw unsupported(`interface ${i}: "${nic.mac}" is not a MAC address`);
+      if (!MAC_RE.test(nic.mac)) throw unsupported(`interface ${i}: ${showValue(nic.mac)} is not a MAC address`);
       if ((parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) throw unsupported(`interface ${i}: ${nic.mac} is a multicast MAC address`);
     }
     // QEMU 7.2 takes JSON for -netdev too, so even Ferry's own values use it.

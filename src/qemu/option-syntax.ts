@@ -1,5 +1,5 @@
 /** The two ways Ferry writes QEMU option values: JSON where QEMU takes it, strictly escaped legacy `key=value,...` elsewhere. */
-import { FerryError } from '../errors/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 
 /**
  * A value for a legacy (QemuOpts) option, e.g. `-chardev file,id=x,path=VALUE`.
@@ -41,7 +41,7 @@ export function legacyOption(
     if (value === undefined) continue;
     if (!/^[a-z][a-z0-9._-]*$/.test(key)) {
       // Keys are never user input; a bad one is a bug in Ferry, not a config problem.
-      throw new FerryError('internal_error', `invalid QEMU option key "${key}" for ${what}`);
+      throw new FerryError('internal_error', `invalid QEMU option key ${showValue(key)} for ${what}`);
     }
     parts.push(`${key}=${escapeLegacyValue(value, `${what} ${key}`)}`);
   }
@@ -71,7 +71,7 @@ export function assertPlainString(value: string, what: string): void {
   if (/[\0\r\n]/.test(value)) {
     throw new FerryError(
       'config_unsupported',
-      `${what} contains a NUL or line-break character, which Ferry does not pass to QEMU: ${JSON.stringify(value)}`,
+      `${what} contains a NUL or line-break character, which Ferry does not pass to QEMU: ${showValue(value)}`,
     );
   }
 }
@@ -84,7 +84,7 @@ export function assertPlainString(value: string, what: string): void {
 function assertNoNulDeep(value: unknown, what: string): void {
   if (typeof value === 'string') {
     if (value.includes('\0')) {
-      throw new FerryError('config_unsupported', `${what} contains a NUL character: ${JSON.stringify(value)}`);
+      throw new FerryError('config_unsupported', `${what} contains a NUL character: ${showValue(value)}`);
     }
   } else if (Array.isArray(value)) {
     for (const v of value) assertNoNulDeep(v, what);
