@@ -75,7 +75,18 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       if (!channel) throw new FerryError('invalid_arg', "parameter 'channel' must be 'migration' or 'nbd'");
       const path = m.incoming.tunnelPathOf(requireString(p, 'jobId'), channel);
       // After this reply the connection carries the migration stream only.
-      setImmediate(() => attachToQemu(conn.takeOverSocket(), path));
+      setImmediate(() => {
+        let raw;
+        try {
+          raw = conn.takeOverSocket();
+        } catch (err) {
+          // Nothing can use the connection now (it is neither frames nor a clean stream): hang up, so the source's relay fails too.
+          log(`migration tunnel of incoming job ${String(p.jobId)} (${channel}), connection ${conn.id} (${conn.peer}): ${(err as Error).message}; closing the connection`);
+          conn.close();
+          return;
+        }
+        attachToQemu(raw, path);
+      });
       return { attached: true };
     },
     'migration.abortIncoming': async (p) => {

@@ -95,9 +95,9 @@ export class Migrations {
       perform: async (args) => {
         const destJobId = /^tunnel:(.+)$/.exec(args.migrateUri)?.[1];
         if (!destJobId) throw new FerryError('operation_failed', `the destination did not prepare a tunnel (URI '${args.migrateUri}')`);
-        const tunnel = await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.tunnel.sock`), () => peer.openTunnel(destJobId));
+        const tunnel = await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.tunnel.sock`), () => peer.openTunnel(destJobId), this.log);
         // A storage copy takes the same way: each NBD connection of the source QEMU gets a daemon connection of its own.
-        const nbdRelay = args.nbd?.transport === 'tunnel' ? await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.nbd-tunnel.sock`), () => peer.openTunnel(destJobId, 'nbd')).catch((err) => {
+        const nbdRelay = args.nbd?.transport === 'tunnel' ? await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.nbd-tunnel.sock`), () => peer.openTunnel(destJobId, 'nbd'), this.log).catch((err) => {
           tunnel.close();
           throw err;
         }) : undefined;

@@ -23,20 +23,32 @@ export interface Relay {
 /**
  * Listens on `path`; when QEMU connects, opens the peer side with `open`
  * and pipes both ways. A failure on either side ends both, which QEMU
- * reports as a failed migration.
+ * reports as a failed migration; a peer that cannot be opened is logged
+ * with `log` (QEMU itself only sees its connection close).
  */
-export async function openRelay(path: string, open: () => Promise<Duplex>): Promise<Relay> {
+export async function openRelay(path: string, open: () => Promise<Duplex>, log: (msg: string) => void): Promise<Relay> {
   await unlink(path).catch(() => undefined);
-  const peers: Duplex[] = [];
+  // Every socket of the relay, QEMU's and the peers', so that a stuck relay can be cut on both sides.
+  const sockets = new Set<Duplex>();
+  const track = (s: Duplex) => {
+    sockets.add(s);
+    s.once('close', () => sockets.delete(s));
+  };
   // Big reads mean fewer trips through the event loop per megabyte relayed.
   const server = createServer({ pauseOnConnect: true, highWaterMark: RELAY_CHUNK }, (qemu: Socket) => {
+    track(qemu);
+    // QEMU's errors show in its own migration status; the relay only has to let go of the socket.
+    qemu.on('error', () => undefined);
     open().then(
       (peer) => {
-        peers.push(peer);
+        track(peer);
         splice(qemu, peer);
         qemu.resume();
       },
-      () => qemu.destroy(),
+      (err: unknown) => {
+        log(`migration tunnel ${path}: cannot open the connection to the destination daemon: ${err instanceof Error ? err.message : String(err)}; closing QEMU's side, so the migration fails`);
+        qemu.destroy();
+      },
     );
   });
   await new Promise<void>((resolve, reject) => {
@@ -47,10 +59,10 @@ export async function openRelay(path: string, open: () => Promise<Duplex>): Prom
     path,
     close() {
       // QEMU reports `completed` once its last byte is in our socket, not once we forwarded it:
-      // the pipes end by themselves when the data has gone. Only a relay stuck for a minute is cut.
+      // the pipes end by themselves when the data has gone. Only a relay stuck for a minute is cut, on both sides.
       server.close();
       const stuck = setTimeout(() => {
-        for (const p of peers) p.destroy();
+        for (const s of sockets) s.destroy();
       }, 60_000);
       stuck.unref();
       void unlink(path).catch(() => undefined);
@@ -58,32 +70,55 @@ export async function openRelay(path: string, open: () => Promise<Duplex>): Prom
   };
 }
 
-/** Connects `peer` (a daemon connection handed over for the stream) to the QEMU listening on `path`. */
+/**
+ * Connects `peer` (a daemon connection handed over for the stream) to the
+ * QEMU listening on `path`. If either side fails, before or after the
+ * connection to QEMU is made, both are closed.
+ */
 export function attachToQemu(peer: Socket, path: string): void {
   const qemu = createConnection({ path, highWaterMark: RELAY_CHUNK } as NetConnectOpts);
-  qemu.once('connect', () => splice(peer, qemu));
+  // Until splice owns both sides: a peer that dies while QEMU's socket connects takes that socket down too.
+  const peerGone = () => qemu.destroy();
+  peer.once('close', peerGone);
+  peer.on('error', () => undefined);
+  qemu.once('connect', () => {
+    peer.off('close', peerGone);
+    splice(peer, qemu);
+  });
   qemu.once('error', () => peer.destroy());
 }
 
 /**
  * Pipes two duplex streams into each other. The end of one side's data
  * ends the other after everything buffered has been written (so the tail
- * of the stream is never dropped); an error on either side destroys both.
+ * of the stream is never dropped); an error on either side, or a side that
+ * closes without ending its data (destroyed), destroys both.
  */
 function splice(a: Duplex, b: Duplex): void {
   // A bulk stream: let TCP coalesce segments (the control connection keeps Nagle off).
   for (const s of [a, b]) if ('setNoDelay' in s && typeof s.setNoDelay === 'function') (s as Socket).setNoDelay(false);
+  const fail = () => {
+    a.destroy();
+    b.destroy();
+  };
+  if (a.destroyed || b.destroyed) {
+    fail();
+    return;
+  }
   pump(a, b);
   pump(b, a);
   // A side handed over paused (see takeOverSocket/detachSocket) flows from here.
   a.resume();
   b.resume();
-  const fail = () => {
-    a.destroy();
-    b.destroy();
-  };
-  a.once('error', fail);
-  b.once('error', fail);
+  a.on('error', fail);
+  b.on('error', fail);
+  // A side that closes after both its directions ended cleanly changes nothing (the other side still flushes the tail);
+  // one that closes without (a local destroy, a keepalive timeout) cuts the other side.
+  for (const s of [a, b]) {
+    s.once('close', () => {
+      if (!s.readableEnded || !s.writableFinished) fail();
+    });
+  }
 }
 
 /** Bytes the relay lets queue towards one side before it stops reading the other. */

@@ -4,7 +4,7 @@
  * delivered, not dropped (a dropped first chunk is "Not a migration stream"
  * on the destination).
  */
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,21 +12,14 @@ import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../../src/api/client.js';
 import { FrameDecoder, encodeJsonFrame } from '../../src/api/framing.js';
 import { ApiConnection } from '../../src/api/server.js';
+import { migrationHandlers } from '../../src/api/migration-handlers.js';
+import type { Migrations } from '../../src/migration/manager.js';
 import { attachToQemu } from '../../src/migration/tunnel.js';
-
-function pair(): Promise<{ server: Socket; client: Socket; close: () => void }> {
-  return new Promise((resolve) => {
-    const srv = createServer((server) => resolve({ server, client, close: () => srv.close() }));
-    let client: Socket;
-    srv.listen(0, '127.0.0.1', () => {
-      client = createConnection({ host: '127.0.0.1', port: (srv.address() as { port: number }).port });
-    });
-  });
-}
+import { closed, listen, socketPair } from '../support/sockets.js';
 
 describe('tunnel hand-over', () => {
   it('keeps bytes that arrive between takeOverSocket and the relay being attached', async () => {
-    const { server, client, close } = await pair();
+    const { server, client, close } = await socketPair();
     const conn = new ApiConnection(server, 'tcp', 'test', new Map(), () => undefined);
     const raw = conn.takeOverSocket();
     const payload = Buffer.from('QEVM\x00\x00\x00\x03 the first bytes of a stream');
@@ -84,4 +77,37 @@ describe('tunnel hand-over', () => {
     raw.destroy();
     srv.close();
   });
+
+  it('closes QEMU\'s connection when the daemon connection fails while it is being connected', async () => {
+    const { server, client, close } = await socketPair();
+    client.on('error', () => undefined);
+    const path = join(mkdtempSync(join(tmpdir(), 'ferry-tunnel-')), 'qemu.sock');
+    let accepted!: (s: Socket) => void;
+    const atQemu = new Promise<Socket>((r) => (accepted = r));
+    const qemu = createServer((s) => accepted(s));
+    await listen(qemu, path);
+    attachToQemu(server, path);
+    server.destroy(new Error('connection reset by the source daemon'));
+    // QEMU's incoming side must not wait forever on a stream whose other end is gone.
+    await closed(await atQemu);
+    qemu.close();
+    close();
+  }, 5_000);
+
+  it('migration.tunnelAttach closes and logs a connection that cannot be handed over (bytes arrived too early)', async () => {
+    const { server, client, close } = await socketPair();
+    const logged: string[] = [];
+    const conn = new ApiConnection(server, 'tcp', 'test', new Map(), () => undefined);
+    const fake = { incoming: { tunnelPathOf: () => '/nonexistent/qemu.sock' } } as unknown as Migrations;
+    const attach = migrationHandlers(fake, (m) => logged.push(m))['migration.tunnelAttach'];
+    // Half a frame header reaches the connection before the tunnel is ready: the hand-over must refuse it.
+    const arrived = new Promise((r) => server.once('data', r));
+    client.write(Buffer.from([0, 0, 0]));
+    await arrived;
+    expect(await attach({ jobId: 'job-1', channel: 'migration' }, conn)).toEqual({ attached: true });
+    await closed(client);
+    expect(logged.join('\n')).toContain('bytes arrived before the tunnel was ready');
+    expect(logged.join('\n')).toContain('job-1');
+    close();
+  }, 5_000);
 });

@@ -6,16 +6,15 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ApiConnection } from '../../src/api/server.js';
 import { attachToQemu, openRelay } from '../../src/migration/tunnel.js';
+import { closed, listen, portOf as port } from '../support/sockets.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const listen = (srv: Server, arg: string | number) => new Promise<void>((r) => (typeof arg === 'string' ? srv.listen(arg, () => r()) : srv.listen(arg, '127.0.0.1', () => r())));
-const port = (srv: Server) => (srv.address() as { port: number }).port;
 
 /** Collects everything a socket receives until its end; with `stallMs`, reads nothing for that long first. */
 function collect(s: Socket, stallMs = 0): Promise<Buffer> {
@@ -133,4 +132,87 @@ describe('tunnel relay', () => {
     expect(apiClosed).toBe(true);
     qemuSrv.close();
   }, 60_000);
+});
+
+describe('tunnel relay when a side fails', () => {
+  /** A relay whose peer side is a loopback connection; resolves once QEMU's side is connected and the peer accepted. */
+  async function established() {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
+    let accepted!: (s: Socket) => void;
+    const remote = new Promise<Socket>((r) => (accepted = r));
+    const peerSrv = createServer((s) => {
+      peerSrv.close();
+      s.on('error', () => undefined);
+      accepted(s);
+    });
+    await listen(peerSrv, 0);
+    let local!: Socket;
+    const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
+      local = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(local));
+    }), () => undefined);
+    const qemu = createConnection({ path: relay.path });
+    qemu.on('error', () => undefined);
+    const peer = await remote;
+    // Established means bytes flow: one from QEMU's side reaches the peer.
+    qemu.write('Q');
+    await new Promise((r) => peer.once('data', r));
+    return { relay, qemu, peer, local: () => local };
+  }
+
+  it('logs why the tunnel could not be opened and closes QEMU\'s side', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
+    const logged: string[] = [];
+    const relay = await openRelay(join(dir, 'r.sock'), () => Promise.reject(new Error('the destination refused the tunnel')), (m) => logged.push(m));
+    const qemu = createConnection({ path: relay.path });
+    qemu.on('error', () => undefined);
+    await closed(qemu);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain('the destination refused the tunnel');
+    expect(logged[0]).toContain(relay.path);
+    relay.close();
+  });
+
+  it('closes QEMU\'s side when the peer connection is destroyed without an end', async () => {
+    const { relay, qemu, peer, local } = await established();
+    // The daemon connection dies locally (e.g. a keepalive timeout): 'close', no 'end', no 'error'.
+    local().destroy();
+    await closed(qemu);
+    await closed(peer);
+    relay.close();
+  }, 5_000);
+
+  it('cuts a relay still open a minute after close, on both sides, also a QEMU connection still waiting for its peer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
+    let opened!: () => void;
+    const opening = new Promise<void>((r) => (opened = r));
+    // The destination never answers: QEMU's connection waits for a peer that never comes.
+    const relay = await openRelay(join(dir, 'r.sock'), () => {
+      opened();
+      return new Promise<never>(() => undefined);
+    }, () => undefined);
+    const qemu = createConnection({ path: relay.path });
+    qemu.on('error', () => undefined);
+    await opening;
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      relay.close();
+      vi.advanceTimersByTime(60_000);
+    } finally {
+      vi.useRealTimers();
+    }
+    await closed(qemu);
+  }, 5_000);
+
+  it('cuts both sides of an established relay a minute after close', async () => {
+    const { relay, qemu, peer } = await established();
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      relay.close();
+      vi.advanceTimersByTime(60_000);
+    } finally {
+      vi.useRealTimers();
+    }
+    await closed(peer);
+    await closed(qemu);
+  }, 5_000);
 });
