@@ -15,7 +15,7 @@ export type {
 export { DEFAULT_MEMORY_UNIT, MEMORY_UNITS, memoryToKiB, parseMemoryToKiB, type MemorySizeResult } from './units.js';
 export { MEMORY_LIMIT_KIB, MIN_MEMORY_KIB } from './memory.js';
 export { MAX_DOMAIN_NAME_LENGTH, domainNameProblem, validateDomainName } from './validate-name.js';
-export { canonicalUuid, normaliseUuid } from './uuid.js';
+export { UUID_EXPECTED, canonicalUuid, isCanonicalUuid, newUuid, normaliseUuid, sameUuid } from './uuid.js';
 export { hostPathProblem } from './paths.js';
 export { MAX_XML_BYTES, MAX_XML_DEPTH } from './xml-limits.js';
 export { DISK_TARGET_PATTERN } from './read-disk.js';

@@ -1,5 +1,4 @@
 /** The few rewrites Ferry makes to a domain DOM on the way in, so stored XML is in one canonical form. */
-import { randomUUID } from 'node:crypto';
 import type { Document } from '@xmldom/xmldom';
 import { attr, childElements, insertAfter, optionalChild, requiredChild, setText, textOf } from './dom.js';
 import { showValue } from '../errors/index.js';
@@ -7,7 +6,7 @@ import { canonicalMac } from './mac.js';
 import { normaliseMemory } from './memory.js';
 import { domainRoot, readDomainType } from './read-domain.js';
 import { xmlError } from './refuse.js';
-import { canonicalUuid } from './uuid.js';
+import { UUID_EXPECTED, canonicalUuid, newUuid } from './uuid.js';
 
 /**
  * Normalises a freshly parsed domain DOM in place:
@@ -29,12 +28,12 @@ export function normaliseDomain(doc: Document): void {
   const uuidEl = optionalChild(root, 'uuid');
   if (uuidEl === undefined) {
     const el = doc.createElement('uuid');
-    el.appendChild(doc.createTextNode(randomUUID()));
+    el.appendChild(doc.createTextNode(newUuid()));
     insertAfter(name, el);
   } else {
     const text = textOf(uuidEl);
     const uuid = canonicalUuid(text.trim());
-    if (uuid === undefined) throw xmlError(`invalid value ${showValue(text)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+    if (uuid === undefined) throw xmlError(`invalid value ${showValue(text)} for <uuid>: ${UUID_EXPECTED}`);
     if (uuid !== text) setText(uuidEl, uuid);
   }
   normaliseMemory(root);

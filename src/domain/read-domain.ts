@@ -11,7 +11,7 @@ import { readInterface } from './read-interface.js';
 import { readOs } from './read-os.js';
 import { xmlError } from './refuse.js';
 import type { DiskDef, DomainDef, LifecycleAction } from './types.js';
-import { canonicalUuid } from './uuid.js';
+import { UUID_EXPECTED, canonicalUuid } from './uuid.js';
 import { domainNameProblem } from './validate-name.js';
 
 /** Largest vCPU count accepted; QEMU's i440fx/q35 limit without extra set-up. */
@@ -146,7 +146,7 @@ export function readDomain(doc: Document): DomainDef {
   const name = readName(root);
   const uuidText = textOf(requiredChild(root, 'uuid'));
   const uuid = canonicalUuid(uuidText);
-  if (uuid === undefined) throw xmlError(`invalid value ${showValue(uuidText)} for <uuid>: expected 32 hex digits, optionally dashed 8-4-4-4-12`);
+  if (uuid === undefined) throw xmlError(`invalid value ${showValue(uuidText)} for <uuid>: ${UUID_EXPECTED}`);
   const sizes = readMemorySizes(root);
   const os = readOs(root);
   const title = optionalChild(root, 'title');

@@ -1,5 +1,5 @@
 /** The one table of rules a migration request must pass before any host is touched, and the validator that applies them in order. */
-import { canonicalUuid, domainNameProblem, type DiskDef } from '../domain/index.js';
+import { canonicalUuid, domainNameProblem, sameUuid, type DiskDef } from '../domain/index.js';
 import { FerryError, plainText, showValue, type ErrorCode } from '../errors/index.js';
 import {
   MIGRATION_FLAGS,
@@ -583,10 +583,9 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
 
 /** libvirt's refusal of a migration to the host it comes from; any spelling of one UUID matches. */
 function sameHostProblem(sourceHostUuid: string, destHostUuid: string, hostName: string): string | undefined {
-  const a = canonicalUuid(sourceHostUuid) ?? sourceHostUuid.toLowerCase();
-  const b = canonicalUuid(destHostUuid) ?? destHostUuid.toLowerCase();
-  if (a !== b) return undefined;
-  return `Attempt to migrate guest to the same host ${plainText(hostName)} (host UUID ${a}): source and destination are one host`;
+  if (!sameUuid(sourceHostUuid, destHostUuid)) return undefined;
+  const uuid = canonicalUuid(sourceHostUuid) ?? plainText(sourceHostUuid.toLowerCase());
+  return `Attempt to migrate guest to the same host ${plainText(hostName)} (host UUID ${uuid}): source and destination are one host`;
 }
 
 /**

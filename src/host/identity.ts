@@ -4,10 +4,10 @@
  * directories are two hosts; a migration between equal UUIDs is refused.
  */
 import { readFile } from 'node:fs/promises';
-import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { FerryError } from '../errors/index.js';
+import { UUID_EXPECTED, canonicalUuid, newUuid } from '../domain/index.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
 /** A host's name and UUID. */
@@ -16,22 +16,19 @@ export interface HostIdentityConfig {
   hostUuid: string;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /**
  * Resolves the identity: an explicit `--host-uuid` wins (and is stored), else
  * the stored one, else a new one is generated and stored.
  */
 export async function loadHostIdentity(stateDir: string, overrides: { hostUuid?: string; hostName?: string }): Promise<HostIdentityConfig> {
   const file = join(stateDir, 'host-uuid');
-  let uuid = overrides.hostUuid?.toLowerCase();
-  if (uuid !== undefined && !UUID_RE.test(uuid)) {
-    throw new FerryError('invalid_arg', `--host-uuid '${overrides.hostUuid}' is not a UUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)`);
+  let uuid = overrides.hostUuid === undefined ? undefined : canonicalUuid(overrides.hostUuid);
+  if (overrides.hostUuid !== undefined && uuid === undefined) {
+    throw new FerryError('invalid_arg', `--host-uuid ${showValue(overrides.hostUuid)} is not a UUID: ${UUID_EXPECTED}`);
   }
   if (uuid === undefined) {
     try {
-      const stored = (await readFile(file, 'utf8')).trim().toLowerCase();
-      if (UUID_RE.test(stored)) uuid = stored;
+      uuid = canonicalUuid((await readFile(file, 'utf8')).trim());
     } catch {
       // First start: no file yet.
     }
@@ -41,7 +38,7 @@ export async function loadHostIdentity(stateDir: string, overrides: { hostUuid?:
     throw new FerryError('invalid_arg', `host name '${hostName}' may hold only letters, digits, '.', '_' and '-'`);
   }
   // Written only once everything is checked, so a refused start changes nothing.
-  if (uuid === undefined) uuid = randomUUID();
+  if (uuid === undefined) uuid = newUuid();
   await writeFileAtomic(file, `${uuid}\n`, 0o644);
   return { hostName, hostUuid: uuid };
 }

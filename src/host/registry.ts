@@ -1,9 +1,8 @@
 /** The host's domains, found by name, UUID or runtime id as virsh finds them. */
+import { canonicalUuid } from '../domain/index.js';
 import { FerryError } from '../errors/index.js';
 import type { HostedDomain } from './hosted-domain.js';
 import type { DomainSummary, ListFilter } from './views.js';
-
-const UUID_RE = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
 
 /** Lookup tables of the host's domains. */
 export class DomainRegistry {
@@ -27,7 +26,7 @@ export class DomainRegistry {
 
   /** Domain by UUID, if any. */
   getByUuid(uuid: string): HostedDomain | undefined {
-    return this.byUuid.get(uuid.toLowerCase());
+    return this.byUuid.get(canonicalUuid(uuid) ?? uuid.toLowerCase());
   }
 
   /** Domain by name, if any. */
@@ -48,8 +47,9 @@ export class DomainRegistry {
       const id = Number(ref);
       for (const d of this.byUuid.values()) if (d.runtime?.id === id) return d;
     }
-    if (UUID_RE.test(ref)) {
-      const d = this.byUuid.get(normaliseUuid(ref));
+    const uuid = canonicalUuid(ref);
+    if (uuid !== undefined) {
+      const d = this.byUuid.get(uuid);
       if (d) return d;
     }
     const d = this.getByName(ref);
@@ -92,9 +92,4 @@ export class DomainRegistry {
       })
       .map((d) => d.summary());
   }
-}
-
-function normaliseUuid(s: string): string {
-  const hex = s.replace(/-/g, '').toLowerCase();
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -8,6 +8,7 @@ import type {
   DomainDef,
   InterfaceDef,
 } from '../domain/types.js';
+import { canonicalUuid } from '../domain/uuid.js';
 import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
 import { assertPlainString, jsonOption, legacyOption } from './option-syntax.js';
@@ -148,13 +149,12 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   return args;
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Machine types are QEMU identifiers; anything else is refused rather than escaped. */
 const MACHINE_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 function validateTopLevel(def: DomainDef, machine: string): void {
   assertPlainString(def.name, 'domain name');
-  if (!UUID_RE.test(def.uuid)) throw unsupported(`domain uuid ${showValue(def.uuid)} is not a UUID`);
+  if (canonicalUuid(def.uuid) === undefined) throw unsupported(`domain uuid ${showValue(def.uuid)} is not a UUID`);
   if (!MACHINE_RE.test(machine)) throw unsupported(`machine type ${showValue(machine)} is not a valid QEMU machine name`);
   if (def.os.type !== 'hvm') throw unsupported(`OS type ${showValue(def.os.type)} is not supported; only hvm`);
   if (def.os.arch !== undefined && def.os.arch !== 'x86_64' && def.os.arch !== 'i686') {

@@ -1,7 +1,8 @@
 /** The per-guest status file in the run dir: what a restarted ferryd needs to find and re-attach to a running QEMU. */
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FerryError } from '../errors/index.js';
+import { isCanonicalUuid } from '../domain/uuid.js';
+import { FerryError, showValue } from '../errors/index.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
 /**
@@ -54,7 +55,7 @@ export const STATUS_FILE_SUFFIX = '.status.json';
  * can be long or hold any character, a UUID is short and safe as a file name.
  */
 export function statusFilePath(runDir: string, domainUuid: string): string {
-  if (!/^[0-9a-f-]{36}$/.test(domainUuid)) throw new FerryError('invalid_arg', `'${domainUuid}' is not a domain UUID`);
+  if (!isCanonicalUuid(domainUuid)) throw new FerryError('invalid_arg', `${showValue(domainUuid)} is not a domain UUID`);
   return join(runDir, `${domainUuid}${STATUS_FILE_SUFFIX}`);
 }
 

@@ -62,6 +62,12 @@ describe('loadHostIdentity', () => {
     expect((await loadHostIdentity(dir, {})).hostUuid).toBe(given.toLowerCase());
   });
 
+  it('accepts a --host-uuid of 32 bare hex digits and stores it dashed', async () => {
+    const id = await loadHostIdentity(dir, { hostUuid: '0F8FAD5BD9CB469FA16570867728950E' });
+    expect(id.hostUuid).toBe('0f8fad5b-d9cb-469f-a165-70867728950e');
+    expect(await stored()).toBe(id.hostUuid);
+  });
+
   it.each(['not-a-uuid', '', '0f8fad5b-d9cb-469f-a165-70867728950e0', '0f8fad5b-d9cb-469f-a165-70867728950g'])(
     'refuses --host-uuid %j with invalid_arg and leaves the stored UUID alone',
     async (bad) => {
