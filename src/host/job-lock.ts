@@ -3,7 +3,8 @@
  * start, suspend, ...); callers queue for it with a deadline. A long-running
  * async job (a migration) holds the domain across many calls and says which
  * modify jobs may still run beside it: with CHANGE_PROTECTION none that
- * change the definition.
+ * change the definition. It queues like a modify job to start, so it never
+ * begins in the middle of one.
  */
 import { FerryError } from '../errors/index.js';
 
@@ -48,27 +49,7 @@ export class DomainJobLock {
    */
   async run<T>(kind: ModifyKind, fn: () => Promise<T>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<T> {
     this.checkAllowed(kind);
-    const previous = this.tail;
-    let release!: () => void;
-    const mine = new Promise<void>((r) => (release = r));
-    this.tail = previous.then(() => mine);
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      await Promise.race([
-        previous,
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => {
-            reject(new FerryError('operation_timeout', `cannot start ${kind} on domain '${this.domainName()}': another job (${this.holder ?? 'queued'}) still holds it after ${waitMs} ms`));
-          }, waitMs);
-        }),
-      ]);
-    } catch (err) {
-      // Keep the queue intact: our slot is released once the earlier job ends.
-      void previous.then(release);
-      throw err;
-    } finally {
-      if (timer) clearTimeout(timer);
-    }
+    const release = await this.queue(kind, waitMs);
     try {
       this.checkAllowed(kind);
       this.holder = kind;
@@ -79,18 +60,67 @@ export class DomainJobLock {
     }
   }
 
-  /** Starts an async job; refused if one is running already. */
-  beginAsync(job: Omit<AsyncJob, 'startedAt'>): AsyncJob {
-    if (this.asyncJob) {
-      throw new FerryError('operation_invalid', `domain '${this.domainName()}' already has a ${this.asyncJob.kind} job running`);
+  /**
+   * Starts an async job once the modify jobs running or queued before it
+   * have ended, so that it never begins while, say, `define` is writing the
+   * definition it is about to read; the jobs queued after it then run under
+   * its rules. Waits like {@link run}.
+   *
+   * @throws FerryError `operation_invalid` if an async job runs already (at
+   *   once, or when this one's turn comes), `operation_timeout` if the modify
+   *   jobs before it still hold the domain after `waitMs`
+   */
+  async beginAsync(job: Omit<AsyncJob, 'startedAt'>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<AsyncJob> {
+    this.refuseSecondAsync();
+    const release = await this.queue(`a ${job.kind} job`, waitMs);
+    try {
+      this.refuseSecondAsync();
+      this.asyncJob = { ...job, startedAt: Date.now() };
+      return this.asyncJob;
+    } finally {
+      release();
     }
-    this.asyncJob = { ...job, startedAt: Date.now() };
-    return this.asyncJob;
   }
 
   /** Ends the async job `job` (no-op if another one is current). */
   endAsync(job: AsyncJob): void {
     if (this.asyncJob === job) this.asyncJob = null;
+  }
+
+  /**
+   * Takes the next place in the queue and waits for the jobs before it;
+   * resolves the function that hands the lock on. `what` names the waiter
+   * in the timeout message.
+   */
+  private async queue(what: string, waitMs: number): Promise<() => void> {
+    const previous = this.tail;
+    let release!: () => void;
+    const mine = new Promise<void>((r) => (release = r));
+    this.tail = previous.then(() => mine);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        previous,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(new FerryError('operation_timeout', `cannot start ${what} on domain '${this.domainName()}': another job (${this.holder ?? 'queued'}) still holds it after ${waitMs} ms`));
+          }, waitMs);
+        }),
+      ]);
+    } catch (err) {
+      // Keep the queue intact: our slot is released once the earlier job ends.
+      void previous.then(release);
+      throw err;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+    return release;
+  }
+
+  private refuseSecondAsync(): void {
+    if (this.asyncJob) {
+      throw new FerryError('operation_invalid', `domain '${this.domainName()}' already has a ${this.asyncJob.kind} job running`);
+    }
   }
 
   private checkAllowed(kind: ModifyKind): void {

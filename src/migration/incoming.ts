@@ -108,7 +108,12 @@ export class IncomingMigrations {
     }
     const d = existing ?? new HostedDomain(doc.def.uuid, doc.def.name, null);
     if (!existing) registry.add(d);
-    const asyncJob = d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'an incoming migration owns the domain until it finishes' });
+    const asyncJob = await d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'an incoming migration owns the domain until it finishes' });
+    if (d.active || d.runtime) {
+      // Started while this job waited for the domain's modify job to end.
+      d.jobs.endAsync(asyncJob);
+      throw new FerryError('operation_invalid', `domain '${d.name}' is already active on ${me.hostName}`);
+    }
     const job: IncomingJob = {
       id: randomUUID(),
       domain: d,

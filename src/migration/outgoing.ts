@@ -158,7 +158,8 @@ export class OutgoingMigrations {
         this.log(`WARNING: '${d.name}' has ${d.runtime.liveDoc.def.memoryKiB} KiB of memory, a multiple of 256 KiB, and runs under TCG: QEMU 7.2 may lose pages the guest writes during a live migration; an odd size such as ${d.runtime.liveDoc.def.memoryKiB + 4} KiB is safe`);
       }
     }
-    const asyncJob = d.jobs.beginAsync({
+    // Waits for a modify job in progress (an offline migration must not read a definition that define is writing).
+    const asyncJob = await d.jobs.beginAsync({
       kind: 'migration-out',
       // Change protection is always in force (both sides support it): only suspend (to help convergence) and destroy may run beside the job.
       allowed: new Set(['suspend', 'destroy', 'migration']),
@@ -194,6 +195,7 @@ export class OutgoingMigrations {
       // The guest may have been paused or stopped while it waited.
       job.wasRunning = d.status.state === 'running';
       if (!offline && (!d.active || !d.runtime)) throw new FerryError('operation_invalid', `domain '${d.name}' stopped while its migration was queued`);
+      if (offline && !d.persistentDoc) throw new FerryError('operation_invalid', `domain '${d.name}' was undefined while its migration was queued`);
       const xml = this.xmlToSend(d, params, offline);
       const storage = !offline && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
       if (storage) job.storage = storage;
@@ -593,7 +595,7 @@ export class OutgoingMigrations {
       let lock: AsyncJob | undefined;
       try {
         // Held from before ferryd serves its sockets: no resume may run a guest the destination may already run.
-        if (d && e.phase !== 'begun') lock = d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
+        if (d && e.phase !== 'begun') lock = await d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
       } catch (err) {
         this.log(`migration job ${e.jobId} of '${e.domainName}' cannot be settled after the restart: ${toFerryError(err).message}`);
         continue;

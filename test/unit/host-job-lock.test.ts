@@ -128,7 +128,7 @@ describe('DomainJobLock async jobs', () => {
 
   it('refuses modify kinds the async job does not allow with operation_invalid, at once', async () => {
     const lock = new DomainJobLock(() => 'db');
-    const job = lock.beginAsync(migration);
+    const job = await lock.beginAsync(migration);
     expect(lock.currentAsync).toBe(job);
     expect(job.kind).toBe('migration-out');
     expect(typeof job.startedAt).toBe('number');
@@ -149,9 +149,9 @@ describe('DomainJobLock async jobs', () => {
 
   it('refuses a forbidden kind at once even while another job holds the lock (no waiting in the queue)', async () => {
     const lock = new DomainJobLock(() => 'db');
+    await lock.beginAsync(migration);
     const held = gate();
     const holder = lock.run('suspend', () => held.promise);
-    lock.beginAsync(migration);
     let settled = false;
     const refused = lock.run('define', async () => undefined, 5000).finally(() => (settled = true));
     refused.catch(() => undefined);
@@ -164,50 +164,85 @@ describe('DomainJobLock async jobs', () => {
 
   it('allows the listed modify kinds while it runs', async () => {
     const lock = new DomainJobLock(() => 'db');
-    lock.beginAsync(migration);
+    await lock.beginAsync(migration);
     expect(await lock.run('suspend', async () => 's')).toBe('s');
     expect(await lock.run('resume', async () => 'r')).toBe('r');
     expect(await lock.run('destroy', async () => 'd')).toBe('d');
   });
 
-  it('refuses a queued job whose kind became forbidden while it waited', async () => {
+  it('starts only after the modify job that holds the domain and those queued before it (an offline migration never reads a definition being written)', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const held = gate();
+    const seen: string[] = [];
+    const define = lock.run('define', async () => {
+      await held.promise;
+      seen.push(`define ends; async job: ${lock.currentAsync?.kind ?? 'none'}`);
+    });
+    const queued = lock.run('start', async () => {
+      seen.push(`start runs; async job: ${lock.currentAsync?.kind ?? 'none'}`);
+    });
+    const begun = Promise.resolve(lock.beginAsync(migration)).then((job) => {
+      seen.push('migration begins');
+      return job;
+    });
+    expect(lock.currentAsync).toBeNull();
+    held.open();
+    const job = await begun;
+    await define;
+    await queued;
+    expect(seen).toEqual(['define ends; async job: none', 'start runs; async job: none', 'migration begins']);
+    expect(lock.currentAsync).toBe(job);
+    // From now on the async job's rules apply.
+    expect((await rejection(lock.run('define', async () => undefined))).code).toBe('operation_invalid');
+  });
+
+  it('gives up waiting for a modify job with operation_timeout naming the domain and the job that holds it', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    const held = gate();
+    const holder = lock.run('define', () => held.promise);
+    const err = await rejection(Promise.resolve(lock.beginAsync(migration, 40)));
+    expect(err.code).toBe('operation_timeout');
+    expect(err.message).toContain("'db'");
+    expect(err.message).toContain('define');
+    expect(err.message).toContain('migration-out');
+    expect(lock.currentAsync).toBeNull();
+    held.open();
+    await holder;
+    // The queue still works, and the domain is free for an async job again.
+    expect((await lock.beginAsync(migration, 100)).kind).toBe('migration-out');
+  });
+
+  it('refuses a second async job', async () => {
+    const lock = new DomainJobLock(() => 'db');
+    await lock.beginAsync(migration);
+    const err = await rejection(Promise.resolve(lock.beginAsync({ kind: 'migration-in', allowed: new Set(), reason: 'x' })));
+    expect(err.code).toBe('operation_invalid');
+    expect(err.message).toContain('migration-out');
+  });
+
+  it('refuses a second async job that was waiting in the queue when the first began', async () => {
     const lock = new DomainJobLock(() => 'db');
     const held = gate();
     const holder = lock.run('resume', () => held.promise);
-    let ran = false;
-    const queued = lock.run('define', async () => {
-      ran = true;
-    }, 2000);
-    const job = lock.beginAsync(migration);
+    const first = Promise.resolve(lock.beginAsync(migration));
+    const second = Promise.resolve(lock.beginAsync({ kind: 'migration-in', allowed: new Set(), reason: 'x' }));
+    second.catch(() => undefined);
     held.open();
     await holder;
-    expect((await rejection(queued)).code).toBe('operation_invalid');
-    expect(ran).toBe(false);
-    lock.endAsync(job);
-    expect(await lock.run('define', async () => 'ok')).toBe('ok');
-  });
-
-  it('refuses a second async job', () => {
-    const lock = new DomainJobLock(() => 'db');
-    lock.beginAsync(migration);
-    try {
-      lock.beginAsync({ kind: 'migration-in', allowed: new Set(), reason: 'x' });
-      expect.unreachable();
-    } catch (err) {
-      expect(err).toBeInstanceOf(FerryError);
-      expect((err as FerryError).code).toBe('operation_invalid');
-      expect((err as FerryError).message).toContain('migration-out');
-    }
+    expect((await first).kind).toBe('migration-out');
+    const err = await rejection(second);
+    expect(err.code).toBe('operation_invalid');
+    expect(err.message).toContain('migration-out');
   });
 
   it('endAsync lifts the restrictions; ending a stale job is a no-op', async () => {
     const lock = new DomainJobLock(() => 'db');
-    const first = lock.beginAsync(migration);
+    const first = await lock.beginAsync(migration);
     lock.endAsync(first);
     expect(lock.currentAsync).toBeNull();
     expect(await lock.run('define', async () => 'defined')).toBe('defined');
 
-    const second = lock.beginAsync(migration);
+    const second = await lock.beginAsync(migration);
     lock.endAsync(first); // not the current job
     expect(lock.currentAsync).toBe(second);
     expect((await rejection(lock.run('undefine', async () => undefined))).code).toBe('operation_invalid');
@@ -218,7 +253,7 @@ describe('DomainJobLock async jobs', () => {
   it('names the domain as it is called now (after a rename)', async () => {
     let name = 'old';
     const lock = new DomainJobLock(() => name);
-    lock.beginAsync(migration);
+    await lock.beginAsync(migration);
     name = 'new';
     const err = await rejection(lock.run('define', async () => undefined));
     expect(err.message).toContain("'new'");
