@@ -60,15 +60,37 @@ export function statusFilePath(runDir: string, domainUuid: string): string {
 }
 
 /**
+ * The last write or removal queued for each status file. Each one starts
+ * after the one before it has ended, so two in flight for the same domain
+ * (a state change and a client's suspend, say) land in the order they were
+ * asked for: the last one requested is what the file holds.
+ */
+const queued = new Map<string, Promise<void>>();
+
+/** Runs `op` on `path` after the operations queued on that path before it, whether they succeeded or not. */
+function inTurn(path: string, op: () => Promise<void>): Promise<void> {
+  const mine = (queued.get(path) ?? Promise.resolve()).then(op, op);
+  const settled = mine.catch(() => undefined);
+  queued.set(path, settled);
+  void settled.then(() => {
+    if (queued.get(path) === settled) queued.delete(path);
+  });
+  return mine;
+}
+
+/**
  * Writes a status file atomically (temp file, fsync, rename, fsync dir), so a
  * crash never leaves a half-written one that would strand a running guest.
+ * Writes and removals of one file happen in the order they are called, each
+ * with the content it was called with.
  *
  * @throws FerryError `invalid_arg` if the status is malformed, `write_failed` on I/O errors
  */
 export async function writeStatusFile(path: string, status: QemuStatus): Promise<void> {
   // Validate on the way out too: a bad file only shows up at the worst time, after a restart.
   parseStatus(JSON.parse(JSON.stringify(status)) as unknown, path, 'invalid_arg');
-  await writeFileAtomic(path, `${JSON.stringify(status, null, 2)}\n`);
+  const text = `${JSON.stringify(status, null, 2)}\n`;
+  await inTurn(path, () => writeFileAtomic(path, text));
 }
 
 /**
@@ -96,15 +118,20 @@ export async function readStatusFile(path: string): Promise<QemuStatus> {
   return parseStatus(json, path, 'operation_failed');
 }
 
-/** Removes a status file; a missing one is fine (removal is the end state either way). */
+/**
+ * Removes a status file, after the writes to it requested before; a missing
+ * one is fine (removal is the end state either way).
+ */
 export async function removeStatusFile(path: string): Promise<void> {
-  try {
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new FerryError('system_error', `cannot remove ${path}: ${(err as Error).message}`, { cause: err });
+  await inTurn(path, async () => {
+    try {
+      await unlink(path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        throw new FerryError('system_error', `cannot remove ${path}: ${(err as Error).message}`, { cause: err });
+      }
     }
-  }
+  });
 }
 
 /**

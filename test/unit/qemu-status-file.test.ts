@@ -101,6 +101,33 @@ describe('status file', () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it('keeps the state of the last write requested when writes overlap (a slow earlier write cannot land last)', async () => {
+    const path = statusFilePath(dir, G1_UUID);
+    // The first write is large, so it takes longer than the second on its own.
+    const slow = writeStatusFile(path, status({ state: 'running:booted', liveXml: `<domain>${'x'.repeat(32 * 1024 * 1024)}</domain>` }));
+    const fast = writeStatusFile(path, status({ state: 'paused:user' }));
+    await Promise.all([slow, fast]);
+    expect((await readStatusFile(path)).state).toBe('paused:user');
+    expect(readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  });
+
+  it('removes the file for good when the removal is requested after a write still in flight', async () => {
+    const path = statusFilePath(dir, G1_UUID);
+    const write = writeStatusFile(path, status({ liveXml: `<domain>${'x'.repeat(32 * 1024 * 1024)}</domain>` }));
+    const removal = removeStatusFile(path);
+    await Promise.all([write, removal]);
+    expect(await codeOf(readStatusFile(path))).toBe('no_domain');
+  });
+
+  it('a failed write does not stop the ones requested after it', async () => {
+    const path = statusFilePath(dir, G1_UUID);
+    const bad = writeStatusFile(path, status({ pid: 0 }));
+    const good = writeStatusFile(path, status({ state: 'running:booted' }));
+    expect(await codeOf(bad)).toBe('invalid_arg');
+    await good;
+    expect((await readStatusFile(path)).state).toBe('running:booted');
+  });
+
   it('names the file by domain UUID and refuses anything else', () => {
     expect(statusFilePath('/run', G1_UUID)).toBe(`/run/${G1_UUID}.status.json`);
     expect(() => statusFilePath('/run', 'a/../../etc')).toThrow(FerryError);
