@@ -22,9 +22,9 @@ import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
-import { DEFAULT_MIGRATION_PORTS, findFreePort } from './ports.js';
+import { DEFAULT_MIGRATION_PORTS, PortReservations } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
-import { checkSocketPath, prepareTargetImages, removeImages, startNbdExports, stopNbdServer } from './storage-target.js';
+import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, type SlotTicket } from './slots.js';
@@ -64,7 +64,8 @@ interface IncomingJob {
 /** The destination side of migrations on one host. */
 export class IncomingMigrations {
   private readonly jobs = new Map<string, IncomingJob>();
-  private readonly usedPorts = new Set<number>();
+  /** Ports of the migration range held by this host's incoming jobs. */
+  private readonly portsInUse = new PortReservations(() => this.ports);
 
   /** At most this many incoming migrations run at once; the others wait in prepare. */
   readonly slots: MigrationSlots;
@@ -186,7 +187,7 @@ export class IncomingMigrations {
       const listen = request.params.listen_address ?? (transport === 'rdma' ? new URL(request.params.migrate_uri!).hostname : '0.0.0.0');
       // A port in migrate_uri is where the source will connect (a firewall rule, say): listen exactly there.
       const asked = request.params.migrate_uri !== undefined ? Number(new URL(request.params.migrate_uri).port || 0) : 0;
-      job.port = await this.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
+      job.port = await this.portsInUse.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
       const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
       await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
@@ -292,44 +293,14 @@ export class IncomingMigrations {
     return path;
   }
 
-  /**
-   * Starts the destination QEMU's NBD server for a storage copy: on the
-   * tunnel's unix socket (TUNNELLED), at disks_uri, or on disks_port / a
-   * free port of the migration range at listen_address.
-   */
+  /** Starts the destination QEMU's NBD server for a storage copy (see {@link startNbdServer}) and records it in the job. */
   private async startNbd(job: IncomingJob, qmp: QmpClient, request: { flags: number; params: MigrationParams }, targets: string[], tlsCredsId?: string): Promise<NbdTarget> {
-    const tls = tlsCredsId !== undefined;
-    if (hasFlag(request.flags, 'TUNNELLED')) {
-      job.nbdTunnelPath = join(this.host.paths.qemuDir, `${job.id}.nbd.sock`);
-      const exports = await startNbdExports(qmp, { type: 'unix', path: job.nbdTunnelPath }, targets, tlsCredsId);
-      job.nbdRunning = true;
-      return { transport: 'tunnel', exports, tls };
-    }
-    const uri = request.params.disks_uri;
-    if (uri !== undefined && uriScheme(uri) === 'unix') {
-      const path = unixPath(uri)!;
-      await checkSocketPath(path);
-      const exports = await startNbdExports(qmp, { type: 'unix', path }, targets, tlsCredsId);
-      job.nbdRunning = true;
-      return { transport: 'unix', path, exports, tls };
-    }
-    const parsed = uri !== undefined ? new URL(uri) : undefined;
-    const host = parsed ? parsed.hostname.replace(/^\[|\]$/g, '') : (request.params.listen_address ?? '0.0.0.0');
-    const fixed = parsed?.port ? Number(parsed.port) : request.params.disks_port;
-    const exports = await this.onFreePort(host, fixed, true, async (port) => {
-      try {
-        return await startNbdExports(qmp, { type: 'inet', host, port }, targets, tlsCredsId);
-      } catch (err) {
-        await qmp.execute('nbd-server-stop').catch(() => undefined);
-        throw err;
-      }
-    }, (port) => {
-      job.nbdPort = port;
-    });
+    const tunnelPath = join(this.host.paths.qemuDir, `${job.id}.nbd.sock`);
+    if (hasFlag(request.flags, 'TUNNELLED')) job.nbdTunnelPath = tunnelPath;
+    const started = await startNbdServer(qmp, { flags: request.flags, params: request.params, targets, ...(tlsCredsId !== undefined ? { tlsCredsId } : {}), tunnelPath, label: `'${job.domain.name}' (job ${job.id})` }, this.portsInUse, this.log);
+    if (started.port !== undefined) job.nbdPort = started.port;
     job.nbdRunning = true;
-    const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
-    this.log(`disk copy server of '${job.domain.name}' (job ${job.id}) listening on ${host}:${job.nbdPort}`);
-    return { transport: 'tcp', host: shown, port: job.nbdPort!, exports, tls };
+    return started.target;
   }
 
   /** Statistics of a domain's running incoming job, if it has one (`domjobinfo` on the destination). */
@@ -418,8 +389,8 @@ export class IncomingMigrations {
   private release(job: IncomingJob): void {
     job.domain.jobs.endAsync(job.asyncJob);
     job.ticket?.release();
-    this.usedPorts.delete(job.port);
-    if (job.nbdPort !== undefined) this.usedPorts.delete(job.nbdPort);
+    this.portsInUse.release(job.port);
+    if (job.nbdPort !== undefined) this.portsInUse.release(job.nbdPort);
     // Keep finished/aborted jobs a while so late outcome queries get an answer.
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }
@@ -428,41 +399,6 @@ export class IncomingMigrations {
     const job = this.jobs.get(jobId);
     if (!job) throw new FerryError('operation_invalid', `no incoming migration job ${jobId} on this host`);
     return job;
-  }
-
-  /** Starts QEMU's listener on a free port, retrying if another process took it first. */
-  private async listen(qmp: QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
-    const hostPart = host.includes(':') ? `[${host}]` : host;
-    let chosen = 0;
-    // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
-    await this.onFreePort(host, fixedPort, transport === 'tcp', (port) => qmp.execute('migrate-incoming', { uri: `${transport}:${hostPart}:${port}` }), (port) => {
-      chosen = port;
-    });
-    return chosen;
-  }
-
-  /**
-   * Runs `attempt` on `fixed`, or on a free port of the migration range,
-   * trying another port (up to 5 times) when the failure is a port clash and
-   * `retry` allows it. The port stays reserved on success (`taken` learns it)
-   * and is released on failure.
-   */
-  private async onFreePort<T>(host: string, fixed: number | undefined, retry: boolean, attempt: (port: number) => Promise<T>, taken: (port: number) => void): Promise<T> {
-    let lastErr: unknown;
-    for (let i = 0; i < 5; i++) {
-      const port = fixed ?? (await findFreePort(host, this.ports, this.usedPorts));
-      this.usedPorts.add(port);
-      try {
-        const out = await attempt(port);
-        taken(port);
-        return out;
-      } catch (err) {
-        lastErr = err;
-        this.usedPorts.delete(port);
-        if (!retry || fixed !== undefined || !/in use|bind/i.test((err as Error).message)) break;
-      }
-    }
-    throw toFerryError(lastErr, 'operation_failed');
   }
 }
 

@@ -9,9 +9,11 @@
 import { lstat, stat, unlink } from 'node:fs/promises';
 import type { DomainDocument } from '../domain/index.js';
 import { FerryError } from '../errors/index.js';
+import { hasFlag, unixPath, uriScheme, type MigrationParams } from '../flags/index.js';
 import { diskNodeNames, type QmpClient } from '../qemu/index.js';
 import { createImage, imageInfo } from '../qemu/qemu-img.js';
-import type { StorageCookie } from './phases.js';
+import type { NbdTarget, StorageCookie } from './phases.js';
+import type { PortReservations } from './ports.js';
 import { bootId } from './storage-copy.js';
 
 /** What {@link prepareTargetImages} did. */
@@ -133,6 +135,65 @@ export async function startNbdExports(qmp: QmpClient, listen: NbdListen, targets
     exports[target] = name;
   }
   return exports;
+}
+
+/** What {@link startNbdServer} needs to know of the incoming job. */
+export interface NbdServerRequest {
+  flags: number;
+  params: MigrationParams;
+  /** The disks to export, by target. */
+  targets: readonly string[];
+  tlsCredsId?: string;
+  /** TUNNELLED: the unix socket the server listens on (the daemon relays it). */
+  tunnelPath: string;
+  /** The job, as log lines name it, e.g. `'web1' (job ID)`. */
+  label: string;
+}
+
+/** The NBD server {@link startNbdServer} started. */
+export interface StartedNbdServer {
+  /** Where the source mirrors to, as prepare answers it. */
+  target: NbdTarget;
+  /** tcp: the reserved port (give it back to `ports` when the job ends). */
+  port?: number;
+}
+
+/**
+ * Starts the destination QEMU's NBD server for a storage copy: on the
+ * tunnel's unix socket (TUNNELLED), at disks_uri, or on disks_port / a
+ * free port of the migration range at listen_address.
+ */
+export async function startNbdServer(qmp: QmpClient, request: NbdServerRequest, ports: PortReservations, log: (m: string) => void): Promise<StartedNbdServer> {
+  const { targets, tlsCredsId } = request;
+  const tls = tlsCredsId !== undefined;
+  if (hasFlag(request.flags, 'TUNNELLED')) {
+    const exports = await startNbdExports(qmp, { type: 'unix', path: request.tunnelPath }, targets, tlsCredsId);
+    return { target: { transport: 'tunnel', exports, tls } };
+  }
+  const uri = request.params.disks_uri;
+  if (uri !== undefined && uriScheme(uri) === 'unix') {
+    const path = unixPath(uri)!;
+    await checkSocketPath(path);
+    const exports = await startNbdExports(qmp, { type: 'unix', path }, targets, tlsCredsId);
+    return { target: { transport: 'unix', path, exports, tls } };
+  }
+  const parsed = uri !== undefined ? new URL(uri) : undefined;
+  const host = parsed ? parsed.hostname.replace(/^\[|\]$/g, '') : (request.params.listen_address ?? '0.0.0.0');
+  const fixed = parsed?.port ? Number(parsed.port) : request.params.disks_port;
+  let nbdPort: number | undefined;
+  const exports = await ports.onFreePort(host, fixed, true, async (port) => {
+    try {
+      return await startNbdExports(qmp, { type: 'inet', host, port }, targets, tlsCredsId);
+    } catch (err) {
+      await qmp.execute('nbd-server-stop').catch(() => undefined);
+      throw err;
+    }
+  }, (port) => {
+    nbdPort = port;
+  });
+  const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
+  log(`disk copy server of ${request.label} listening on ${host}:${nbdPort}`);
+  return { target: { transport: 'tcp', host: shown, port: nbdPort!, exports, tls }, port: nbdPort! };
 }
 
 /** Stops the NBD server (and with it the exports) before the guest runs on the destination. */
