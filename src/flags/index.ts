@@ -1,4 +1,4 @@
-/** Public API of the migration flags layer: the flag, parameter and rule tables, the request validator and the generated document. */
+/** Public API of the migration flags layer: the flag, parameter and rule tables, the request validator, migration URIs and the generated document. */
 export {
   KNOWN_FLAG_BITS,
   MIGRATION_FLAGS,
@@ -24,7 +24,6 @@ export {
   paramSpec,
   parseCliValue,
   parseParams,
-  uriScheme,
   type CompressionMethod,
   type MigrationParamName,
   type MigrationParamSpec,
@@ -36,7 +35,6 @@ export {
 export {
   MIGRATION_RULES,
   selectedDisks,
-  unixPath,
   validateMigrationRequest,
   type MigrationContext,
   type MigrationRequestInput,
@@ -45,4 +43,22 @@ export {
   type ValidateOptions,
   type ValidatedMigrationRequest,
 } from './rules.js';
+export {
+  WILDCARD_HOST,
+  advertisedHost,
+  bracketHost,
+  chooseDataUri,
+  disksUriProblem,
+  qemuInetHost,
+  qemuInetUri,
+  qemuUnixUri,
+  resolveNbdTarget,
+  tunnelJobId,
+  tunnelUri,
+  unbracket,
+  unixPath,
+  uriHost,
+  uriPort,
+  uriScheme,
+} from './migration-uri.js';
 export { renderMigrationFlagsDoc } from './doc.js';

@@ -382,11 +382,6 @@ export function paramRef(name: MigrationParamName): string {
   return `${paramSpec(name).option} (${name})`;
 }
 
-/** The URI scheme of `uri` (lower case), or undefined when it has none. `tcp:HOST:PORT` counts as `tcp`. */
-export function uriScheme(uri: string): string | undefined {
-  return /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
-}
-
 /** The bounds a number of `spec` must lie within. */
 export function numberBounds(spec: MigrationParamSpec): { min: number; max: number } {
   if (spec.type === 'int') return { min: spec.min ?? INT_MIN, max: spec.max ?? INT_MAX };

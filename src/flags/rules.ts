@@ -16,11 +16,11 @@ import {
   paramRef,
   paramSpec,
   parseParams,
-  uriScheme,
   type MigrationParamName,
   type MigrationParamSpec,
   type MigrationParams,
 } from './migration-params.js';
+import { disksUriProblem, unixPath, uriScheme } from './migration-uri.js';
 
 /** A migration request: a flags word and its parameters. */
 export interface MigrationRequestInput {
@@ -147,38 +147,6 @@ function laterItems(input: RuleInput): string[] {
     }
   }
   return items;
-}
-
-/** The socket path of a `unix:///PATH` (or `unix:/PATH`) URI, or undefined when it names none. */
-export function unixPath(uri: string): string | undefined {
-  let parsed: URL;
-  try {
-    parsed = new URL(uri);
-  } catch {
-    return undefined;
-  }
-  let path: string;
-  try {
-    path = decodeURIComponent(parsed.pathname);
-  } catch {
-    return undefined; // A malformed %-escape names no path.
-  }
-  return path === '' || path === '/' || path.includes('\0') || parsed.hostname !== '' ? undefined : path;
-}
-
-/** Why `uri` is no valid disks_uri, or undefined. */
-function disksUriProblem(uri: string): string | undefined {
-  const scheme = uriScheme(uri);
-  if (scheme !== 'tcp' && scheme !== 'unix') return `expected a tcp:// or unix:// URI, got ${showValue(uri)}`;
-  let parsed: URL;
-  try {
-    parsed = new URL(uri);
-  } catch {
-    return `${showValue(uri)} is not a valid URI`;
-  }
-  if (scheme === 'tcp' && parsed.hostname === '') return `the tcp URI ${showValue(uri)} names no host; write tcp://HOST[:PORT]`;
-  if (scheme === 'unix' && unixPath(uri) === undefined) return `the unix URI ${showValue(uri)} names no socket path; write unix:///PATH`;
-  return undefined;
 }
 
 /** The disks a storage copy would copy: migrate_disks when given, else every writable, non-shareable disk with a source. */

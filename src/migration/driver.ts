@@ -17,7 +17,8 @@
  * and the guest keeps running on the source.
  */
 import { FerryError, toFerryError } from '../errors/index.js';
-import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, NbdTarget, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
+import { chooseDataUri, resolveNbdTarget } from '../flags/index.js';
+import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
 
 /** The source side as the driver sees it. */
 export interface SourceEndpoint {
@@ -143,34 +144,6 @@ export async function runMigration(
     out.confirmWarning = `the guest runs on the destination, but the source could not clean up: ${toFerryError(err).message}`;
   }
   return out;
-}
-
-/** Picks the URI QEMU connects to: an explicit `migrate_uri` wins; a wildcard host becomes the destination's address. */
-export function chooseDataUri(explicit: unknown, prepared: string, destAddress: string): string {
-  if (typeof explicit === 'string' && explicit !== '') {
-    // unix:///PATH: the destination listens on that path and said so in QEMU's spelling.
-    if (/^unix:/i.test(explicit) && prepared.startsWith('unix:')) return prepared;
-    // A bare host (virsh accepts tcp://HOST) takes the port the destination chose.
-    const m = /^tcp:\/\/([^/:]+|\[[^\]]+\])\/?$/.exec(explicit);
-    if (m) return prepared.replace(/^tcp:(\*|\[[^\]]+\]|[^:]+):/, `tcp:${m[1]}:`);
-    // libvirt writes tcp://HOST:PORT and rdma://HOST:PORT; QEMU wants tcp:HOST:PORT and rdma:HOST:PORT.
-    if (/^rdma:\/\//.test(explicit) && prepared.startsWith('rdma:')) return prepared.replace(/^rdma:\*:/, `rdma:${new URL(explicit).hostname}:`);
-    return explicit.replace(/^(tcp|rdma):\/\//, '$1:');
-  }
-  const host = destAddress.includes(':') && !destAddress.startsWith('[') ? `[${destAddress}]` : destAddress;
-  return prepared.replace(/^tcp:\*:/, `tcp:${host}:`);
-}
-
-/**
- * The address the source's mirrors connect to: a wildcard NBD host becomes
- * the host the memory stream goes to (as libvirt does), or the
- * destination's address when the stream is not over TCP.
- */
-export function resolveNbdTarget(nbd: NbdTarget, dataUri: string, destAddress: string): NbdTarget {
-  if (nbd.transport !== 'tcp' || (nbd.host !== undefined && nbd.host !== '*')) return nbd;
-  const m = /^(?:tcp|rdma):(\[[^\]]+\]|[^:]+):\d+$/.exec(dataUri);
-  const host = m ? m[1]!.replace(/^\[|\]$/g, '') : destAddress.replace(/^\[|\]$/g, '');
-  return { ...nbd, host };
 }
 
 /** The error of a migration whose destination was lost while the source streamed. */

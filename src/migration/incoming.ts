@@ -14,7 +14,7 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
-import { hasFlag, unixPath, uriScheme, type MigrationParams } from '../flags/index.js';
+import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
 import type { QmpClient } from '../qemu/index.js';
 import { admitBetweenHosts } from './admission.js';
 import { raiseMemlock } from './memlock.js';
@@ -167,31 +167,30 @@ export class IncomingMigrations {
       if (hasFlag(request.flags, 'TUNNELLED')) {
         // The stream comes through this daemon: QEMU listens on a unix socket only ferryd can reach.
         job.tunnelPath = join(this.host.paths.qemuDir, `${job.id}.tunnel-in.sock`);
-        await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${job.tunnelPath}` });
+        await runtime.qemu.qmp.execute('migrate-incoming', { uri: qemuUnixUri(job.tunnelPath) });
         this.log(`incoming tunnelled migration of '${d.name}' (job ${job.id}) waiting on ${job.tunnelPath}`);
         await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
-        return { jobId: job.id, migrateUri: `tunnel:${job.id}`, destination: me, domainName: d.name, ...withNbd };
+        return { jobId: job.id, migrateUri: tunnelUri(job.id), destination: me, domainName: d.name, ...withNbd };
       }
       if (request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'unix') {
         // A socket path both QEMUs can reach (a shared directory, or hosts that share a machine).
         const path = unixPath(request.params.migrate_uri)!;
         await checkSocketPath(path);
-        await runtime.qemu.qmp.execute('migrate-incoming', { uri: `unix:${path}` });
+        await runtime.qemu.qmp.execute('migrate-incoming', { uri: qemuUnixUri(path) });
         this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on unix:${path}`);
         await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
-        return { jobId: job.id, migrateUri: `unix:${path}`, destination: me, domainName: d.name, ...withNbd };
+        return { jobId: job.id, migrateUri: qemuUnixUri(path), destination: me, domainName: d.name, ...withNbd };
       }
       if (hasFlag(request.flags, 'RDMA_PIN_ALL')) await raiseMemlock(runtime.qemu.pid, doc.def.hardLimitKiB ?? doc.def.memoryKiB, this.log);
       // The stream's transport follows the source's migrate_uri: RDMA needs the listener on RDMA too.
       const transport = request.params.migrate_uri !== undefined && uriScheme(request.params.migrate_uri) === 'rdma' ? 'rdma' : 'tcp';
-      const listen = request.params.listen_address ?? (transport === 'rdma' ? new URL(request.params.migrate_uri!).hostname : '0.0.0.0');
+      const listen = request.params.listen_address ?? (transport === 'rdma' ? (uriHost(request.params.migrate_uri!) ?? '0.0.0.0') : '0.0.0.0');
       // A port in migrate_uri is where the source will connect (a firewall rule, say): listen exactly there.
-      const asked = request.params.migrate_uri !== undefined ? Number(new URL(request.params.migrate_uri).port || 0) : 0;
+      const asked = request.params.migrate_uri !== undefined ? (uriPort(request.params.migrate_uri) ?? 0) : 0;
       job.port = await this.portsInUse.listen(runtime.qemu.qmp, listen, transport, asked || undefined);
-      const shownHost = listen === '0.0.0.0' || listen === '::' ? '*' : listen.includes(':') ? `[${listen}]` : listen;
       this.log(`incoming migration of '${d.name}' (job ${job.id}) listening on ${transport}:${listen}:${job.port}`);
       await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
-      return { jobId: job.id, migrateUri: `${transport}:${shownHost}:${job.port}`, destination: me, domainName: d.name, ...withNbd };
+      return { jobId: job.id, migrateUri: qemuInetUri(transport, advertisedHost(listen), job.port), destination: me, domainName: d.name, ...withNbd };
     } catch (err) {
       await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
       throw err;

@@ -5,7 +5,7 @@
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { FerryError } from '../errors/index.js';
-import { hasFlag } from '../flags/index.js';
+import { hasFlag, qemuUnixUri, tunnelJobId } from '../flags/index.js';
 import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
@@ -93,7 +93,7 @@ export class Migrations {
     return {
       ...local,
       perform: async (args) => {
-        const destJobId = /^tunnel:(.+)$/.exec(args.migrateUri)?.[1];
+        const destJobId = tunnelJobId(args.migrateUri);
         if (!destJobId) throw new FerryError('operation_failed', `the destination did not prepare a tunnel (URI '${args.migrateUri}')`);
         const tunnel = await openRelay(join(this.host.paths.qemuDir, `${args.jobId}.tunnel.sock`), () => peer.openTunnel(destJobId), this.log);
         // A storage copy takes the same way: each NBD connection of the source QEMU gets a daemon connection of its own.
@@ -104,7 +104,7 @@ export class Migrations {
         try {
           return await local.perform({
             jobId: args.jobId,
-            migrateUri: `unix:${tunnel.path}`,
+            migrateUri: qemuUnixUri(tunnel.path),
             ...(args.nbd ? { nbd: nbdRelay ? { ...args.nbd, transport: 'unix' as const, path: nbdRelay.path } : args.nbd } : {}),
           });
         } finally {

@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError, toFerryError } from '../errors/index.js';
-import { MAX_BANDWIDTH_MIB, hasFlag, selectedDisks, type MigrationParams } from '../flags/index.js';
+import { MAX_BANDWIDTH_MIB, hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
@@ -258,7 +258,7 @@ export class OutgoingMigrations {
     try {
       const speed = this.speeds.get(d.uuid);
       const tls = hasFlag(job.flags, 'TLS')
-        ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? dataHost(args.migrateUri) }
+        ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? qemuInetHost(args.migrateUri) ?? args.migrateUri }
         : {};
       if (hasFlag(job.flags, 'RDMA_PIN_ALL')) await raiseMemlock(rt.qemu.pid, rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB, this.log);
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
@@ -728,12 +728,6 @@ export class OutgoingMigrations {
     if (!job) throw new FerryError('operation_invalid', `no outgoing migration job ${jobId} on this host`);
     return job;
   }
-}
-
-/** The host part of a `tcp:HOST:PORT` URI: the name the destination's certificate must carry. */
-function dataHost(uri: string): string {
-  const m = /^tcp:(\[[^\]]+\]|[^:]+):\d+$/.exec(uri);
-  return m ? m[1]!.replace(/^\[|\]$/g, '') : uri;
 }
 
 /** The state now, read through a call so that TypeScript does not carry a narrowing across an await. */
