@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, type Cluster } from '../support/cluster.js';
 import { makeTempDir, useDaemonCleanup } from '../support/daemon.js';
 import { netnsAvailable } from '../support/netns.js';
-import { runCell, type Mode, type Moment, type Victim } from '../matrix/cell.js';
+import { MATRIX_KEEPALIVE, runCell, type Mode, type Moment, type Victim } from '../matrix/cell.js';
 
 let cluster: Cluster;
 let work: string;
@@ -18,7 +18,7 @@ useDaemonCleanup();
 beforeAll(async () => {
   if (!netnsAvailable()) return;
   work = makeTempDir('ferry-fm-');
-  cluster = await createCluster({ prefix: `fe${process.pid % 10000}`, subnet: 81, hosts: 2, rate: '1gbit', env: { FERRY_TEST_HOOKS: '1' } });
+  cluster = await createCluster({ prefix: `fe${process.pid % 10000}`, subnet: 81, hosts: 2, rate: '1gbit', env: { FERRY_TEST_HOOKS: '1' }, extraArgs: MATRIX_KEEPALIVE.daemonArgs });
 });
 
 afterAll(async () => {
@@ -37,6 +37,12 @@ const CELLS: Array<[Mode, Victim, Moment]> = [
   ['storage', 'dest-disk-full', 'early-perform'],
   ['postcopy', 'user-abort', 'early-perform'],
   ['p2p', 'link', 'finish'],
+  // Peer left down: nothing is restored until the command has ended by itself.
+  ['p2p', 'dest-ferryd-down', 'early-perform'],
+  ['managed', 'source-ferryd-down', 'early-perform'],
+  ['storage', 'dest-ferryd-down', 'early-perform'],
+  ['tunnelled', 'link-down', 'early-perform'],
+  ['managed', 'dest-ferryd-down', 'finish'],
 ];
 
 describe.runIf(netnsAvailable())('fault matrix (slice)', () => {

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createCluster } from '../support/cluster.js';
 import { cleanupAll, makeTempDir, REPO_ROOT } from '../support/daemon.js';
-import { MODES, MOMENTS, VICTIMS, readResults, runCell, type CellResult, type Mode, type Moment, type Victim } from './cell.js';
+import { MATRIX_KEEPALIVE, MODES, MOMENTS, VICTIMS, readResults, runCell, type CellResult, type Mode, type Moment, type Victim } from './cell.js';
 import { renderMatrixDoc } from './doc.js';
 
 const { values } = parseArgs({
@@ -39,7 +39,7 @@ const key = (r: { mode: string; victim: string; moment: string }) => `${r.mode}/
 // --resume skips every cell already run; --rerun-broken runs again those that did not hold.
 const done = new Set(results.filter((r) => values.resume || r.verdict !== 'broken').map(key));
 
-const cluster = await createCluster({ prefix: `fm${process.pid % 10000}`, subnet: 90, hosts: 2, rate: '1gbit', env: { FERRY_TEST_HOOKS: '1' } });
+const cluster = await createCluster({ prefix: `fm${process.pid % 10000}`, subnet: 90, hosts: 2, rate: '1gbit', env: { FERRY_TEST_HOOKS: '1' }, extraArgs: MATRIX_KEEPALIVE.daemonArgs });
 const work = makeTempDir('ferry-matrix-');
 const save = () => {
   writeFileSync(values.out!, `${JSON.stringify(results, null, 1)}\n`);
