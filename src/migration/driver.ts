@@ -122,9 +122,15 @@ export async function runMigration(
   } catch (err) {
     const e = toFerryError(err);
     const lost = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout';
-    let outcome = lost ? await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000) : 'aborted';
+    // Even a finish that answered with an error may have resumed the guest first (a post-copy that broke
+    // after the switch, a failure after `cont`): ask, and take the guest back only if the destination aborted.
+    let outcome = await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000);
     if (outcome === 'unreachable' && !finishDeliverable) outcome = 'aborted';
-    if (outcome === 'finished') {
+    if (outcome === 'finished' && !lost) {
+      // The guest runs on the destination although its finish failed: the source must not resume it.
+      await src.confirm({ jobId: begin.jobId, cancelled: false }).catch(() => undefined);
+      throw new FerryError(e.code, `${e.message} (the guest was handed over and runs on the destination; the source has given it up)`);
+    } else if (outcome === 'finished') {
       // The answer was lost, but the guest runs on the destination: finish the source side as a success.
       finish = { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false };
     } else if (outcome === 'aborted') {

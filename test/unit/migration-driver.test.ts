@@ -434,21 +434,19 @@ describe('runMigration: connection already lost before finish', () => {
 });
 
 describe('runMigration: finish fails with another code', () => {
-  it('operation_failed: the source takes the guest back at once, no outcome query', async () => {
+  it('operation_failed from a destination that aborted: the source takes the guest back after asking once', async () => {
     const boom = new FerryError('operation_failed', 'incoming migration failed: load of migration failed');
-    const f = fakes({ finish: async () => Promise.reject(boom) });
+    const f = fakes({ finish: async () => Promise.reject(boom), abortUnlessFinished: async () => 'aborted' });
     await expect(runMigration(f.src, f.dst, 'web1', REQ)).rejects.toBe(boom);
-    expect(f.ops()).toEqual(['begin', 'prepare', 'perform', 'finish', 'confirm']);
+    expect(f.ops()).toEqual(['begin', 'prepare', 'perform', 'finish', 'abortUnlessFinished', 'confirm']);
     expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: true }]);
   });
 
   // The destination's finish (src/migration/incoming.ts) rethrows errors raised after it resumed
   // the guest ("Never kill a guest that was already handed over"), e.g. a post-copy stream that
-  // broke after the switch: "the guest keeps running here". The driver treats every finish
-  // error that is not a lost answer as "never resumed" and sends confirm cancelled, so the
-  // source is told to take back a guest the destination runs. The invariant demands that the
-  // driver find out first (abortUnlessFinished would answer 'finished').
-  it.fails('a finish that fails after the destination resumed the guest does not make the source take it back', async () => {
+  // broke after the switch: "the guest keeps running here". The driver must find out first
+  // (abortUnlessFinished answers 'finished') and never tell the source to take the guest back.
+  it('a finish that fails after the destination resumed the guest does not make the source take it back', async () => {
     vi.useFakeTimers();
     let resumedOnDestination = false;
     const f = fakes({
@@ -458,11 +456,14 @@ describe('runMigration: finish fails with another code', () => {
       },
       abortUnlessFinished: async () => (resumedOnDestination ? 'finished' : 'aborted'),
     });
-    const settled = runMigration(f.src, f.dst, 'web1', REQ).then(() => null, (e: unknown) => e);
+    const settled = runMigration(f.src, f.dst, 'web1', REQ).then(() => null, (e: unknown) => e as FerryError);
     await vi.advanceTimersByTimeAsync(UNKNOWN_OUTCOME_WAIT_MS + 1_000);
-    await settled;
+    const err = await settled;
     expect(resumedOnDestination).toBe(true);
     expect(f.confirms().some(tookBack)).toBe(false);
+    expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: false }]);
+    expect(err?.code).toBe('operation_failed');
+    expect(err?.message).toMatch(/runs on the destination/);
   });
 });
 
