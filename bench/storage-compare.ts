@@ -553,7 +553,7 @@ runMain(async () => {
       let readySeen: { at: number; stats: JobStats } | undefined;
       const poller = (async () => {
         while (polling) {
-          const s = (await client.callRaw('domain.jobInfo', { domain: name, completed: false }).catch(() => undefined)) as JobStats | undefined;
+          const s = await client.call('domain.jobInfo', { domain: name, completed: false }).catch(() => undefined);
           const at = Date.now();
           if (s && !readySeen && (((s.disk_total ?? 0) > 0 && s.disk_remaining === 0) || s.memory_total !== undefined || s.memory_processed !== undefined)) readySeen = { at, stats: s };
           await sleep(50);

@@ -7,7 +7,7 @@ import { FerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import type { ListFilter } from '../host/views.js';
 import { FERRY_VERSION } from '../version.js';
-import { PROTOCOL_VERSION, type ApiMethod, type HostIdentity } from './protocol.js';
+import { PROTOCOL_VERSION, type HostApiMethod, type HostIdentity } from './protocol.js';
 import type { ApiConnection, Handler } from './server.js';
 
 function optBool(params: Record<string, unknown>, key: string): boolean {
@@ -33,7 +33,7 @@ function listFilter(params: Record<string, unknown>): ListFilter {
 /** Builds the handler table for `host`. */
 export function buildHandlers(host: Host, extra: Record<string, Handler> = {}): Map<string, Handler> {
   const l = host.lifecycle;
-  const table: Record<ApiMethod, Handler> = {
+  const table: Record<HostApiMethod, Handler> = {
     'connect.hello': async (): Promise<HostIdentity> => ({
       hostName: host.config.identity.hostName,
       hostUuid: host.config.identity.hostUuid,

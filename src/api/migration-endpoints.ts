@@ -5,8 +5,8 @@
  */
 import type { DestinationEndpoint, SourceEndpoint } from '../migration/driver.js';
 import type { PeerDestination } from '../migration/manager.js';
-import type { BeginResult, FinishResult, IncomingJobState, PerformResult, PrepareResult } from '../migration/phases.js';
 import { ApiClient, type ConnectOptions } from './client.js';
+import { requireProtocolVersion } from './protocol.js';
 import type { ConnectionTarget } from './uri.js';
 
 /** Phase calls can take as long as the migration: no call timeout on perform and finish. */
@@ -21,13 +21,13 @@ export function dataAddressOf(target: ConnectionTarget): string {
 export function remoteSource(client: ApiClient): SourceEndpoint {
   return {
     // begin and prepare may wait for a migration slot (the host's concurrency limit): no timeout either.
-    begin: (domain, req) => client.callRaw('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: 0 }) as Promise<BeginResult>,
-    perform: (args) => client.callRaw('migration.perform', { ...args }) as Promise<PerformResult>,
+    begin: (domain, req) => client.call('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: 0 }),
+    perform: (args) => client.call('migration.perform', { ...args }),
     confirm: async (args) => {
-      await client.callRaw('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
+      await client.call('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
     },
     cancel: async (jobId, reason, destinationLost) => {
-      await client.callRaw('migration.cancel', { jobId, reason, destinationLost: destinationLost === true }, { timeoutMs: 30_000 });
+      await client.call('migration.cancel', { jobId, reason, destinationLost: destinationLost === true }, { timeoutMs: 30_000 });
     },
   };
 }
@@ -48,13 +48,14 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
     addressForData: dataAddressOf(client.target),
     identity: async () => {
       const h = await current.call('connect.hello', {}, { timeoutMs: 10_000 });
+      requireProtocolVersion(h, `the destination daemon at ${client.target.uri}`);
       return { hostName: h.hostName, hostUuid: h.hostUuid };
     },
-    prepare: (args) => current.callRaw('migration.prepare', { ...args }, { timeoutMs: 0 }) as Promise<PrepareResult>,
-    finish: (args) => current.callRaw('migration.finish', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }) as Promise<FinishResult>,
+    prepare: (args) => current.call('migration.prepare', { ...args }, { timeoutMs: 0 }),
+    finish: (args) => current.call('migration.finish', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS }),
     abortUnlessFinished: async (jobId, domainUuid) => {
       const c = await reconnect();
-      const r = (await c.callRaw('migration.abortIncoming', { jobId, domainUuid }, { timeoutMs: 30_000 })) as { state: IncomingJobState };
+      const r = await c.call('migration.abortIncoming', { jobId, domainUuid }, { timeoutMs: 30_000 });
       return r.state;
     },
     connectionLost: () => current.isClosed,

@@ -6,9 +6,10 @@
  */
 import { FerryError } from '../errors/index.js';
 import type { Migrations } from '../migration/manager.js';
+import type { MigrationApiMethod } from './protocol.js';
 import type { Handler } from './server.js';
 import { attachToQemu } from '../migration/tunnel.js';
-import type { NbdTarget } from '../migration/phases.js';
+import { requireKnownCookie, type NbdTarget } from '../migration/phases.js';
 
 function requireString(p: Record<string, unknown>, key: string): string {
   const v = p[key];
@@ -29,7 +30,7 @@ function requireParams(p: Record<string, unknown>): Record<string, unknown> {
 }
 
 /** Handlers of the migration methods. */
-export function migrationHandlers(m: Migrations, log: (msg: string) => void): Record<string, Handler> {
+export function migrationHandlers(m: Migrations, log: (msg: string) => void): Record<MigrationApiMethod, Handler> {
   return {
     'migration.begin': async (p, conn) => {
       const destUri = typeof p.destUri === 'string' ? p.destUri : undefined;
@@ -53,6 +54,8 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
     },
     'migration.prepare': async (p, conn) => {
       const cookie = p.cookie as Parameters<typeof m.incoming.prepare>[0]['cookie'];
+      // A cookie of another format is refused as such, not as malformed.
+      if (cookie && typeof cookie === 'object') requireKnownCookie(cookie);
       if (!cookie || typeof cookie !== 'object' || typeof cookie.source?.hostUuid !== 'string' || typeof cookie.domain?.uuid !== 'string') {
         throw new FerryError('invalid_arg', "parameter 'cookie' is missing or malformed");
       }

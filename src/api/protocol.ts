@@ -3,10 +3,23 @@
  * the shape of its parameters and result. Client and server both read this
  * file, so a method's contract is written once.
  */
-import type { ErrorPayload } from '../errors/index.js';
+import { FerryError, plainText, type ErrorPayload } from '../errors/index.js';
 import type { DomainState } from '../domain/lifecycle-state.js';
 import type { DomainInfo, DomainSummary, ListFilter } from '../host/views.js';
 import type { LifecycleEvent } from '../host/events.js';
+import type { JobStats } from '../host/job-stats.js';
+import type {
+  BeginResult,
+  ConfirmArgs,
+  FinishArgs,
+  FinishResult,
+  IncomingJobState,
+  MigrationRequest,
+  PerformArgs,
+  PerformResult,
+  PrepareArgs,
+  PrepareResult,
+} from '../migration/phases.js';
 
 export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent };
 
@@ -59,8 +72,27 @@ export interface HostIdentity {
   version: string;
 }
 
-/** Method table: parameter and result types of every call. */
-export interface ApiMethods {
+/**
+ * Refuses a daemon whose `connect.hello` names another protocol version
+ * than this program speaks: its messages may have another shape or meaning
+ * (a version 1 daemon, for one, closes a connection that pings it). Called
+ * by every client that drives a migration: the CLI (managed mode) for both
+ * daemons, and a source daemon for its destination (peer-to-peer).
+ *
+ * @param who the daemon's role for the message, e.g. `the destination daemon`
+ * @throws FerryError `rpc`, naming both versions
+ */
+export function requireProtocolVersion(hello: Pick<HostIdentity, 'hostName' | 'protocolVersion' | 'version'>, who: string): void {
+  if (hello.protocolVersion === PROTOCOL_VERSION) return;
+  const release = typeof hello.version === 'string' ? ` (Ferry ${plainText(hello.version)})` : '';
+  throw new FerryError(
+    'rpc',
+    `${who} on '${plainText(String(hello.hostName))}'${release} speaks native protocol version ${String(hello.protocolVersion)}, but this program speaks version ${PROTOCOL_VERSION}; run the same Ferry release on both ends`,
+  );
+}
+
+/** Method table of a host's domains: parameter and result types of each call. */
+export interface HostApiMethods {
   'connect.hello': { params: Record<string, never>; result: HostIdentity };
   'domain.list': { params: ListFilter; result: DomainSummary[] };
   'domain.define': { params: { xml: string }; result: DomainSummary };
@@ -80,5 +112,65 @@ export interface ApiMethods {
   'events.subscribe': { params: Record<string, never>; result: { subscribed: true } };
 }
 
+/** What `domain.migrate` (peer-to-peer) answers: the guest as the destination reports it. */
+export interface PeerToPeerResult {
+  /** The guest's name on the destination (after `destination_name`). */
+  domain: string;
+  state: string;
+  reason: string;
+  persistent: boolean;
+  /** The source's statistics with the downtime finish measured; null for OFFLINE. */
+  stats: JobStats | null;
+  /** Set when the source could not clean up after success (the guest runs on the destination). */
+  warning: string | null;
+}
+
+/**
+ * Method table of migration: the five phases (see src/migration/phases.ts),
+ * called by a managing client or a peer daemon, the destination's tunnel and
+ * outcome calls, peer-to-peer `domain.migrate`, and the job controls.
+ */
+export interface MigrationApiMethods {
+  /** Source: check the request, lock the guest, queue for a slot; answers the XML and cookie for prepare. */
+  'migration.begin': { params: DomainRef & MigrationRequest & { destUri?: string }; result: BeginResult };
+  /** Destination: start QEMU waiting for the stream. */
+  'migration.prepare': { params: PrepareArgs; result: PrepareResult };
+  /** Source: stream to the prepared URI and follow it to its end. */
+  'migration.perform': { params: PerformArgs; result: PerformResult };
+  /** Destination: wait for the stream, persist if asked, resume unless PAUSED; or clean up when cancelled. */
+  'migration.finish': { params: FinishArgs; result: FinishResult };
+  /** Source: stop the guest after success, or take it back after a failure. */
+  'migration.confirm': { params: ConfirmArgs; result: { confirmed: true } };
+  /** Source: cancel a job that is still streaming (its perform then fails). */
+  'migration.cancel': { params: { jobId: string; reason?: string; destinationLost?: boolean }; result: { cancelled: true } };
+  /** Destination: after the answer the connection carries job `jobId`'s stream only (TUNNELLED). */
+  'migration.tunnelAttach': { params: { jobId: string; channel?: 'migration' | 'nbd' }; result: { attached: true } };
+  /** Destination: abort an incoming job unless it finished; with only `domainUuid`, answer from the domain's state. */
+  'migration.abortIncoming': { params: { jobId: string; domainUuid?: string }; result: { state: IncomingJobState } };
+  /** Source: run all five phases against `destUri` (PEER2PEER). */
+  'domain.migrate': { params: DomainRef & MigrationRequest & { destUri: string }; result: PeerToPeerResult };
+  /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
+  'domain.jobInfo': { params: DomainRef & { completed?: boolean }; result: JobStats };
+  /** `domjobabort`. */
+  'domain.jobAbort': { params: DomainRef; result: { aborted: true } };
+  /** `migrate-postcopy`. */
+  'domain.migrateStartPostcopy': { params: DomainRef; result: { ok: true } };
+  /** `migrate-setmaxdowntime`, in ms. */
+  'domain.migrateSetMaxDowntime': { params: DomainRef & { downtime: number }; result: { ok: true } };
+  /** `migrate-getmaxdowntime`, in ms. */
+  'domain.migrateGetMaxDowntime': { params: DomainRef; result: { downtime: number } };
+  /** `migrate-setspeed`, in MiB/s (0: no limit). */
+  'domain.migrateSetSpeed': { params: DomainRef & { bandwidth: number }; result: { ok: true } };
+  /** `migrate-getspeed`, in MiB/s. */
+  'domain.migrateGetSpeed': { params: DomainRef; result: { bandwidth: number } };
+}
+
+/** Method table: parameter and result types of every call. */
+export interface ApiMethods extends HostApiMethods, MigrationApiMethods {}
+
 /** A method name. */
 export type ApiMethod = keyof ApiMethods;
+/** A method of the host's domains (src/api/handlers.ts). */
+export type HostApiMethod = keyof HostApiMethods;
+/** A method of migration (src/api/migration-handlers.ts). */
+export type MigrationApiMethod = keyof MigrationApiMethods;

@@ -21,7 +21,7 @@ import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
-import type { FinishArgs, FinishResult, IncomingJobState, PrepareArgs, PrepareResult } from './phases.js';
+import { requireKnownCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phases.js';
 import { DEFAULT_MIGRATION_PORTS, PortReservations } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
@@ -85,6 +85,8 @@ export class IncomingMigrations {
 
   /** prepare: start the destination QEMU with `-incoming defer` and open the stream. */
   async prepare(args: PrepareArgs): Promise<PrepareResult> {
+    // Before reading anything else from the cookie: another format may mean other things.
+    requireKnownCookie(args.cookie);
     const me = this.host.config.identity;
     // The destination checks the request too, with both hosts known: it may come from a peer that checks less.
     const request = admitBetweenHosts(args, args.cookie.source, me);

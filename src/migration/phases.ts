@@ -3,10 +3,32 @@
  * confirm take and give. Both the managed driver (in the CLI) and the
  * peer-to-peer driver (in the source daemon) speak exactly these.
  */
+import { FerryError, plainText, showValue } from '../errors/index.js';
 import type { JobStats } from '../host/job-stats.js';
 
-/** Version of the cookie format; bump on incompatible change. */
+/**
+ * Version of the cookie format; bump on incompatible change. A destination
+ * refuses a cookie of any other version ({@link requireKnownCookie}).
+ */
 export const COOKIE_VERSION = 1;
+
+/**
+ * Refuses a migration cookie whose format version this host does not know
+ * (a source running another Ferry release): the destination would
+ * otherwise read fields that mean something else, or miss ones it needs.
+ *
+ * @throws FerryError `operation_unsupported`, naming both versions
+ */
+export function requireKnownCookie(cookie: { version?: unknown; source?: { hostName?: unknown } }): void {
+  if (cookie.version === COOKIE_VERSION) return;
+  const theirs = cookie.version === undefined ? 'no version' : `version ${showValue(cookie.version)}`;
+  const source = typeof cookie.source?.hostName === 'string' ? `host ${plainText(cookie.source.hostName)}` : 'the source host';
+  throw new FerryError(
+    'operation_unsupported',
+    `cannot take this migration: ${source} sent a migration cookie of ${theirs}, but this host reads only version ${COOKIE_VERSION}; run the same Ferry release on both hosts`,
+  );
+}
+
 
 /** A host as cookies name it. */
 export interface CookieHost {

@@ -8,6 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { ApiClient } from '../../api/client.js';
 import { remoteDestination, remoteSource } from '../../api/migration-endpoints.js';
+import { requireProtocolVersion } from '../../api/protocol.js';
 import { FerryError, toFerryError } from '../../errors/index.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationFlagSpec, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
 import type { JobStats } from '../../host/job-stats.js';
@@ -75,7 +76,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       const source = await ctx.client();
       const start = Date.now();
       const progress = opts.verbose ? startProgress(source, domain) : null;
-      const switchToPostcopy = () => void source.callRaw('domain.migrateStartPostcopy', { domain }).catch(() => undefined);
+      const switchToPostcopy = () => void source.call('domain.migrateStartPostcopy', { domain }).catch(() => undefined);
       // virsh: when --timeout expires, suspend the guest, or with --timeout-postcopy switch to post-copy.
       const timeoutTimer =
         opts.timeout !== undefined
@@ -93,7 +94,8 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       };
       const afterPrecopy = opts.postcopyAfterPrecopy
         ? setInterval(() => {
-            void (source.callRaw('domain.jobInfo', { domain }) as Promise<JobStats>)
+            void source
+              .call('domain.jobInfo', { domain })
               .then((s) => {
                 if ((s.memory_iteration ?? 0) >= 2) switchOnce();
               })
@@ -108,14 +110,14 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       }
       const onSigint = () => {
         process.stderr.write('\nmigrate: aborting the job (Ctrl-C)\n');
-        void source.callRaw('domain.jobAbort', { domain }).catch(() => undefined);
+        void source.call('domain.jobAbort', { domain }).catch(() => undefined);
       };
       process.on('SIGINT', onSigint);
       try {
         let result: { domain?: string; state: string; reason: string; persistent: boolean };
         let stats: JobStats | null = null;
         if (hasFlag(flags, 'PEER2PEER')) {
-          const r = (await source.callRaw('domain.migrate', { domain, destUri, flags, params })) as typeof result & { stats: JobStats | null };
+          const r = await source.call('domain.migrate', { domain, destUri, flags, params });
           result = { domain: r.domain ?? domain, state: r.state, reason: r.reason, persistent: r.persistent };
           stats = r.stats;
         } else {
@@ -124,6 +126,8 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
           const dst = remoteDestination(dest, ctx.connectOptions);
           try {
             const [srcId, dstId] = await Promise.all([source.call('connect.hello', {}), dest.call('connect.hello', {})]);
+            requireProtocolVersion(srcId, 'the source daemon');
+            requireProtocolVersion(dstId, `the destination daemon at ${destUri}`);
             // Again with both hosts known: the table's same-host rule.
             admitBetweenHosts({ flags, params }, srcId, dstId);
             const out = await runMigration(remoteSource(source), dst, domain, { flags, params, destUri });
@@ -168,7 +172,7 @@ function startProgress(source: ApiClient, domain: string): { stop(ok: boolean): 
   let stopped = false;
   const tick = async () => {
     if (stopped) return;
-    const s = (await source.callRaw('domain.jobInfo', { domain }).catch(() => null)) as JobStats | null;
+    const s = await source.call('domain.jobInfo', { domain }).catch(() => null);
     if (!s || s.type === 'None' || stopped) return;
     const line = bar.line(s, Date.now());
     if (tty) process.stderr.write(`\r${line.padEnd(last.length)}`);
@@ -193,7 +197,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .argument('<domain>', 'domain name, id or uuid')
     .option('--completed', 'show the last completed job')
     .action(async (domain: string, opts: { completed?: boolean }) => {
-      const s = (await (await ctx.client()).callRaw('domain.jobInfo', { domain, completed: !!opts.completed })) as JobStats;
+      const s = await (await ctx.client()).call('domain.jobInfo', { domain, completed: !!opts.completed });
       printResult(ctx.output, s, () => renderJobStats(s));
     });
 
@@ -202,7 +206,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .description("abort a domain's running migration job")
     .argument('<domain>', 'domain name, id or uuid')
     .action(async (domain: string) => {
-      const r = await (await ctx.client()).callRaw('domain.jobAbort', { domain });
+      const r = await (await ctx.client()).call('domain.jobAbort', { domain });
       printResult(ctx.output, r, () => '');
     });
 
@@ -212,7 +216,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .argument('<domain>', 'domain name, id or uuid')
     .argument('<downtime>', 'milliseconds')
     .action(async (domain: string, downtime: string) => {
-      const r = await (await ctx.client()).callRaw('domain.migrateSetMaxDowntime', { domain, downtime: parsePositiveInt(downtime, 'downtime') });
+      const r = await (await ctx.client()).call('domain.migrateSetMaxDowntime', { domain, downtime: parsePositiveInt(downtime, 'downtime') });
       printResult(ctx.output, r, () => '');
     });
 
@@ -221,7 +225,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .description('print the maximum tolerable downtime of a live migration, in milliseconds')
     .argument('<domain>', 'domain name, id or uuid')
     .action(async (domain: string) => {
-      const r = (await (await ctx.client()).callRaw('domain.migrateGetMaxDowntime', { domain })) as { downtime: number };
+      const r = await (await ctx.client()).call('domain.migrateGetMaxDowntime', { domain });
       printResult(ctx.output, r, () => String(r.downtime));
     });
 
@@ -233,7 +237,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .action(async (domain: string, bandwidth: string) => {
       const n = Number(bandwidth);
       if (!Number.isSafeInteger(n) || n < 0) throw new FerryError('invalid_arg', `bandwidth must be a non-negative integer (MiB/s), not '${bandwidth}'`);
-      const r = await (await ctx.client()).callRaw('domain.migrateSetSpeed', { domain, bandwidth: n });
+      const r = await (await ctx.client()).call('domain.migrateSetSpeed', { domain, bandwidth: n });
       printResult(ctx.output, r, () => '');
     });
 
@@ -242,7 +246,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .description('print the migration bandwidth limit in MiB/s')
     .argument('<domain>', 'domain name, id or uuid')
     .action(async (domain: string) => {
-      const r = (await (await ctx.client()).callRaw('domain.migrateGetSpeed', { domain })) as { bandwidth: number };
+      const r = await (await ctx.client()).call('domain.migrateGetSpeed', { domain });
       printResult(ctx.output, r, () => String(r.bandwidth));
     });
 
@@ -251,7 +255,7 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .description('switch a running migration (started with --postcopy) to post-copy')
     .argument('<domain>', 'domain name, id or uuid')
     .action(async (domain: string) => {
-      const r = await (await ctx.client()).callRaw('domain.migrateStartPostcopy', { domain });
+      const r = await (await ctx.client()).call('domain.migrateStartPostcopy', { domain });
       printResult(ctx.output, r, () => '');
     });
 }
