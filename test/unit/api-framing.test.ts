@@ -1,18 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { FrameDecoder, FrameKind, MAX_FRAME_BYTES, encodeJsonFrame, encodeStreamFrame, type Frame } from '../../src/api/framing.js';
 import { FerryError } from '../../src/errors/index.js';
+import { codeOf } from '../support/refusal.js';
 
 /** The code of the FerryError `fn` throws (fails the test if it throws something else or nothing). */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return (err as FerryError).code;
-  }
-  throw new Error('expected a FerryError, nothing was thrown');
-}
-
 /** A frame header with an arbitrary length field and kind byte. */
 function header(length: number, kind?: number): Buffer {
   const b = Buffer.alloc(kind === undefined ? 4 : 5);

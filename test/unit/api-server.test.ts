@@ -10,20 +10,11 @@ import { ApiClient } from '../../src/api/client.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame, encodeStreamFrame } from '../../src/api/framing.js';
 import { ERROR_CODES, FerryError } from '../../src/errors/index.js';
 import { RawPeer } from '../support/raw-peer.js';
+import { rejection } from '../support/refusal.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The coded error a promise rejects with. */
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a rejection');
-}
-
 function handlers(): Map<string, Handler> {
   return new Map<string, Handler>([
     ['echo', async (p) => p],

@@ -8,17 +8,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { createTestPki } from '../../src/api/pki-setup.js';
 import { PKI_FILES, loadTlsCredentials } from '../../src/api/tls.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame } from '../../src/api/framing.js';
-import { FerryError } from '../../src/errors/index.js';
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../support/refusal.js';
 
 const handlers = new Map<string, Handler>([
   ['echo', async (p) => p],

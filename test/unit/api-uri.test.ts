@@ -1,16 +1,10 @@
 import { describe, it, expect } from 'vitest';
 import { DEFAULT_PKI_DIR, DEFAULT_SOCKET_PATH, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, parseConnectionUri } from '../../src/api/uri.js';
-import { FerryError } from '../../src/errors/index.js';
+import type { FerryError } from '../../src/errors/index.js';
+import { refusal as refusalOf } from '../support/refusal.js';
 
-function refusal(uri: string): FerryError {
-  try {
-    parseConnectionUri(uri);
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error(`expected ${JSON.stringify(uri)} to be refused`);
-}
+/** The refusal of connection URI `uri`. */
+const refusal = (uri: string): FerryError => refusalOf(() => parseConnectionUri(uri));
 
 describe('parseConnectionUri: accepted forms', () => {
   it('ferry:///system is the default local socket', () => {

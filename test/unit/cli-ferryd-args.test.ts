@@ -1,18 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { parseDaemonArgs, parseListenAddress } from '../../src/daemon/config.js';
-import { FerryError } from '../../src/errors/index.js';
+import { refusal } from '../support/refusal.js';
 
 const argv = (...args: string[]) => ['node', 'ferryd', ...args];
-
-function refusal(fn: () => unknown): FerryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a FerryError');
-}
 
 describe('parseDaemonArgs', () => {
   it('defaults: /var/lib/ferry, /run/ferry, accel auto, no network listeners', () => {

@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { DomainDocument } from '../../src/domain/index.js';
-import { FerryError } from '../../src/errors/index.js';
+import { refusal } from '../support/refusal.js';
 
 /**
  * A `virsh dumpxml` of a running guest, as libvirt 10 writes it (apostrophes
@@ -66,7 +66,7 @@ Second line: a &lt; b &amp;&amp; c &gt; d.</description>
   </clock>
   <on_poweroff>destroy</on_poweroff>
   <on_reboot>restart</on_reboot>
-  <on_crash>coredump-restart</on_crash>
+  <on_crash>destroy</on_crash>
   <pm>
     <suspend-to-mem enabled='no'/>
     <suspend-to-disk enabled='no'/>
@@ -203,16 +203,6 @@ ${inner}</domain>
 `;
 }
 
-function thrown(fn: () => unknown): FerryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a FerryError, but nothing was thrown');
-}
-
 describe('round trip', () => {
   it('writes virsh dumpxml output back byte for byte', () => {
     expect(DomainDocument.parse(CANONICAL).toXml()).toBe(CANONICAL);
@@ -347,7 +337,7 @@ describe('model', () => {
       clockOffset: 'utc',
       onPoweroff: 'destroy',
       onReboot: 'restart',
-      onCrash: 'coredump-restart',
+      onCrash: 'destroy',
       emulator: '/usr/bin/qemu-system-x86_64',
       disks: [
         {
@@ -547,7 +537,7 @@ describe('mutators', () => {
   });
 
   it('withName refuses a bad name with invalid_arg', () => {
-    const err = thrown(() => DomainDocument.parse(CANONICAL).withName('a/b'));
+    const err = refusal(() => DomainDocument.parse(CANONICAL).withName('a/b'));
     expect(err.code).toBe('invalid_arg');
     expect(err.message).toContain("'/'");
   });
@@ -556,7 +546,7 @@ describe('mutators', () => {
     const doc = DomainDocument.parse(CANONICAL).withUuid('AAAAAAAA-BBBB-4CCC-8DDD-EEEEEEEEEEEE');
     expect(doc.def.uuid).toBe('aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee');
     expect(doc.toXml()).toBe(CANONICAL.replace('5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', 'aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee'));
-    expect(thrown(() => doc.withUuid('not-a-uuid')).code).toBe('invalid_arg');
+    expect(refusal(() => doc.withUuid('not-a-uuid')).code).toBe('invalid_arg');
   });
 
   it('withDiskSource rewrites the source attribute in place, keeping the rest', () => {
@@ -592,11 +582,11 @@ describe('mutators', () => {
 
   it('withDiskSource refuses unknown targets and bad paths', () => {
     const doc = DomainDocument.parse(CANONICAL);
-    const unknown = thrown(() => doc.withDiskSource('vdz', '/x'));
+    const unknown = refusal(() => doc.withDiskSource('vdz', '/x'));
     expect(unknown.code).toBe('invalid_arg');
     expect(unknown.message).toContain('vda, vdb, sda');
-    expect(thrown(() => doc.withDiskSource('vda', 'relative.qcow2')).code).toBe('invalid_arg');
-    expect(thrown(() => doc.withDiskSource('vda', '/a\nb')).code).toBe('invalid_arg');
+    expect(refusal(() => doc.withDiskSource('vda', 'relative.qcow2')).code).toBe('invalid_arg');
+    expect(refusal(() => doc.withDiskSource('vda', '/a\nb')).code).toBe('invalid_arg');
   });
 
   it('withEmulator replaces <emulator> or adds it first in <devices>', () => {
@@ -678,6 +668,6 @@ describe('the demo guest', () => {
 
 describe('input type', () => {
   it('refuses a non-string with xml_error', () => {
-    expect(thrown(() => DomainDocument.parse(undefined as unknown as string)).code).toBe('xml_error');
+    expect(refusal(() => DomainDocument.parse(undefined as unknown as string)).code).toBe('xml_error');
   });
 });

@@ -1,22 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { FerryError } from '../../src/errors/index.js';
 import { MIGRATION_PARAMS, parseCliValue, parseParams, uriScheme, type MigrationParamName } from '../../src/flags/index.js';
+import { expectRefused as expectRefusedWith, refusal } from '../support/refusal.js';
 
-function refusal(fn: () => unknown): FerryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a refusal');
-}
-
-function expectRefused(fn: () => unknown, ...fragments: string[]): void {
-  const err = refusal(fn);
-  expect(err.code).toBe('invalid_arg');
-  for (const fragment of fragments) expect(err.message).toContain(fragment);
-}
+/** Asserts `fn` is refused with invalid_arg and a message containing every fragment. */
+const expectRefused = (fn: () => unknown, ...fragments: string[]): void => void expectRefusedWith(fn, 'invalid_arg', ...fragments);
 
 describe('parseParams', () => {
   it('accepts every parameter with a valid value and keeps it', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FerryError, type ErrorCode } from '../../src/errors/index.js';
+import type { ErrorCode } from '../../src/errors/index.js';
 import {
   MIGRATION_FLAGS,
   MIGRATION_PARAMS,
@@ -11,18 +11,9 @@ import {
   type MigrationParams,
   type ValidateOptions,
 } from '../../src/flags/index.js';
+import { expectRefused, refusal } from '../support/refusal.js';
 
 const LATER: ValidateOptions = { allowLater: true };
-
-function refusal(fn: () => unknown): FerryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a refusal');
-}
 
 function validate(names: string[], params: Record<string, unknown> = {}, ctx: MigrationContext = {}, options: ValidateOptions = LATER) {
   return validateMigrationRequest({ flags: flagsFromNames(names), params: params as MigrationParams }, ctx, options);
@@ -108,9 +99,7 @@ const CASES: Case[] = [
 describe('each rule refuses with its code and a sentence naming the flags', () => {
   it.each(CASES)('%s: %j %j', (id, flags, params, ctx, code, ...fragments) => {
     expect(MIGRATION_RULES.find((r) => r.id === id)?.code, `rule ${id} in the table`).toBe(code);
-    const err = refusal(() => validate(flags, params, ctx));
-    expect({ code: err.code, message: err.message }).toMatchObject({ code });
-    for (const fragment of fragments) expect(err.message).toContain(fragment);
+    expectRefused(() => validate(flags, params, ctx), code, ...fragments);
   });
 
   it('every rule of the table has a case', () => {

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { FerryError } from '../../src/errors/index.js';
 import {
   KNOWN_FLAG_BITS,
   MIGRATION_FLAGS,
@@ -12,6 +11,7 @@ import {
   paramRef,
   renderMigrationFlagsDoc,
 } from '../../src/flags/index.js';
+import { refusal } from '../support/refusal.js';
 
 /** libvirt's virDomainMigrateFlags, name, value and virsh option, written out independently of the table. */
 const LIBVIRT_FLAGS: Array<[string, number, string]> = [
@@ -61,16 +61,6 @@ const LIBVIRT_PARAMS: Array<[string, string, string, string]> = [
   ['parallel.connections', 'VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS', 'int', '--parallel-connections'],
   ['tls.destination', 'VIR_MIGRATE_PARAM_TLS_DESTINATION', 'string', '--tls-destination'],
 ];
-
-function refusal(fn: () => unknown): FerryError {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('flag table', () => {
   it("has libvirt's flags, values and virsh options, in bit order", () => {

@@ -1,18 +1,9 @@
 import { describe, it, expect } from 'vitest';
 import { DEFAULT_LOCK_WAIT_MS, DomainJobLock, type ModifyKind } from '../../src/host/job-lock.js';
 import { FerryError } from '../../src/errors/index.js';
+import { rejection } from '../support/refusal.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** A job that can be finished from outside. */
 function gate(): { promise: Promise<void>; open: () => void } {

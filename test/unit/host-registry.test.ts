@@ -5,6 +5,7 @@ import { DomainDocument } from '../../src/domain/index.js';
 import { status, type DomainStatus } from '../../src/domain/lifecycle-state.js';
 import { FerryError } from '../../src/errors/index.js';
 import type { ListFilter } from '../../src/host/views.js';
+import { codeOf } from '../support/refusal.js';
 
 function doc(name: string, uuid: string): DomainDocument {
   return DomainDocument.parse(`<domain type='kvm'><name>${name}</name><uuid>${uuid}</uuid><memory>65536</memory><os><type>hvm</type></os></domain>`);
@@ -31,16 +32,6 @@ function hosted(s: Spec): HostedDomain {
   }
   h.autostart = s.autostart ?? false;
   return h;
-}
-
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return (err as FerryError).code;
-  }
-  throw new Error('expected a FerryError');
 }
 
 const U = {

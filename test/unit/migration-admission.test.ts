@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { DomainDocument } from '../../src/domain/index.js';
 import { status, type DomainStatus } from '../../src/domain/lifecycle-state.js';
-import { FerryError } from '../../src/errors/index.js';
+import type { FerryError } from '../../src/errors/index.js';
 import { MIGRATION_RULES, flagsFromNames, type MigrationFlagName, type MigrationParams } from '../../src/flags/index.js';
 import { HostedDomain, type DomainRuntime } from '../../src/host/hosted-domain.js';
 import { admitBetweenHosts, admitOnSource, guestContext } from '../../src/migration/admission.js';
+import { refusal } from '../support/refusal.js';
 
 const UUID = '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14';
 const HOST_A = { hostName: 'host-a', hostUuid: '0f8fad5b-d9cb-469f-a165-70867728950e' };
@@ -31,14 +32,7 @@ const req = (flags: MigrationFlagName[], params: Record<string, unknown> = {}) =
 function refusedBy(id: string, fn: () => unknown, input: Parameters<(typeof MIGRATION_RULES)[number]['check']>[0]): FerryError {
   const rule = MIGRATION_RULES.find((r) => r.id === id);
   expect(rule, `rule ${id} in the table`).toBeDefined();
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(FerryError);
-  const e = err as FerryError;
+  const e = refusal(fn);
   expect({ code: e.code, message: e.message }).toEqual({ code: rule!.code, message: rule!.check(input) });
   return e;
 }

@@ -15,17 +15,9 @@ import type { Host } from '../../src/host/host.js';
 import { IncomingMigrations } from '../../src/migration/incoming.js';
 import { COOKIE_VERSION, type PrepareArgs } from '../../src/migration/phases.js';
 import { RawPeer } from '../support/raw-peer.js';
+import { rejection } from '../support/refusal.js';
 import { listen, portOf } from '../support/sockets.js';
 
-async function refusal(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a refusal');
-}
 
 describe('migration cookie version', () => {
   /** A destination host; prepare must refuse the cookie before it looks at anything else. */
@@ -39,7 +31,7 @@ describe('migration cookie version', () => {
     }) as unknown as PrepareArgs;
 
   it('the destination refuses a cookie of a newer format with operation_unsupported, naming both versions and the source', async () => {
-    const err = await refusal(new IncomingMigrations(host, () => undefined).prepare(prepareWith(COOKIE_VERSION + 1)));
+    const err = await rejection(new IncomingMigrations(host, () => undefined).prepare(prepareWith(COOKIE_VERSION + 1)));
     expect(err.code).toBe('operation_unsupported');
     expect(err.message).toContain(`version ${COOKIE_VERSION + 1}`);
     expect(err.message).toContain(`version ${COOKIE_VERSION}`);
@@ -47,7 +39,7 @@ describe('migration cookie version', () => {
   });
 
   it('the destination refuses a cookie without a version', async () => {
-    const err = await refusal(new IncomingMigrations(host, () => undefined).prepare(prepareWith(undefined)));
+    const err = await rejection(new IncomingMigrations(host, () => undefined).prepare(prepareWith(undefined)));
     expect(err.code).toBe('operation_unsupported');
     expect(err.message).toContain('no version');
   });
@@ -86,7 +78,7 @@ describe('native protocol version', () => {
       expect(call.method).toBe('connect.hello');
       peer.send({ type: 'reply', id: call.id, result: hello(PROTOCOL_VERSION + 1) });
     })();
-    const err = await refusal(remoteDestination(client).identity());
+    const err = await rejection(remoteDestination(client).identity());
     await answer;
     expect(err.code).toBe('rpc');
     expect(err.message).toContain(`protocol version ${PROTOCOL_VERSION + 1}`);

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DiskDef, DomainDef } from '../../src/domain/types.js';
-import { FerryError } from '../../src/errors/index.js';
 import { buildQemuArgs, buildQemuCommand, type QemuLaunchOptions } from '../../src/qemu/command-line.js';
 import { escapeLegacyValue } from '../../src/qemu/option-syntax.js';
+import { codeOf } from '../support/refusal.js';
 
 const HOSTILE = `/tmp/a,b=c"d'e ,file.driver=nbd`;
 
@@ -104,16 +104,6 @@ function parseLegacy(s: string): { lead: string | undefined; params: Map<string,
   return { lead, params };
 }
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return (err as FerryError).code;
-  }
-  throw new Error('expected a FerryError');
-}
-
 describe('buildQemuArgs basics', () => {
   it('builds a minimal machine with no defaults and no display', () => {
     const args = buildQemuArgs(domain(), OPTS);
@@ -154,7 +144,7 @@ describe('buildQemuArgs basics', () => {
   });
 
   it('refuses a machine type that is not a plain identifier', () => {
-    expect(code(() => buildQemuArgs(domain({ os: { type: 'hvm', machine: 'pc,accel=kvm' } }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ os: { type: 'hvm', machine: 'pc,accel=kvm' } }), OPTS))).toBe('config_unsupported');
   });
 
   it('chooses the CPU model per accelerator', () => {
@@ -170,10 +160,19 @@ describe('buildQemuArgs basics', () => {
 
   it('maps lifecycle actions', () => {
     expect(buildQemuArgs(domain({ onReboot: 'destroy' }), OPTS).join(' ')).toContain('-action reboot=shutdown');
-    const pres = buildQemuArgs(domain({ onPoweroff: 'preserve' }), OPTS);
+    const pres = buildQemuArgs(domain({ onReboot: 'preserve' }), OPTS);
     expect(pres).toContain('-no-shutdown');
-    expect(pres).not.toContain('-action');
-    expect(code(() => buildQemuArgs(domain({ onReboot: 'coredump-restart' }), OPTS))).toBe('config_unsupported');
+    expect(pres.join(' ')).toContain('-action reboot=shutdown');
+    expect(codeOf(() => buildQemuArgs(domain({ onReboot: 'coredump-restart' }), OPTS))).toBe('config_unsupported');
+  });
+
+  it('refuses the power-off and crash actions it cannot carry out rather than ignore them', () => {
+    for (const onPoweroff of ['restart', 'preserve', 'rename-restart'] as const) {
+      expect(codeOf(() => buildQemuArgs(domain({ onPoweroff }), OPTS)), onPoweroff).toBe('config_unsupported');
+    }
+    for (const onCrash of ['restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'] as const) {
+      expect(codeOf(() => buildQemuArgs(domain({ onCrash }), OPTS)), onCrash).toBe('config_unsupported');
+    }
   });
 
   it('passes kernel, initrd and cmdline as whole argv elements', () => {
@@ -187,14 +186,14 @@ describe('buildQemuArgs basics', () => {
   });
 
   it('refuses a kernel command line with a newline', () => {
-    expect(code(() => buildQemuArgs(domain({ os: { type: 'hvm', cmdline: 'a\nb' } }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ os: { type: 'hvm', cmdline: 'a\nb' } }), OPTS))).toBe('config_unsupported');
   });
 
   it('refuses bad uuids, sizes and architectures', () => {
-    expect(code(() => buildQemuArgs(domain({ uuid: 'x,y' }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ memoryKiB: 0 }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ vcpus: 1.5 }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ os: { type: 'hvm', arch: 'aarch64' } }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ uuid: 'x,y' }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ memoryKiB: 0 }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ vcpus: 1.5 }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ os: { type: 'hvm', arch: 'aarch64' } }), OPTS))).toBe('config_unsupported');
   });
 });
 
@@ -274,21 +273,21 @@ describe('injection safety', () => {
   it('refuses NUL and newlines in legacy values', () => {
     for (const bad of ['/tmp/a\nb', '/tmp/a\0b', '/tmp/a\rb']) {
       expect(
-        code(() => buildQemuArgs(domain({ serials: [{ element: 'serial', type: 'file', path: bad, targetPort: 0 }] }), OPTS)),
+        codeOf(() => buildQemuArgs(domain({ serials: [{ element: 'serial', type: 'file', path: bad, targetPort: 0 }] }), OPTS)),
       ).toBe('config_unsupported');
     }
-    expect(code(() => buildQemuArgs(domain({ name: 'a\nb' }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain(), { ...OPTS, qmpSocketPath: '/x\n' }))).toBe('config_unsupported');
-    expect(code(() => escapeLegacyValue('a\0', 'x'))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ name: 'a\nb' }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain(), { ...OPTS, qmpSocketPath: '/x\n' }))).toBe('config_unsupported');
+    expect(codeOf(() => escapeLegacyValue('a\0', 'x'))).toBe('config_unsupported');
   });
 
   it('refuses NUL in a JSON value', () => {
-    expect(code(() => buildQemuArgs(domain({ disks: [disk({ sourcePath: '/a\0b' })] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ disks: [disk({ sourcePath: '/a\0b' })] }), OPTS))).toBe('config_unsupported');
   });
 
   it('refuses target names that would make odd node names', () => {
     for (const t of ['vda,x', 'VDA', 'v"a', 'a'.repeat(13), '']) {
-      expect(code(() => buildQemuArgs(domain({ disks: [disk({ targetDev: t })] }), OPTS))).toBe('config_unsupported');
+      expect(codeOf(() => buildQemuArgs(domain({ disks: [disk({ targetDev: t })] }), OPTS))).toBe('config_unsupported');
     }
   });
 
@@ -317,7 +316,7 @@ describe('disks', () => {
   it('maps io and requires O_DIRECT for native', () => {
     const args = buildQemuArgs(domain({ disks: [disk({ cache: 'none', io: 'native' })] }), OPTS);
     expect(jsonValues(args, '-blockdev')[0]?.aio).toBe('native');
-    expect(code(() => buildQemuArgs(domain({ disks: [disk({ io: 'native' })] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ disks: [disk({ io: 'native' })] }), OPTS))).toBe('config_unsupported');
   });
 
   it('builds an explicit backing chain deepest first, backing layers read-only', () => {
@@ -346,7 +345,7 @@ describe('disks', () => {
 
   it('refuses a backing store under a raw image', () => {
     const d = disk({ format: 'raw', backingStore: { type: 'file', format: 'raw', sourcePath: '/x' } });
-    expect(code(() => buildQemuArgs(domain({ disks: [d] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ disks: [d] }), OPTS))).toBe('config_unsupported');
   });
 
   it('puts error policies and share-rw on the device', () => {
@@ -414,8 +413,8 @@ describe('disks', () => {
       { sourcePath: undefined },
       { targetDev: 'hda', targetBus: 'ide', readonly: true },
     ];
-    for (const b of bad) expect(code(() => buildQemuArgs(domain({ disks: [disk(b)] }), OPTS)), JSON.stringify(b)).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ disks: [disk(), disk()] }), OPTS))).toBe('config_unsupported');
+    for (const b of bad) expect(codeOf(() => buildQemuArgs(domain({ disks: [disk(b)] }), OPTS)), JSON.stringify(b)).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ disks: [disk(), disk()] }), OPTS))).toBe('config_unsupported');
   });
 });
 
@@ -450,11 +449,11 @@ describe('serial ports and network', () => {
   });
 
   it('refuses out-of-range or duplicate serial ports', () => {
-    expect(code(() => buildQemuArgs(domain({ serials: [{ element: 'serial', type: 'null', targetPort: 4 }] }), OPTS))).toBe(
+    expect(codeOf(() => buildQemuArgs(domain({ serials: [{ element: 'serial', type: 'null', targetPort: 4 }] }), OPTS))).toBe(
       'config_unsupported',
     );
     const dup = { element: 'serial' as const, type: 'null' as const, targetPort: 0 };
-    expect(code(() => buildQemuArgs(domain({ serials: [dup, dup] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ serials: [dup, dup] }), OPTS))).toBe('config_unsupported');
   });
 
   it('builds user networking with JSON netdev and device', () => {
@@ -473,9 +472,9 @@ describe('serial ports and network', () => {
   });
 
   it('refuses bad MACs and unknown models', () => {
-    expect(code(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '52:54:00:ab:cd' }] }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '01:00:5e:00:00:01' }] }), OPTS))).toBe('config_unsupported');
-    expect(code(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', model: 'virtio,x=y' }] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '52:54:00:ab:cd' }] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '01:00:5e:00:00:01' }] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', model: 'virtio,x=y' }] }), OPTS))).toBe('config_unsupported');
   });
 
   it('QMP goes through an escaped chardev and a control monitor', () => {
@@ -501,11 +500,11 @@ describe('buildQemuCommand binary resolution', () => {
     writeFileSync(bin, '#!/bin/sh\n');
     chmodSync(bin, 0o755);
     expect(buildQemuCommand(domain({ emulator: bin }), OPTS, '').binary).toBe(bin);
-    expect(code(() => buildQemuCommand(domain({ emulator: 'qemu' }), OPTS, ''))).toBe('config_unsupported');
-    expect(code(() => buildQemuCommand(domain({ emulator: join(dir, 'nope') }), OPTS, ''))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuCommand(domain({ emulator: 'qemu' }), OPTS, ''))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuCommand(domain({ emulator: join(dir, 'nope') }), OPTS, ''))).toBe('config_unsupported');
   });
 
   it('reports a missing QEMU clearly', () => {
-    expect(code(() => buildQemuCommand(domain(), OPTS, join(dir, 'empty')))).toBe('operation_failed');
+    expect(codeOf(() => buildQemuCommand(domain(), OPTS, join(dir, 'empty')))).toBe('operation_failed');
   });
 });

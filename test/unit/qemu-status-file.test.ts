@@ -14,6 +14,7 @@ import {
   writeStatusFile,
   type QemuStatus,
 } from '../../src/qemu/status-file.js';
+import { rejection } from '../support/refusal.js';
 
 let dir: string;
 beforeEach(() => {
@@ -36,15 +37,8 @@ function status(over: Partial<QemuStatus> = {}): QemuStatus {
   };
 }
 
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return (err as FerryError).code;
-  }
-  throw new Error('expected a FerryError');
-}
+/** The code of the FerryError `p` rejects with. */
+const codeOf = async (p: Promise<unknown>): Promise<string> => (await rejection(p)).code;
 
 describe('status file', () => {
   it('round-trips every field, including the optional and extra ones', async () => {

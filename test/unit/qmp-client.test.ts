@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
 import { LineSplitter } from '../../src/qemu/line-splitter.js';
 import { QmpClient, QmpCommandError, type QmpEvent } from '../../src/qemu/qmp-client.js';
+import { rejection } from '../support/refusal.js';
 
 const GREETING = {
   QMP: { version: { qemu: { major: 7, minor: 2, micro: 22 }, package: 'test' }, capabilities: ['oob'] },
@@ -76,16 +77,6 @@ afterEach(async () => {
   await fake.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('QmpClient', () => {
   it('reads the greeting and negotiates capabilities', async () => {

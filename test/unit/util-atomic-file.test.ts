@@ -4,17 +4,7 @@ import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { removeFileDurable, writeFileAtomic } from '../../src/util/atomic-file.js';
-import { FerryError } from '../../src/errors/index.js';
-
-async function rejection(p: Promise<unknown>): Promise<FerryError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(FerryError);
-    return err as FerryError;
-  }
-  throw new Error('expected a rejection');
-}
+import { rejection } from '../support/refusal.js';
 
 let dir: string;
 
