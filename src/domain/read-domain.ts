@@ -18,9 +18,29 @@ import { domainNameProblem } from './validate-name.js';
 export const MAX_VCPUS = 255;
 
 const DOMAIN_TYPES_LIBVIRT = ['xen', 'lxc', 'uml', 'openvz', 'test', 'vmware', 'hyperv', 'vbox', 'phyp', 'vz', 'bhyve', 'hvf', 'kqemu', 'ch'];
-const ALL_ACTIONS: readonly LifecycleAction[] = ['destroy', 'restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'];
-// Dumping core only makes sense after a crash, so libvirt allows it nowhere else.
-const NON_CRASH_ACTIONS: readonly LifecycleAction[] = ['destroy', 'restart', 'preserve', 'rename-restart'];
+/**
+ * What Ferry does with each lifecycle element's values. libvirt accepts
+ * destroy, restart, preserve and rename-restart for all three, and the two
+ * coredump actions for `<on_crash>` only (dumping core only makes sense after
+ * a crash); a value libvirt accepts but Ferry would not carry out is refused
+ * with `config_unsupported` rather than kept and ignored.
+ */
+const LIFECYCLE_ACTIONS: Record<'on_poweroff' | 'on_reboot' | 'on_crash', { supported: readonly LifecycleAction[]; libvirtOnly: readonly LifecycleAction[]; why: string }> = {
+  // QEMU exits when the guest powers off; ferryd does not start it again (restart) nor keep it (preserve, which libvirt's QEMU driver refuses too).
+  on_poweroff: {
+    supported: ['destroy'],
+    libvirtOnly: ['restart', 'preserve', 'rename-restart'],
+    why: 'when the guest powers off, QEMU exits and the domain is shut off',
+  },
+  // restart: QEMU resets the guest; destroy and preserve: QEMU turns the reboot into a shutdown (see qemu/command-line.ts).
+  on_reboot: { supported: ['restart', 'destroy', 'preserve'], libvirtOnly: ['rename-restart'], why: 'rename-restart is refused by libvirt\'s QEMU driver too' },
+  // A guest crash is only visible through a panic device, which Ferry does not model: nothing could act on another value.
+  on_crash: {
+    supported: ['destroy'],
+    libvirtOnly: ['restart', 'preserve', 'rename-restart', 'coredump-destroy', 'coredump-restart'],
+    why: 'Ferry has no <panic> device to learn of a guest crash',
+  },
+};
 
 /**
  * The `<domain>` root of `doc`. The domain format has no namespace; one on
@@ -79,10 +99,10 @@ function readVcpus(root: Element): number {
   return vcpus;
 }
 
-function readLifecycle(root: Element, name: string, dflt: LifecycleAction, allowed: readonly LifecycleAction[]): LifecycleAction {
+function readLifecycle(root: Element, name: keyof typeof LIFECYCLE_ACTIONS, dflt: LifecycleAction): LifecycleAction {
   const el = optionalChild(root, name);
   if (el === undefined) return dflt;
-  return choose(textOf(el).trim(), { what: `<${name}>`, supported: allowed });
+  return choose(textOf(el).trim(), { what: `<${name}>`, ...LIFECYCLE_ACTIONS[name] });
 }
 
 function readFeatures(root: Element): string[] {
@@ -182,9 +202,9 @@ export function readDomain(doc: Document): DomainDef {
         libvirtOnly: ['variable', 'timezone', 'absolute'],
       }),
     }),
-    onPoweroff: readLifecycle(root, 'on_poweroff', 'destroy', NON_CRASH_ACTIONS),
-    onReboot: readLifecycle(root, 'on_reboot', 'restart', NON_CRASH_ACTIONS),
-    onCrash: readLifecycle(root, 'on_crash', 'destroy', ALL_ACTIONS),
+    onPoweroff: readLifecycle(root, 'on_poweroff', 'destroy'),
+    onReboot: readLifecycle(root, 'on_reboot', 'restart'),
+    onCrash: readLifecycle(root, 'on_crash', 'destroy'),
     ...readDevices(root, os),
   };
   return def;

@@ -194,28 +194,29 @@ function cpuModel(def: DomainDef, accel: Accel): string {
  * Lifecycle actions. Unlike libvirt, which always passes `-no-shutdown` and
  * then quits QEMU itself, Ferry lets QEMU exit on guest power-off: the exit
  * (with the SHUTDOWN event that preceded it) is how the supervisor learns of
- * it, and it works the same while ferryd is down. The host layer then applies
- * `on_poweroff` (`destroy`: nothing to do; `restart`: start again).
- * `-no-shutdown` is used only where the guest must be kept (`preserve`).
- * Guest reboots are handled inside QEMU unless `on_reboot` asks otherwise, in
- * which case a reboot becomes a shutdown with reason `guest-reset`.
+ * it, and it works the same while ferryd is down. So `on_poweroff` can only
+ * be `destroy`, and `on_crash` too (a guest crash is invisible without a
+ * panic device); the domain reader refuses the rest, and so does this, for
+ * a definition built some other way. Guest reboots are handled inside QEMU
+ * unless `on_reboot` asks otherwise, in which case a reboot becomes a
+ * shutdown with reason `guest-reset`; `preserve` keeps QEMU (`-no-shutdown`).
  */
 function lifecycleArgs(def: DomainDef): string[] {
   const args: string[] = [];
-  if (def.onPoweroff === 'coredump-destroy' || def.onPoweroff === 'coredump-restart') {
-    throw unsupported(`on_poweroff ${showValue(def.onPoweroff)} is only meaningful for on_crash`);
-  }
+  if (def.onPoweroff !== 'destroy') throw unsupported(`on_poweroff ${showValue(def.onPoweroff)} is not supported; only destroy`);
+  if (def.onCrash !== 'destroy') throw unsupported(`on_crash ${showValue(def.onCrash)} is not supported; only destroy`);
   switch (def.onReboot) {
     case 'restart':
       break;
     case 'destroy':
-    case 'preserve':
       args.push('-action', 'reboot=shutdown');
+      break;
+    case 'preserve':
+      args.push('-action', 'reboot=shutdown', '-no-shutdown');
       break;
     default:
       throw unsupported(`on_reboot ${showValue(def.onReboot)} is not supported; use restart, destroy or preserve`);
   }
-  if (def.onPoweroff === 'preserve' || def.onReboot === 'preserve') args.push('-no-shutdown');
   return args;
 }
 
