@@ -13,6 +13,7 @@ import { GuestRunner, hostPaths, type HostPaths } from './guest-runner.js';
 import { HostedDomain } from './hosted-domain.js';
 import type { HostIdentityConfig } from './identity.js';
 import { Lifecycle } from './lifecycle.js';
+import { MigrationStates } from './migration-states.js';
 import { DomainRegistry } from './registry.js';
 
 /** What a host needs to open. */
@@ -35,6 +36,8 @@ export class Host {
   readonly store: DefinitionStore;
   readonly runner: GuestRunner;
   readonly lifecycle: Lifecycle;
+  /** The domain state changes migrations make (see migration-states.ts). */
+  readonly migrationStates: MigrationStates;
   readonly paths: HostPaths;
 
   private constructor(readonly config: HostConfig) {
@@ -42,6 +45,7 @@ export class Host {
     this.store = new DefinitionStore(config.stateDir, config.log);
     this.runner = new GuestRunner(this.paths, config.accel, this.events, config.log);
     this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log });
+    this.migrationStates = new MigrationStates({ registry: this.registry, runner: this.runner, events: this.events, lifecycle: this.lifecycle, hostName: config.identity.hostName });
   }
 
   /** Opens the host: definitions, re-attached guests, autostart. */

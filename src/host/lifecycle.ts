@@ -52,10 +52,7 @@ export class Lifecycle {
         throw new FerryError('dom_exist', `domain '${existing.name}' already exists with uuid ${existing.uuid}; a definition may not change its name or uuid`);
       }
       return existing.jobs.run('define', async () => {
-        await store.save(doc);
-        const wasPersistent = existing.persistent;
-        existing.persistentDoc = doc;
-        events.lifecycle(existing, 'defined', wasPersistent ? 'updated' : 'added');
+        await this.saveDefinition(existing, doc);
         return existing.summary();
       });
     });
@@ -68,14 +65,35 @@ export class Lifecycle {
       if (!d.persistent) {
         throw new FerryError('operation_invalid', `cannot undefine transient domain '${d.name}': it has no persistent definition (use destroy to stop it)`);
       }
-      await this.deps.store.remove(d.name);
-      d.persistentDoc = null;
-      d.autostart = false;
-      if (!d.active) this.deps.registry.remove(d);
-      else await this.refreshStatusFile(d);
-      this.deps.events.lifecycle(d, 'undefined', 'removed');
+      await this.dropDefinition(d);
       return d.summary();
     });
+  }
+
+  /**
+   * Makes `doc` the persistent definition of the existing domain `d`:
+   * stored first, then recorded, then published as `defined` (updated or
+   * added). The caller holds the domain's job lock.
+   */
+  async saveDefinition(d: HostedDomain, doc: DomainDocument): Promise<void> {
+    await this.deps.store.save(doc);
+    const wasPersistent = d.persistent;
+    d.persistentDoc = doc;
+    this.deps.events.lifecycle(d, 'defined', wasPersistent ? 'updated' : 'added');
+  }
+
+  /**
+   * Removes the persistent definition of `d` and its autostart mark: an
+   * inactive domain leaves the host, an active one carries on as transient
+   * (its status file says so). The caller holds the domain's job lock.
+   */
+  async dropDefinition(d: HostedDomain): Promise<void> {
+    await this.deps.store.remove(d.name);
+    d.persistentDoc = null;
+    d.autostart = false;
+    if (!d.active) this.deps.registry.remove(d);
+    else await this.refreshStatusFile(d);
+    this.deps.events.lifecycle(d, 'undefined', 'removed');
   }
 
   /** `create`: starts a transient domain from XML. */

@@ -9,10 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { DomainDocument } from '../domain/index.js';
-import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
-import { HostedDomain } from '../host/hosted-domain.js';
+import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
 import type { QmpClient } from '../qemu/index.js';
@@ -99,18 +98,7 @@ export class IncomingMigrations {
     const persistentXml = args.cookie.persistentXml !== undefined && typeof dname === 'string' ? DomainDocument.parse(args.cookie.persistentXml).withName(dname).toXml() : args.cookie.persistentXml;
     if (persistentXml !== undefined) DomainDocument.parse(persistentXml);
 
-    const { registry } = this.host;
-    const existing = registry.getByUuid(doc.def.uuid) ?? registry.getByName(doc.def.name);
-    if (existing) {
-      if (existing.active || existing.runtime) {
-        throw new FerryError('operation_invalid', `domain '${existing.name}' is already active on ${me.hostName}`);
-      }
-      if (existing.uuid !== doc.def.uuid || existing.name !== doc.def.name) {
-        throw new FerryError('dom_exist', `domain '${existing.name}' already exists on ${me.hostName} with uuid ${existing.uuid}`);
-      }
-    }
-    const d = existing ?? new HostedDomain(doc.def.uuid, doc.def.name, null);
-    if (!existing) registry.add(d);
+    const { domain: d, existedBefore } = this.host.migrationStates.adoptIncoming(doc.def.uuid, doc.def.name);
     const asyncJob = await d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'an incoming migration owns the domain until it finishes' });
     if (d.active || d.runtime) {
       // Started while this job waited for the domain's modify job to end.
@@ -120,7 +108,7 @@ export class IncomingMigrations {
     const job: IncomingJob = {
       id: randomUUID(),
       domain: d,
-      existedBefore: !!existing,
+      existedBefore,
       flags: args.flags,
       ...(persistentXml !== undefined ? { persistentXml } : {}),
       asyncJob,
@@ -155,13 +143,7 @@ export class IncomingMigrations {
         }
       }
       const launchDoc = doc;
-      const runtime = await d.jobs.run('migration', async () => {
-        const rt = await this.host.runner.launch(d, launchDoc, { paused: true, incoming: true });
-        d.runtime = rt;
-        d.setStatus(mkStatus('paused', 'migrating'));
-        this.host.runner.watch(d, rt, (dd, r, reason) => this.host.lifecycle.onExit(dd, r, reason));
-        return rt;
-      });
+      const runtime = await d.jobs.run('migration', () => this.host.migrationStates.startIncoming(d, launchDoc));
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
       const nbd = storage ? await this.startNbd(job, runtime.qemu.qmp, request, storage.disks.map((x) => x.target), tls.tlsCredsId) : undefined;
@@ -223,11 +205,7 @@ export class IncomingMigrations {
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
       }
       if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) {
-        const pdoc = DomainDocument.parse(job.persistentXml);
-        await this.host.store.save(pdoc);
-        const wasPersistent = d.persistent;
-        d.persistentDoc = pdoc;
-        this.host.events.lifecycle(d, 'defined', wasPersistent ? 'updated' : 'added');
+        await this.host.migrationStates.persistAfterMigration(d, DomainDocument.parse(job.persistentXml));
       }
       if (!offline && !d.runtime) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
       if (!offline && job.nbdRunning) {
@@ -241,28 +219,18 @@ export class IncomingMigrations {
         if (stateOf(job) === 'aborted') throw new FerryError('operation_aborted', `incoming migration of '${d.name}' was aborted before the guest could be resumed here`);
         job.resuming = true;
         // From here the guest is this host's: a restarted ferryd must keep it, not clean it up.
-        rt.incoming = false;
-        this.host.events.lifecycle(d, 'started', 'migrated');
         // A guest that was paused on the source stays paused, as with PAUSED (libvirt does the same).
-        if (hasFlag(job.flags, 'PAUSED') || !job.wasRunning) {
-          await this.host.runner.transition(d, rt, mkStatus('paused', 'user'), 'suspended', 'paused');
-        } else {
-          // Set before `cont` so the RESUME event does not record a plain 'unpaused'.
-          const running = postcopy ? mkStatus('running', 'post-copy') : mkStatus('running', 'migrated');
-          d.setStatus(running);
-          await rt.qemu.qmp.execute('cont');
-          if (args.sourceStoppedAt !== undefined) job.downtimeMs = Math.max(0, Date.now() - args.sourceStoppedAt);
-          await this.host.runner.transition(d, rt, running, 'resumed', postcopy ? 'postcopy' : 'migrated');
-        }
+        const resumedAt = await this.host.migrationStates.handOver(d, rt, { paused: hasFlag(job.flags, 'PAUSED') || !job.wasRunning, postcopy });
+        if (resumedAt !== undefined && args.sourceStoppedAt !== undefined) job.downtimeMs = Math.max(0, resumedAt - args.sourceStoppedAt);
         // The guest now runs here: for outcome checks the job is done, whatever the rest of a post-copy stream does.
         job.state = 'finished';
         if (postcopy) {
           const rest = await followMigration(rt.qemu.qmp, { pollMs: 200 });
           if (rest.status !== 'completed') {
-            await this.host.runner.transition(d, rt, mkStatus('running', 'post-copy failed'), 'resumed', 'post-copy failed');
+            await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
             throw new FerryError('operation_failed', `post-copy migration of '${d.name}' broke after the switch: ${'error' in rest ? rest.error : rest.status}; the guest keeps running here but may stall on pages it never received`);
           }
-          if (d.status.reason === 'post-copy') await this.host.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');
+          await this.host.migrationStates.markPostcopyCompleted(d, rt);
         }
       }
       job.state = 'finished';
@@ -345,17 +313,7 @@ export class IncomingMigrations {
     job.state = 'aborted';
     const d = job.domain;
     this.log(`incoming migration of '${d.name}' (job ${job.id}) aborted: ${why}`);
-    const rt = d.runtime;
-    if (rt) {
-      rt.stopRequested = 'destroy';
-      await rt.qemu.kill({ graceful: false }).catch(() => undefined);
-      if (d.runtime === rt) {
-        d.runtime = null;
-        void this.host.runner.forget(rt.liveDoc.def.uuid);
-      }
-    }
-    d.setStatus(mkStatus('shutoff', 'failed'));
-    if (!job.existedBefore) this.host.registry.remove(d);
+    await this.host.migrationStates.dropIncoming(d, job.existedBefore);
     if (job.createdImages.length > 0) {
       await removeImages(job.createdImages);
       this.log(`removed the images created for the failed copy: ${job.createdImages.join(', ')}`);
@@ -382,8 +340,7 @@ export class IncomingMigrations {
     if (!d || !rt) return 'aborted';
     if (!rt.incoming) return 'finished';
     this.log(`incoming copy of '${d.name}' without a job removed: ${why}`);
-    rt.stopRequested = 'destroy';
-    await rt.qemu.kill({ graceful: false }).catch(() => undefined);
+    await this.host.migrationStates.killIncoming(rt);
     return 'aborted';
   }
 

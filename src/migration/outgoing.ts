@@ -7,7 +7,6 @@
 import { randomUUID } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
-import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { FerryError, toFerryError } from '../errors/index.js';
 import { MAX_BANDWIDTH_MIB, hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
@@ -263,11 +262,8 @@ export class OutgoingMigrations {
       if (hasFlag(job.flags, 'RDMA_PIN_ALL')) await raiseMemlock(rt.qemu.pid, rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB, this.log);
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
-        rt.pendingPause = 'migrating';
         stoppedAt = Date.now();
-        await qmp.execute('stop');
-        // The STOP event may have recorded the pause already; one event, one state.
-        if (stateOf(d) !== 'paused') await this.host.runner.transition(d, rt, mkStatus('paused', 'migrating'), 'suspended', 'migrated');
+        await this.host.migrationStates.pauseForMigration(d, rt);
       }
       await holdPoint(this.host.config.runDir, 'source-performing', this.log);
       if (job.abortRequested) throw this.abortedError(job);
@@ -291,7 +287,7 @@ export class OutgoingMigrations {
         });
       }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
-      rt.pendingPause = 'migrating';
+      this.host.migrationStates.expectSwitchoverPause(rt);
       streamStarted = true;
       await qmp.execute('migrate', { uri: args.migrateUri });
       const follow = (stopAtPostcopy: boolean) =>
@@ -344,7 +340,7 @@ export class OutgoingMigrations {
     } catch (err) {
       if (job.phase === 'performing') job.phase = 'perform-failed';
       // No switch-over happened: a STOP from now on (a user's suspend) is not the migration's.
-      if (rt.pendingPause === 'migrating') rt.pendingPause = undefined;
+      this.host.migrationStates.dropSwitchoverPause(rt);
       // Make sure QEMU's stream stops: a half-run migration must not complete behind our back.
       await cancelMigration(qmp).catch(() => undefined);
       // The disk copies stop too; the source keeps running on its own images.
@@ -552,18 +548,11 @@ export class OutgoingMigrations {
     // A switch that was asked for may have happened even if no poll saw 'postcopy-active': QEMU then stays stopped.
     if (job.postcopy || (job.postcopyRequested && q && !q.running)) {
       // After the post-copy switch the source's memory is stale: resuming it would fork the guest.
-      if (stateOf(d) !== 'paused' || d.status.reason !== 'post-copy failed') {
-        await this.host.runner.transition(d, rt, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
-      }
+      await this.host.migrationStates.markPostcopyFailed(d, rt, 'source');
       return;
     }
-    if (job.wasRunning && q && !q.running) {
-      d.setStatus(mkStatus('running', 'migration canceled'));
-      await rt.qemu.qmp.execute('cont');
-      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
-    } else if (job.wasRunning && q?.running && d.status.state !== 'running') {
-      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
-    }
+    // A QEMU that runs already (resumed by hand, say) only has its state recorded.
+    if (job.wasRunning && q && (!q.running || d.status.state !== 'running')) await this.host.migrationStates.takeBack(d, rt, q.running);
   }
 
   private finishJob(job: OutgoingJob, failed: boolean): void {
@@ -645,7 +634,7 @@ export class OutgoingMigrations {
             return await done('the post-copy stream completed; source cleaned up');
           }
         }
-        await this.host.runner.transition(d, rtNow, mkStatus('paused', 'post-copy failed'), 'suspended', 'postcopy failed');
+        await this.host.migrationStates.markPostcopyFailed(d, rtNow, 'source');
         return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
       }
       if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
@@ -674,29 +663,15 @@ export class OutgoingMigrations {
 
   /** The source's part of a successful migration: stop its QEMU (if any) and undefine the domain when asked. */
   private async stopSource(d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
-    if (rt) {
-      rt.stopRequested = 'migrated';
-      await rt.qemu.kill({ graceful: true, gracefulTimeoutMs: 5000 }).catch(() => undefined);
-      this.host.lifecycle.onExit(d, rt, { kind: 'destroyed' });
-    }
-    if (hasFlag(flags, 'UNDEFINE_SOURCE') && d.persistent) {
-      await this.host.store.remove(d.name);
-      d.persistentDoc = null;
-      d.autostart = false;
-      this.host.events.lifecycle(d, 'undefined', 'removed');
-      if (!d.active) this.host.registry.remove(d);
-    }
+    if (rt) await this.host.migrationStates.stopAfterMigration(d, rt);
+    if (hasFlag(flags, 'UNDEFINE_SOURCE')) await this.host.migrationStates.undefineAfterMigration(d);
   }
 
   private async resumeAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, wasRunning: boolean): Promise<void> {
     // Disk-copy connections a killed ferryd left behind lead to a destination that gave up.
     await dropLeftoverMirrors(rt.qemu.qmp);
     const q = await rt.qemu.qmp.execute<{ running: boolean }>('query-status');
-    if (wasRunning && !q.running) {
-      d.setStatus(mkStatus('running', 'migration canceled'));
-      await rt.qemu.qmp.execute('cont');
-      await this.host.runner.transition(d, rt, mkStatus('running', 'migration canceled'), 'resumed', 'migration canceled');
-    }
+    if (wasRunning && !q.running) await this.host.migrationStates.takeBack(d, rt, false);
   }
 
   private xmlToSend(d: HostedDomain, params: MigrationParams, offline: boolean): string {
@@ -728,11 +703,6 @@ export class OutgoingMigrations {
     if (!job) throw new FerryError('operation_invalid', `no outgoing migration job ${jobId} on this host`);
     return job;
   }
-}
-
-/** The state now, read through a call so that TypeScript does not carry a narrowing across an await. */
-function stateOf(d: HostedDomain): string {
-  return d.status.state;
 }
 
 /** The default limit of concurrent migrations each way: the number of cores, at least 2 (see slots.ts). */
