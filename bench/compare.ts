@@ -59,7 +59,7 @@ import { join } from 'node:path';
 import { DomainDocument } from '../src/domain/index.js';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
-import { testGuestXml } from '../test/support/guest-xml.js';
+import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import {
   CLI,
@@ -148,16 +148,8 @@ function ferry(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 300_000) {
 
 const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
-async function waitBeats(path: string, n: number, timeoutMs = 90_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const log = parseSerialLog(read(path));
-    if (log.corrupt) throw new Error('guest reported CORRUPT before the migration');
-    if (log.heartbeats.length >= n) return;
-    await sleep(100);
-  }
-  throw new Error(`no ${n} heartbeats within ${timeoutMs} ms`);
-}
+/** Waits for `n` heartbeats in the serial log at `path` (see waitForSerialFile). */
+const waitBeats = async (path: string, n: number): Promise<void> => void (await waitForSerialFile(path, heartbeatCount(n), 90_000));
 
 
 function guestXml(name: string, uuid: string, memoryKiB: number, rate: number, serialFile?: string): string {

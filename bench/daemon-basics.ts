@@ -19,10 +19,10 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd } from './ferryd.js';
 import {
   CLI,
-  GUEST,
   ROOT,
   argInt,
   fmtSummary,
@@ -168,23 +168,9 @@ async function importCosts(runs: number): Promise<Record<string, { cpu: Summary;
   return out;
 }
 
+/** The test guest (test/support/guest-xml.ts), small and idle: only its definition is measured. */
 function domainXml(i: number): string {
-  const name = `bench-dom-${String(i).padStart(3, '0')}`;
-  return `<domain type='kvm'>
-  <name>${name}</name>
-  <memory unit='KiB'>16388</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${GUEST}</kernel>
-    <cmdline>ws=1 rate=0 hb=500</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <serial type='pty'><target port='0'/></serial>
-  </devices>
-</domain>
-`;
+  return testGuestXml({ name: `bench-dom-${String(i).padStart(3, '0')}`, memoryKiB: 16388, cmdline: 'ws=1 rate=0 hb=500' });
 }
 
 async function main(): Promise<void> {

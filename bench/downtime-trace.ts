@@ -40,7 +40,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
-import { testGuestXml } from '../test/support/guest-xml.js';
+import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import { CLI, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, requireBuild, rotate, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
 import { ADDR, LV_URI, NS, parseJobInfo, serialToFile, virsh } from './bench-hosts.js';
@@ -424,14 +424,8 @@ interface Run {
 
 const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
-async function waitBeats(readLog: () => string, n: number, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (parseSerialLog(readLog()).heartbeats.length >= n) return;
-    await sleep(100);
-  }
-  throw new Error(`no ${n} heartbeats within ${timeoutMs} ms`);
-}
+/** Waits for `n` heartbeats in the serial log at `path` (see waitForSerialFile). */
+const waitBeats = async (path: string, n: number): Promise<void> => void (await waitForSerialFile(path, heartbeatCount(n)));
 
 function guestXml(name: string, uuid: string, rate: number, serialFile?: string): string {
   let xml = testGuestXml({ name, uuid, memoryKiB: MEMORY_MIB * 1024, cmdline: `ws=${WS_MIB} rate=${rate} hb=${HB_MS}` });
@@ -551,7 +545,7 @@ runMain(async () => {
     try {
       const c = await virsh(0, ['create', xmlA]);
       if (c.code !== 0) throw new Error(`virsh create: ${c.stderr.trim()}`);
-      await waitBeats(() => read(srcLog), 4);
+      await waitBeats(srcLog, 4);
       await traced(r, async () => {
         const m = await virsh(0, ['migrate', '--live', '--p2p', '--xml', xmlB, name, LV_URI[1]!]);
         r.wallMs = m.ms;
@@ -584,7 +578,7 @@ runMain(async () => {
     try {
       const c = await ferry(0, fd[0], ['create', xml]);
       if (c.code !== 0) throw new Error(`ferry create: ${c.stderr.trim()}`);
-      await waitBeats(() => read(srcLog), 4);
+      await waitBeats(srcLog, 4);
       if (FERRY_MAX_DOWNTIME !== undefined) {
         const s = await ferry(0, fd[0], ['migrate-setmaxdowntime', name, String(FERRY_MAX_DOWNTIME)]);
         if (s.code !== 0) throw new Error(`ferry migrate-setmaxdowntime: ${s.stderr.trim()}`);

@@ -4,8 +4,9 @@
  * started (its QEMUs, found through their status files) killed at clean-up.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { readStatusFiles } from '../test/support/daemon.js';
 import { DAEMON, killIf, onCleanup, sleep } from './lib.js';
 
 export interface FerrydOptions {
@@ -36,21 +37,11 @@ export interface Ferryd {
   stop(): void;
 }
 
-/** pids of the QEMUs a ferryd runs, from its status files. */
+/** pids of the QEMUs a ferryd runs, from its status files (read as the e2e harness reads them). */
 export function qemuPidsOf(runDir: string): number[] {
-  const dir = join(runDir, 'qemu');
-  if (!existsSync(dir)) return [];
-  const pids: number[] = [];
-  for (const f of readdirSync(dir)) {
-    if (!f.endsWith('.status.json')) continue;
-    try {
-      const st = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { pid?: unknown };
-      if (typeof st.pid === 'number') pids.push(st.pid);
-    } catch {
-      // Being rewritten or half-written: skip.
-    }
-  }
-  return pids;
+  return readStatusFiles(runDir)
+    .map((s) => s.pid)
+    .filter((pid) => typeof pid === 'number');
 }
 
 /** Starts a ferryd with `--accel tcg` and waits for its `ready:` line. */

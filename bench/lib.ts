@@ -8,17 +8,20 @@
  */
 import { spawn, execFileSync, type SpawnOptions } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import os from 'node:os';
+import { REPO_ROOT, sleep } from '../test/support/daemon.js';
+import { GUEST_KERNEL } from '../test/support/guest-xml.js';
+
+export { sleep };
 
 /** The checkout's root directory. */
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+export const ROOT = REPO_ROOT;
 /** Built CLI and daemon (run `npm run build` first); {@link useDistSnapshot} points them at a private copy. */
 export let CLI = join(ROOT, 'dist', 'cli', 'main.js');
 export let DAEMON = join(ROOT, 'dist', 'daemon', 'main.js');
 /** The test guest (run `make -C guest` first). */
-export const GUEST = join(ROOT, 'guest', 'build', 'guest.elf');
+export const GUEST = GUEST_KERNEL;
 export const RESULTS_DIR = join(ROOT, 'bench', 'results');
 
 /** Refuses to run without the build products. */
@@ -206,8 +209,6 @@ export function timedRun(file: string, args: readonly string[], opts: SpawnOptio
     });
   });
 }
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Whether `pid` runs and its command line contains `needle` (guards against a reused pid). */
 export function pidIs(pid: number, needle: string): boolean {

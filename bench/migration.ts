@@ -65,6 +65,7 @@ import { runMigration, type DestinationEndpoint, type SourceEndpoint } from '../
 import { followMigration } from '../src/migration/qemu-migration.js';
 import { QmpClient, type QmpEvent } from '../src/qemu/index.js';
 import { createHostPair, inNetns, netnsAvailable } from '../test/support/netns.js';
+import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { qemuPidsOf, startFerryd, type Ferryd } from './ferryd.js';
 import { WireMonitor, ioDelta, now, procIo, type CpuProbe, type ProbePids, type ProcIo } from './wire.js';
@@ -241,28 +242,9 @@ interface RunResult {
 
 // ------------------------------------------------------------ helpers
 
+/** The test guest (test/support/guest-xml.ts) with this benchmark's memory, working set, rate and sampled verification. */
 function domainXml(name: string, uuid: string, rate: number): string {
-  const serial = `<serial type='pty'><target port='0'/></serial>`;
-  return `<domain type='kvm'>
-  <name>${name}</name>
-  <uuid>${uuid}</uuid>
-  <memory unit='KiB'>${MEMORY_KIB}</memory>
-  <currentMemory unit='KiB'>${MEMORY_KIB}</currentMemory>
-  <vcpu placement='static'>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>${GUEST}</kernel>
-    <cmdline>ws=${WS_MIB} rate=${rate} hb=${HB_MS} verify=sample</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>restart</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    ${serial}
-  </devices>
-</domain>
-`;
+  return testGuestXml({ name, uuid, memoryKiB: MEMORY_KIB, cmdline: `ws=${WS_MIB} rate=${rate} hb=${HB_MS} verify=sample` });
 }
 
 function readText(path: string): string {
@@ -273,17 +255,8 @@ function readText(path: string): string {
   }
 }
 
-/** Waits until the log at `path` shows `count` heartbeats. */
-async function waitHeartbeats(path: string, count: number, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const log = parseSerialLog(readText(path));
-    if (log.corrupt) throw new Error(`guest reported corruption before the migration (${path})`);
-    if (log.heartbeats.length >= count) return;
-    await sleep(50);
-  }
-  throw new Error(`no ${count} heartbeats in ${path} after ${timeoutMs} ms:\n${readText(path).slice(-500)}`);
-}
+/** Waits until the log at `path` shows `count` heartbeats (see waitForSerialFile). */
+const waitHeartbeats = async (path: string, count: number): Promise<void> => void (await waitForSerialFile(path, heartbeatCount(count)));
 
 function freePort(host: string): Promise<number> {
   return new Promise((resolvePort, reject) => {

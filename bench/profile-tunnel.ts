@@ -45,7 +45,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
-import { testGuestXml } from '../test/support/guest-xml.js';
+import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import { CLI, RESULTS_DIR, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
 import { streamWindow } from './wire.js';
@@ -634,14 +634,7 @@ runMain(async () => {
     const c = inNetns(NS[h], [process.execPath, CLI, '-c', fd[h].unixUri, ...args]);
     return timedRun(c.file, c.args, { timeoutMs, cwd: ROOT });
   };
-  const waitBeats = async (path: string, n: number) => {
-    const end = Date.now() + 60_000;
-    while (Date.now() < end) {
-      if (parseSerialLog(read(path)).heartbeats.length >= n) return;
-      await sleep(100);
-    }
-    throw new Error(`no ${n} heartbeats in ${path}`);
-  };
+  const waitBeats = async (path: string, n: number) => void (await waitForSerialFile(path, heartbeatCount(n)));
 
   const results: Run[] = [];
   const perfFiles: Record<string, string[]> = {};

@@ -83,7 +83,7 @@ import type { JobStats } from '../src/host/job-stats.js';
 import { QmpClient, type QmpEvent } from '../src/qemu/index.js';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
-import { testGuestXml } from '../test/support/guest-xml.js';
+import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import {
   CLI,
@@ -212,15 +212,8 @@ function guestXml(name: string, uuid: string, diskPath: string, serialFile?: str
 }
 
 /** Waits for `n` heartbeats (with the disk writer running, if it is on). */
-async function waitBeats(path: string, n: number, timeoutMs = 60_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    const log = parseSerialLog(read(path));
-    if (log.corrupt) throw new Error(`the guest reported corruption before the migration (${path})`);
-    if (log.heartbeats.length >= n && (DISK_RATE === 0 || (log.lastHeartbeat?.diskWrites ?? 0) > 0)) return;
-    await sleep(100);
-  }
-  throw new Error(`no ${n} heartbeats${DISK_RATE > 0 ? ' with disk writes' : ''} within ${timeoutMs} ms in ${path}:\n${read(path).slice(-400)}`);
+async function waitBeats(path: string, n: number): Promise<void> {
+  await waitForSerialFile(path, (log) => heartbeatCount(n)(log) && (DISK_RATE === 0 || (log.lastHeartbeat?.diskWrites ?? 0) > 0));
 }
 
 /** Waits until the destination's log shows {@link AFTER_HEARTBEATS} heartbeats past the source's last, then checks the guest. */

@@ -118,6 +118,31 @@ export async function waitForHeartbeat(
   }
 }
 
+/**
+ * Polls a serial log file (ferryd's STATE_DIR/logs/NAME.serial.log, or the
+ * file a file-backed serial port writes) until `predicate(parsed log)`
+ * holds; returns the parsed log. A missing file reads as empty. Throws at
+ * once when the guest reported CORRUPT, and after `timeoutMs` with the log's
+ * tail. For benchmarks and tests that have the file rather than a daemon.
+ */
+export async function waitForSerialFile(path: string, predicate: (log: SerialLog) => boolean, timeoutMs = 60_000): Promise<SerialLog> {
+  const deadline = Date.now() + timeoutMs;
+  const read = () => (existsSync(path) ? readFileSync(path, 'utf8') : '');
+  for (;;) {
+    const log = parseSerialLog(read());
+    if (log.corrupt) throw new Error(`the guest reported CORRUPT in ${path}:\n${read().slice(-600)}`);
+    if (predicate(log)) return log;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for the heartbeat in ${path}; log tail:\n${read().slice(-600)}`);
+    await sleep(100);
+  }
+}
+
+/** Predicate: at least `n` heartbeats, whatever their check. */
+export const heartbeatCount =
+  (n: number) =>
+  (log: SerialLog): boolean =>
+    log.heartbeats.length >= n;
+
 /** Predicate: at least `n` heartbeats, the last one with check=OK. */
 export const heartbeats =
   (n: number) =>
