@@ -49,7 +49,7 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
     },
     'migration.cancel': async (p) => {
       const reason = typeof p.reason === 'string' && p.reason !== '' ? p.reason.slice(0, 2000) : 'the managing client cancelled the job';
-      await m.outgoing.cancel(requireString(p, 'jobId'), reason, p.destinationLost === true);
+      await m.jobControl.cancel(requireString(p, 'jobId'), reason, p.destinationLost === true);
       return { cancelled: true };
     },
     'migration.prepare': async (p, conn) => {
@@ -103,25 +103,25 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
       return { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent, stats, warning: out.confirmWarning ?? null };
     },
-    'domain.jobInfo': async (p) => m.outgoing.jobInfo(requireString(p, 'domain'), p.completed === true, (uuid) => m.incoming.runningJobInfo(uuid)),
+    'domain.jobInfo': async (p) => m.jobControl.jobInfo(requireString(p, 'domain'), p.completed === true, (uuid) => m.incoming.runningJobInfo(uuid)),
     'domain.migrateStartPostcopy': async (p) => {
-      await m.outgoing.startPostcopy(requireString(p, 'domain'));
+      await m.jobControl.startPostcopy(requireString(p, 'domain'));
       return { ok: true };
     },
     'domain.jobAbort': async (p) => {
-      await m.outgoing.abort(requireString(p, 'domain'));
+      await m.jobControl.abort(requireString(p, 'domain'));
       return { aborted: true };
     },
     'domain.migrateSetMaxDowntime': async (p) => {
-      await m.outgoing.setMaxDowntime(requireString(p, 'domain'), p.downtime);
+      await m.jobControl.setMaxDowntime(requireString(p, 'domain'), p.downtime);
       return { ok: true };
     },
-    'domain.migrateGetMaxDowntime': async (p) => ({ downtime: await m.outgoing.getMaxDowntime(requireString(p, 'domain')) }),
+    'domain.migrateGetMaxDowntime': async (p) => ({ downtime: await m.jobControl.getMaxDowntime(requireString(p, 'domain')) }),
     'domain.migrateSetSpeed': async (p) => {
-      await m.outgoing.setSpeed(requireString(p, 'domain'), p.bandwidth);
+      await m.jobControl.setSpeed(requireString(p, 'domain'), p.bandwidth);
       return { ok: true };
     },
-    'domain.migrateGetSpeed': async (p) => ({ bandwidth: m.outgoing.getSpeed(requireString(p, 'domain')) }),
+    'domain.migrateGetSpeed': async (p) => ({ bandwidth: m.jobControl.getSpeed(requireString(p, 'domain')) }),
   };
 }
 

@@ -26,8 +26,7 @@ import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
 import { holdPoint } from './test-hold.js';
-import { MigrationSlots, type SlotTicket } from './slots.js';
-import { defaultMigrationLimit } from './outgoing.js';
+import { MigrationSlots, defaultMigrationLimit, type SlotTicket } from './slots.js';
 
 /** One incoming migration on the destination. */
 interface IncomingJob {

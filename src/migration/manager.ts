@@ -11,7 +11,9 @@ import type { Host } from '../host/host.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
 import { admitBetweenHosts } from './admission.js';
 import { IncomingMigrations } from './incoming.js';
+import type { OutgoingJobControl } from './job-control.js';
 import { OutgoingMigrations } from './outgoing.js';
+import { MigrationRecovery } from './recovery.js';
 import type { MigrationRequest } from './phases.js';
 
 /** A connection to another host's daemon, seen as a migration destination. */
@@ -30,6 +32,10 @@ export type PeerConnector = (uri: string) => Promise<PeerDestination>;
 export class Migrations {
   readonly outgoing: OutgoingMigrations;
   readonly incoming: IncomingMigrations;
+  /** The controls of running outgoing jobs (domjobinfo, domjobabort, post-copy, speed, downtime). */
+  readonly jobControl: OutgoingJobControl;
+  /** Restart recovery of the outgoing jobs in the journal. */
+  readonly recovery: MigrationRecovery;
 
   constructor(
     private readonly host: Host,
@@ -40,6 +46,8 @@ export class Migrations {
   ) {
     this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir);
     this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
+    this.jobControl = this.outgoing.control;
+    this.recovery = new MigrationRecovery(host, log, (uri, uuid) => this.askOutcome(uri, uuid));
   }
 
   /**
@@ -68,7 +76,7 @@ export class Migrations {
    * the sockets, so that no client can act on such a domain first.
    */
   recover(): Promise<void> {
-    return this.outgoing.recover();
+    return this.recovery.recover();
   }
 
   /** This host's source side, as the driver calls it in peer-to-peer mode. */
@@ -77,7 +85,7 @@ export class Migrations {
       begin: (domain, req) => this.outgoing.begin(domain, req),
       perform: (args) => this.outgoing.perform(args),
       confirm: (args) => this.outgoing.confirm(args),
-      cancel: (jobId, why, destinationLost) => this.outgoing.cancel(jobId, why, destinationLost),
+      cancel: (jobId, why, destinationLost) => this.jobControl.cancel(jobId, why, destinationLost),
     };
   }
 

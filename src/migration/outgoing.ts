@@ -1,91 +1,41 @@
 /**
  * The source's phases: begin (checks, the XML and cookie to send), perform
  * (QEMU's `migrate`, followed to its end) and confirm (on success stop the
- * source QEMU and undefine if asked; on failure take the guest back), plus
- * the controls of a running job: statistics, abort, speed and downtime.
+ * source QEMU and undefine if asked; on failure take the guest back). The
+ * controls of a running job are in job-control.ts, the rollback when its
+ * managing client goes away in owner-gone.ts, restart recovery in
+ * recovery.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { DomainDocument } from '../domain/index.js';
 import { FerryError, toFerryError } from '../errors/index.js';
-import { MAX_BANDWIDTH_MIB, hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
+import { hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
-import type { AsyncJob } from '../host/job-lock.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import { admitOnSource } from './admission.js';
+import { OutgoingJobControl, UNLIMITED_SPEED_MIB } from './job-control.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
-import { cancelMigration, followMigration, prepareQemuForMigration, type MigrationEnd } from './qemu-migration.js';
-import { MIB, UNLIMITED_BANDWIDTH_BYTES, migrationSetup } from './tuning.js';
+import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { MIB, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { raiseMemlock } from './memlock.js';
-import { DiskMirrors, describeStorage, dropLeftoverMirrors, withDiskStats } from './storage-copy.js';
-import type { StorageCookie } from './phases.js';
-import { MigrationJournal, type JournalEntry, type JournalPhase } from './journal.js';
+import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
+import { MigrationJournal, type JournalPhase } from './journal.js';
+import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js';
+import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
 import { releaseIncomingQemu } from './release-incoming.js';
-import { MigrationSlots, type SlotTicket } from './slots.js';
-
-/** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
-const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
-
-/** Where a source job stands. */
-type OutgoingPhase = 'queued' | 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
-
-interface OutgoingJob {
-  id: string;
-  domain: HostedDomain;
-  flags: number;
-  params: MigrationParams;
-  asyncJob: AsyncJob;
-  phase: OutgoingPhase;
-  startedAt: number;
-  wasRunning: boolean;
-  stats: JobStats | null;
-  abortRequested: boolean;
-  /** Why the job was cancelled, when something other than `domjobabort` cancelled it (a lost destination, say). */
-  abortReason?: string;
-  /** The destination daemon was lost: nobody there will clean up its waiting QEMU (see release-incoming.ts). */
-  destinationLost?: boolean;
-  /** The client that drives this job (managed mode) went away; the job is rolled back once it is safe. */
-  ownerLost?: boolean;
-  /** Stops listening for the owner's departure once the job has ended. */
-  dropOwner?: () => void;
-  /** Set once the migration switched to post-copy: the source never resumes after that. */
-  postcopy?: boolean;
-  /** `migrate-postcopy` was called. */
-  postcopyRequested?: boolean;
-  /** Post-copy: the rest of the stream, followed in the background after perform returned. */
-  completion?: Promise<MigrationEnd>;
-  /** Storage copy: the disks going, as told to the destination. */
-  storage?: StorageCookie;
-  /** Storage copy: the running mirrors. */
-  mirrors?: DiskMirrors;
-  /** The destination daemon's URI, when known: a restarted ferryd asks it how the job ended. */
-  destUri?: string;
-  /** This job's outgoing migration slot (see slots.ts). */
-  ticket: SlotTicket;
-  /** The job's journal writes, in order (a later write or the removal never overtakes an earlier one). */
-  journalChain?: Promise<void>;
-  /** Why the job failed, for `domjobinfo --completed`. */
-  errmsg?: string;
-}
-
-/** After a restart, how often and how many times a destination that does not answer is asked how a job ended. */
-const RECOVERY_ASK_INTERVAL_MS = 10_000;
-const RECOVERY_ASKS = 6;
-
-/** How a destination answers "did you finish?" for a job a restarted source finds in its journal. */
-export type OutcomeQuery = (destUri: string, domainUuid: string) => Promise<'finished' | 'aborted' | 'unreachable'>;
+import { MigrationSlots, defaultMigrationLimit } from './slots.js';
 
 /** The source side of migrations on one host. */
 export class OutgoingMigrations {
-  private readonly jobs = new Map<string, OutgoingJob>();
-  /** Per-domain speed set by `migrate-setspeed` (MiB/s), used by the next migration. */
-  private readonly speeds = new Map<string, number>();
+  private readonly jobs: OutgoingJobs = new Map();
   private readonly journal: MigrationJournal;
+  /** The controls of running jobs: statistics, abort, post-copy, speed and downtime. */
+  readonly control: OutgoingJobControl;
   /** At most this many outgoing migrations run at once; the others queue. */
   readonly slots: MigrationSlots;
 
@@ -98,6 +48,7 @@ export class OutgoingMigrations {
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
     this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
+    this.control = new OutgoingJobControl(host, log, this.jobs);
   }
 
   /**
@@ -255,7 +206,7 @@ export class OutgoingMigrations {
     };
     qmp.on('event', onEvent);
     try {
-      const speed = this.speeds.get(d.uuid);
+      const speed = this.control.speedOf(d.uuid);
       const tls = hasFlag(job.flags, 'TLS')
         ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? qemuInetHost(args.migrateUri) ?? args.migrateUri }
         : {};
@@ -405,138 +356,10 @@ export class OutgoingMigrations {
     }
   }
 
-  /** `migrate-postcopy`: switches a running POSTCOPY migration of a domain to post-copy. */
-  async startPostcopy(ref: unknown): Promise<void> {
-    const d = this.host.registry.lookup(ref);
-    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase === 'performing');
-    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration running that could switch to post-copy`);
-    if (!hasFlag(job.flags, 'POSTCOPY')) throw new FerryError('operation_invalid', `the migration of '${d.name}' was started without --postcopy (POSTCOPY), so post-copy is not enabled`);
-    if (job.postcopyRequested) return;
-    await d.runtime!.qemu.qmp.execute('migrate-start-postcopy');
-    // Marked as switched only when QEMU reports post-copy: until then a failure leaves the source running.
-    job.postcopyRequested = true;
-  }
-
-  /** Aborts the running job of a domain (`domjobabort`). */
-  async abort(ref: unknown): Promise<void> {
-    const d = this.host.registry.lookup(ref);
-    const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'queued' || j.phase === 'begun' || j.phase === 'performing'));
-    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
-    await this.stopStreaming(job);
-  }
-
-  /**
-   * Cancels job `jobId` if it has not finished streaming: a queued job
-   * leaves the queue, a running stream is cancelled (its perform then fails
-   * with `why`). A job past the stream is left alone: only confirm ends it.
-   * With `destinationLost`, the destination daemon is gone and its QEMU is
-   * released by the source (see release-incoming.ts).
-   */
-  async cancel(jobId: string, why: string, destinationLost = false): Promise<void> {
-    const job = this.jobs.get(jobId);
-    if (!job || !(job.phase === 'queued' || job.phase === 'begun' || job.phase === 'performing')) return;
-    this.log(`cancelling migration job ${job.id} of '${job.domain.name}' (${job.phase}): ${why}`);
-    job.abortReason ??= why;
-    if (destinationLost) job.destinationLost = true;
-    await this.stopStreaming(job);
-  }
-
-  private async stopStreaming(job: OutgoingJob): Promise<void> {
-    job.abortRequested = true;
-    if (job.phase === 'queued') job.ticket.cancel(`the migration of '${job.domain.name}' was aborted while it waited for a slot${job.abortReason ? `: ${job.abortReason}` : ''}`);
-    if (job.phase === 'performing' && job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp);
-    // Mirrors still catching up notice the request at their next poll.
-  }
-
-  /**
-   * The client driving job `jobId` went away: roll the job back where that
-   * is safe. Queued or streaming, it is cancelled (and confirmed as failed
-   * once perform has settled); after the stream, the destination is asked
-   * whether it runs the guest, and with no answer the job ends with the
-   * guest paused here (it may run there).
-   */
-  async ownerGone(jobId: string): Promise<void> {
-    const job = this.jobs.get(jobId);
-    if (!job || job.phase === 'confirmed' || job.phase === 'cancelled') return;
-    if (!job.ownerLost) this.log(`the client managing migration job ${job.id} of '${job.domain.name}' went away in phase ${job.phase}`);
-    job.ownerLost = true;
-    if (job.phase === 'queued' || job.phase === 'performing') {
-      job.abortReason ??= 'the client managing the migration went away';
-      // begin's or perform's own failure path runs next; perform's calls ownerGone again when it has settled.
-      await this.stopStreaming(job);
-      return;
-    }
-    if (job.phase === 'performed') {
-      const outcome = job.destUri ? await this.askOutcome(job.destUri, job.domain.uuid) : 'unreachable';
-      if (outcome === 'unreachable') {
-        await this.confirm({
-          jobId,
-          cancelled: true,
-          outcomeUnknown: `the client managing the migration went away after the stream completed, and ${job.destUri ?? 'the destination'} cannot be asked whether it runs the guest: check it there, then 'ferry resume' or 'ferry destroy' the guest here`,
-        });
-        return;
-      }
-      await this.confirm({ jobId, cancelled: outcome !== 'finished' });
-      return;
-    }
-    await this.confirm({ jobId, cancelled: true });
-  }
-
-
-  /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
-  jobInfo(ref: unknown, completed: boolean, incoming?: (uuid: string) => JobStats | undefined): JobStats {
-    const d = this.host.registry.lookup(ref);
-    if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
-    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
-    if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
-    const elapsed = Date.now() - job.startedAt;
-    if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };
-    const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
-    if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
-    return s;
-  }
-
-  /** `migrate-setmaxdowntime` (ms). */
-  async setMaxDowntime(ref: unknown, ms: unknown): Promise<void> {
-    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > 2_000_000) throw new FerryError('invalid_arg', 'downtime must be an integer number of milliseconds between 1 and 2000000');
-    const rt = this.activeRuntime(ref);
-    await rt.qemu.qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
-  }
-
-  /** `migrate-getmaxdowntime` (ms). */
-  async getMaxDowntime(ref: unknown): Promise<number> {
-    const rt = this.activeRuntime(ref);
-    const p = await rt.qemu.qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters');
-    return p['downtime-limit'] ?? 300;
-  }
-
-  /** `migrate-setspeed` (MiB/s): applies to a running migration at once and to later ones. */
-  async setSpeed(ref: unknown, mib: unknown): Promise<void> {
-    if (typeof mib !== 'number' || !Number.isSafeInteger(mib) || mib < 0 || mib > UNLIMITED_SPEED_MIB) throw new FerryError('invalid_arg', `bandwidth must be an integer number of MiB/s between 0 and ${UNLIMITED_SPEED_MIB}`);
-    const d = this.host.registry.lookup(ref);
-    // 0 means "no limit", as libvirt reads it.
-    const value = mib === 0 ? UNLIMITED_SPEED_MIB : mib;
-    this.speeds.set(d.uuid, value);
-    if (d.runtime) await d.runtime.qemu.qmp.execute('migrate-set-parameters', { 'max-bandwidth': value >= UNLIMITED_SPEED_MIB ? UNLIMITED_BANDWIDTH_BYTES : value * MIB });
-  }
-
-  /** `migrate-getspeed` (MiB/s). */
-  getSpeed(ref: unknown): number {
-    const d = this.host.registry.lookup(ref);
-    return this.speeds.get(d.uuid) ?? UNLIMITED_SPEED_MIB;
-  }
-
-  private activeRuntime(ref: unknown) {
-    const d = this.host.registry.lookup(ref);
-    if (!d.runtime || !d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is not running`);
-    return d.runtime;
-  }
-
   private async completeSource(job: OutgoingJob): Promise<void> {
     const rt = job.domain.runtime;
-    await this.stopSource(job.domain, hasFlag(job.flags, 'OFFLINE') ? null : rt, job.flags);
+    await stopSource(this.host, job.domain, hasFlag(job.flags, 'OFFLINE') ? null : rt, job.flags);
   }
-
 
   private async takeBack(job: OutgoingJob): Promise<void> {
     const d = job.domain;
@@ -569,109 +392,16 @@ export class OutgoingMigrations {
   }
 
   /**
-   * After a restart: settles every job the journal lists. The rule is the
-   * driver's: the source takes its guest back unless the destination may
-   * run it. A source QEMU that never completed sending cannot have handed
-   * the guest over, so it is taken back at once; one that completed asks
-   * the destination; one in post-copy never runs here again. When the
-   * destination cannot be asked, the guest stays paused and the question is
-   * asked again every 10 s.
+   * The client driving job `jobId` went away: roll the job back where that
+   * is safe (see owner-gone.ts).
    */
-  async recover(): Promise<void> {
-    const entries = await this.journal.list((f, why) => this.log(`ignoring unreadable migration journal file ${f}: ${why}`));
-    for (const e of entries) {
-      const d = this.host.registry.getByUuid(e.domainUuid);
-      let lock: AsyncJob | undefined;
-      try {
-        // Held from before ferryd serves its sockets: no resume may run a guest the destination may already run.
-        if (d && e.phase !== 'begun') lock = await d.jobs.beginAsync({ kind: 'migration-out', allowed: new Set(['destroy']), reason: 'an interrupted migration is being settled after a restart' });
-      } catch (err) {
-        this.log(`migration job ${e.jobId} of '${e.domainName}' cannot be settled after the restart: ${toFerryError(err).message}`);
-        continue;
-      }
-      void this.recoverOne(e, d)
-        .catch((err) => this.log(`migration job ${e.jobId} of '${e.domainName}' could not be settled after the restart: ${toFerryError(err).message}`))
-        .finally(() => {
-          if (d && lock) d.jobs.endAsync(lock);
-        });
-    }
-  }
-
-  /** Settles one journal entry; the caller holds the domain's job lock. */
-  private async recoverOne(e: JournalEntry, d: HostedDomain | undefined): Promise<void> {
-    const ask = this.askOutcome;
-    const rt = d?.runtime;
-    const done = async (what: string) => {
-      this.log(`migration job ${e.jobId} of '${e.domainName}', interrupted by a restart in phase ${e.phase}: ${what}`);
-      await this.journal.remove(e.jobId);
-    };
-    if (!d) return done('the domain is gone; nothing to do');
-    if (e.phase === 'begun') return done('it had not started; nothing changed');
-    let unanswered = 0;
-    for (;;) {
-      const rtNow = d.runtime;
-      if (!rtNow || rtNow !== rt) {
-        // The source QEMU is gone: only the definition may be left to settle.
-        if (e.phase === 'confirming' || (e.destUri && (await ask(e.destUri, e.domainUuid)) === 'finished')) {
-          await this.stopSource(d, null, e.flags);
-          return await done('the guest runs on the destination; source cleaned up');
-        }
-        return await done('the source QEMU is gone and the destination does not run the guest');
-      }
-      const qmp = rtNow.qemu.qmp;
-      const info = await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
-      const status = info.status ?? 'none';
-      if (e.postcopy && status === 'completed') {
-        // The post-copy stream finished while this daemon was down: the destination has the whole guest.
-        await this.stopSource(d, rtNow, e.flags);
-        return await done('the post-copy stream completed; source cleaned up');
-      }
-      if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
-        if (status === 'postcopy-active') {
-          const end = await followMigration(qmp, { pollMs: 500 });
-          if (end.status === 'completed') {
-            await this.stopSource(d, rtNow, e.flags);
-            return await done('the post-copy stream completed; source cleaned up');
-          }
-        }
-        await this.host.migrationStates.markPostcopyFailed(d, rtNow, 'source');
-        return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
-      }
-      if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
-        await cancelMigration(qmp).catch(() => undefined);
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
-      }
-      const answer = status === 'completed' || e.phase === 'confirming' ? (e.destUri ? await ask(e.destUri, e.domainUuid) : 'unreachable') : 'aborted';
-      if (answer === 'finished') {
-        await this.stopSource(d, rtNow, e.flags);
-        return await done('the guest runs on the destination; source cleaned up');
-      }
-      if (answer === 'aborted') {
-        await this.resumeAfterRecovery(d, rtNow, e.wasRunning);
-        return await done('the destination does not run the guest; it runs here again');
-      }
-      if (++unanswered >= RECOVERY_ASKS) {
-        const why = `cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest after ${unanswered} tries; the guest stays paused here so it cannot run twice: check the destination with 'ferry list', then 'ferry destroy' it here if it runs there, else 'ferry resume' it here`;
-        d.completedJob = { type: 'Failed', operation: 'Outgoing migration', time_elapsed: 0, errmsg: why };
-        return await done(why);
-      }
-      this.log(`migration job ${e.jobId} of '${e.domainName}': cannot learn from ${e.destUri ?? 'the destination (its URI is unknown)'} whether it runs the guest; it stays paused here, asking again in ${RECOVERY_ASK_INTERVAL_MS / 1000} s`);
-      await new Promise((r) => setTimeout(r, RECOVERY_ASK_INTERVAL_MS));
-    }
-  }
-
-  /** The source's part of a successful migration: stop its QEMU (if any) and undefine the domain when asked. */
-  private async stopSource(d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
-    if (rt) await this.host.migrationStates.stopAfterMigration(d, rt);
-    if (hasFlag(flags, 'UNDEFINE_SOURCE')) await this.host.migrationStates.undefineAfterMigration(d);
-  }
-
-  private async resumeAfterRecovery(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, wasRunning: boolean): Promise<void> {
-    // Disk-copy connections a killed ferryd left behind lead to a destination that gave up.
-    await dropLeftoverMirrors(rt.qemu.qmp);
-    const q = await rt.qemu.qmp.execute<{ running: boolean }>('query-status');
-    if (wasRunning && !q.running) await this.host.migrationStates.takeBack(d, rt, false);
+  ownerGone(jobId: string): Promise<void> {
+    return rollBackOwnerGone(this.jobs.get(jobId), {
+      log: this.log,
+      askOutcome: this.askOutcome,
+      stopStreaming: (job) => this.control.stopStreaming(job),
+      confirm: (args) => this.confirm(args),
+    });
   }
 
   private xmlToSend(d: HostedDomain, params: MigrationParams, offline: boolean): string {
@@ -705,11 +435,6 @@ export class OutgoingMigrations {
   }
 }
 
-/** The default limit of concurrent migrations each way: the number of cores, at least 2 (see slots.ts). */
-export function defaultMigrationLimit(): number {
-  return Math.max(2, availableParallelism());
-}
-
 /**
  * When the source's vCPUs stopped: the STOP event's time if it has arrived
  * (`seen`), else the moment `query-status` first says not running (the event
@@ -723,4 +448,10 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
     await new Promise((r) => setTimeout(r, 10));
   }
   return seen();
+}
+
+/** The source's part of a successful migration: stop its QEMU (if any) and undefine the domain when asked. */
+export async function stopSource(host: Host, d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
+  if (rt) await host.migrationStates.stopAfterMigration(d, rt);
+  if (hasFlag(flags, 'UNDEFINE_SOURCE')) await host.migrationStates.undefineAfterMigration(d);
 }

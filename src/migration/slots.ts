@@ -9,6 +9,7 @@
  * them slower, and a slower migration of a busy guest may never converge.
  * Queued guests keep running where they are meanwhile.
  */
+import { availableParallelism } from 'node:os';
 import { FerryError } from '../errors/index.js';
 
 /** A waiting or granted claim on a slot. */
@@ -83,4 +84,9 @@ export class MigrationSlots {
       position: () => (state === 'waiting' ? this.queue.indexOf(entry!) + 1 : 0),
     };
   }
+}
+
+/** The default limit of concurrent migrations each way: the number of cores, at least 2. */
+export function defaultMigrationLimit(): number {
+  return Math.max(2, availableParallelism());
 }

@@ -1,0 +1,131 @@
+/**
+ * The controls of a host's running outgoing migrations: statistics
+ * (`domjobinfo`), abort (`domjobabort`) and the driver's cancel, the switch
+ * to post-copy (`migrate-postcopy`), speed (`migrate-setspeed`/`getspeed`)
+ * and maximum downtime (`migrate-setmaxdowntime`/`getmaxdowntime`).
+ */
+import { FerryError } from '../errors/index.js';
+import { MAX_BANDWIDTH_MIB, hasFlag } from '../flags/index.js';
+import type { Host } from '../host/host.js';
+import type { JobStats } from '../host/job-stats.js';
+import type { OutgoingJob, OutgoingJobs } from './outgoing-job.js';
+import { cancelMigration } from './qemu-migration.js';
+import { MIB, UNLIMITED_BANDWIDTH_BYTES } from './tuning.js';
+
+/** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
+export const UNLIMITED_SPEED_MIB = MAX_BANDWIDTH_MIB;
+
+/** The controls of the outgoing jobs of one host. */
+export class OutgoingJobControl {
+  /** Per-domain speed set by `migrate-setspeed` (MiB/s), used by the next migration. */
+  private readonly speeds = new Map<string, number>();
+
+  constructor(
+    private readonly host: Host,
+    private readonly log: (msg: string) => void,
+    /** The source side's job table (see outgoing.ts). */
+    private readonly jobs: OutgoingJobs,
+  ) {}
+
+  /** The speed `migrate-setspeed` set for a domain's migrations (MiB/s), if any. */
+  speedOf(uuid: string): number | undefined {
+    return this.speeds.get(uuid);
+  }
+
+  /** `migrate-postcopy`: switches a running POSTCOPY migration of a domain to post-copy. */
+  async startPostcopy(ref: unknown): Promise<void> {
+    const d = this.host.registry.lookup(ref);
+    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase === 'performing');
+    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration running that could switch to post-copy`);
+    if (!hasFlag(job.flags, 'POSTCOPY')) throw new FerryError('operation_invalid', `the migration of '${d.name}' was started without --postcopy (POSTCOPY), so post-copy is not enabled`);
+    if (job.postcopyRequested) return;
+    await d.runtime!.qemu.qmp.execute('migrate-start-postcopy');
+    // Marked as switched only when QEMU reports post-copy: until then a failure leaves the source running.
+    job.postcopyRequested = true;
+  }
+
+  /** Aborts the running job of a domain (`domjobabort`). */
+  async abort(ref: unknown): Promise<void> {
+    const d = this.host.registry.lookup(ref);
+    const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'queued' || j.phase === 'begun' || j.phase === 'performing'));
+    if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
+    await this.stopStreaming(job);
+  }
+
+  /**
+   * Cancels job `jobId` if it has not finished streaming: a queued job
+   * leaves the queue, a running stream is cancelled (its perform then fails
+   * with `why`). A job past the stream is left alone: only confirm ends it.
+   * With `destinationLost`, the destination daemon is gone and its QEMU is
+   * released by the source (see release-incoming.ts).
+   */
+  async cancel(jobId: string, why: string, destinationLost = false): Promise<void> {
+    const job = this.jobs.get(jobId);
+    if (!job || !(job.phase === 'queued' || job.phase === 'begun' || job.phase === 'performing')) return;
+    this.log(`cancelling migration job ${job.id} of '${job.domain.name}' (${job.phase}): ${why}`);
+    job.abortReason ??= why;
+    if (destinationLost) job.destinationLost = true;
+    await this.stopStreaming(job);
+  }
+
+  /**
+   * Stops a job short of the switch-over: a queued job leaves the queue, a
+   * running stream is cancelled; mirrors still catching up notice it at
+   * their next poll.
+   */
+  async stopStreaming(job: OutgoingJob): Promise<void> {
+    job.abortRequested = true;
+    if (job.phase === 'queued') job.ticket.cancel(`the migration of '${job.domain.name}' was aborted while it waited for a slot${job.abortReason ? `: ${job.abortReason}` : ''}`);
+    if (job.phase === 'performing' && job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp);
+    // Mirrors still catching up notice the request at their next poll.
+  }
+
+  /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
+  jobInfo(ref: unknown, completed: boolean, incoming?: (uuid: string) => JobStats | undefined): JobStats {
+    const d = this.host.registry.lookup(ref);
+    if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
+    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
+    if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
+    const elapsed = Date.now() - job.startedAt;
+    if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };
+    const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
+    if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
+    return s;
+  }
+
+  /** `migrate-setmaxdowntime` (ms). */
+  async setMaxDowntime(ref: unknown, ms: unknown): Promise<void> {
+    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > 2_000_000) throw new FerryError('invalid_arg', 'downtime must be an integer number of milliseconds between 1 and 2000000');
+    const rt = this.activeRuntime(ref);
+    await rt.qemu.qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+  }
+
+  /** `migrate-getmaxdowntime` (ms). */
+  async getMaxDowntime(ref: unknown): Promise<number> {
+    const rt = this.activeRuntime(ref);
+    const p = await rt.qemu.qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters');
+    return p['downtime-limit'] ?? 300;
+  }
+
+  /** `migrate-setspeed` (MiB/s): applies to a running migration at once and to later ones. */
+  async setSpeed(ref: unknown, mib: unknown): Promise<void> {
+    if (typeof mib !== 'number' || !Number.isSafeInteger(mib) || mib < 0 || mib > UNLIMITED_SPEED_MIB) throw new FerryError('invalid_arg', `bandwidth must be an integer number of MiB/s between 0 and ${UNLIMITED_SPEED_MIB}`);
+    const d = this.host.registry.lookup(ref);
+    // 0 means "no limit", as libvirt reads it.
+    const value = mib === 0 ? UNLIMITED_SPEED_MIB : mib;
+    this.speeds.set(d.uuid, value);
+    if (d.runtime) await d.runtime.qemu.qmp.execute('migrate-set-parameters', { 'max-bandwidth': value >= UNLIMITED_SPEED_MIB ? UNLIMITED_BANDWIDTH_BYTES : value * MIB });
+  }
+
+  /** `migrate-getspeed` (MiB/s). */
+  getSpeed(ref: unknown): number {
+    const d = this.host.registry.lookup(ref);
+    return this.speeds.get(d.uuid) ?? UNLIMITED_SPEED_MIB;
+  }
+
+  private activeRuntime(ref: unknown) {
+    const d = this.host.registry.lookup(ref);
+    if (!d.runtime || !d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is not running`);
+    return d.runtime;
+  }
+}
