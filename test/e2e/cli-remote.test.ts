@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { FrameDecoder, FrameKind, MAX_FRAME_BYTES, encodeJsonFrame, type Frame } from '../../src/api/framing.js';
-import { ferry, ferryOk, makeTempDir, runDaemonToExit, sleep, startDaemon, useDaemonCleanup, type FerrydHandle } from '../support/daemon.js';
+import { ferry, ferryOk, makeTempDir, runDaemonToExit, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle } from '../support/daemon.js';
 
 useDaemonCleanup();
 
@@ -262,11 +262,7 @@ function errorsOf(r: RawResult): Array<{ id: number; code: string; number: numbe
 }
 
 async function waitForLog(d: FerrydHandle, re: RegExp, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!re.test(d.stderr())) {
-    if (Date.now() > deadline) throw new Error(`ferryd never logged ${re}; stderr:\n${d.stderr()}`);
-    await sleep(50);
-  }
+  await waitFor(`ferryd to log ${re}`, () => re.test(d.stderr()), timeoutMs, 50);
 }
 
 describe('garbage on the unix socket', () => {

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { makeTempDir, resetDaemons, sleep, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
+import { makeTempDir, resetDaemons, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
 import { ApiClient } from '../../src/api/client.js';
 import { serialLogFile, testGuestXml, waitForHeartbeat } from '../support/guest-xml.js';
 import { netnsAvailable } from '../support/netns.js';
@@ -59,20 +59,24 @@ describe.runIf(netnsAvailable())('concurrent migrations', () => {
     const runs = names.map((n) => migrate(A, B, n));
     // While the first ones run, the queue shows in domjobinfo (asked in-process: a CLI per question is too slow to catch it).
     const c = await ApiClient.connect(A.d.uri);
-    let seen: { n: string; position: number } | undefined;
+    let seen: { n: string; position: number };
     try {
-      const deadline = Date.now() + 60_000;
-      while (!seen && Date.now() < deadline) {
-        for (const n of names) {
-          const info = (await c.callRaw('domain.jobInfo', { domain: n }).catch(() => null)) as { queue_position?: number } | null;
-          if ((info?.queue_position ?? 0) >= 1) seen = { n, position: info!.queue_position! };
-        }
-        await sleep(20);
-      }
+      seen = await waitFor(
+        'a migration queued in domjobinfo',
+        async () => {
+          for (const n of names) {
+            const info = await c.call('domain.jobInfo', { domain: n }).catch(() => null);
+            if ((info?.queue_position ?? 0) >= 1) return { n, position: info!.queue_position! };
+          }
+          return undefined;
+        },
+        60_000,
+        20,
+      );
     } finally {
       c.close();
     }
-    expect(seen?.position).toBeGreaterThanOrEqual(1);
+    expect(seen.position).toBeGreaterThanOrEqual(1);
     const results = await Promise.all(runs);
     for (const [i, r] of results.entries()) expect(r.json?.error, `${names[i]}: ${JSON.stringify(r.json)}`).toBeUndefined();
     for (const n of names) await checkArrived(A, B, n);
@@ -98,7 +102,12 @@ describe.runIf(netnsAvailable())('concurrent migrations', () => {
     // Slow migrations (8 MiB/s), so that the third one waits long enough.
     const r1 = migrate(A, B, 'qa1', ['--bandwidth', '8']);
     const r2 = migrate(A, B, 'qa2', ['--bandwidth', '8']);
-    await sleep(300);
+    // qa3 comes third: once qa1 and qa2 hold the two slots (copying, not queued).
+    const copying = async (n: string) => {
+      const info = (await A.ferry(['domjobinfo', n], { json: true })).json;
+      return info?.type === 'Unbounded' && (info.queue_position ?? 0) === 0;
+    };
+    await waitFor('qa1 and qa2 to take the two slots', async () => (await copying('qa1')) && (await copying('qa2')), 30_000, 50);
     const r3 = migrate(A, B, 'qa3', ['--bandwidth', '8']);
     await waitFor('qa3 to queue', async () => ((await A.ferry(['domjobinfo', 'qa3'], { json: true })).json?.queue_position ?? 0) >= 1, 30_000, 50);
     const abort = await A.ferry(['domjobabort', 'qa3']);

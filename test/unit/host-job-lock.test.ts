@@ -1,9 +1,10 @@
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { DEFAULT_LOCK_WAIT_MS, DomainJobLock, type ModifyKind } from '../../src/host/job-lock.js';
 import { FerryError } from '../../src/errors/index.js';
 import { rejection } from '../support/refusal.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Lets every job that could run now run: pending promise callbacks, then one turn of the event loop. */
+const settle = () => new Promise((r) => setImmediate(r));
 
 /** A job that can be finished from outside. */
 function gate(): { promise: Promise<void>; open: () => void } {
@@ -22,20 +23,24 @@ describe('DomainJobLock modify jobs', () => {
     const log: string[] = [];
     let running = 0;
     let maxRunning = 0;
-    const job = (name: string, ms: number) => async () => {
+    const gates = { a: gate(), b: gate(), c: gate() };
+    const job = (name: keyof typeof gates) => async () => {
       running++;
       maxRunning = Math.max(maxRunning, running);
       log.push(`start ${name}`);
-      await sleep(ms);
+      await gates[name].promise;
       log.push(`end ${name}`);
       running--;
       return name;
     };
-    const results = await Promise.all([
-      lock.run('start', job('a', 30)),
-      lock.run('suspend', job('b', 0)),
-      lock.run('resume', job('c', 10)),
-    ]);
+    const runs = [lock.run('start', job('a')), lock.run('suspend', job('b')), lock.run('resume', job('c'))];
+    // The later jobs may finish as soon as they start: only the lock keeps them behind a.
+    gates.c.open();
+    gates.b.open();
+    await settle();
+    expect(log).toEqual(['start a']);
+    gates.a.open();
+    const results = await Promise.all(runs);
     expect(results).toEqual(['a', 'b', 'c']);
     expect(maxRunning).toBe(1);
     expect(log).toEqual(['start a', 'end a', 'start b', 'end b', 'start c', 'end c']);
@@ -88,7 +93,7 @@ describe('DomainJobLock modify jobs', () => {
       order.push('after');
       return 'after';
     }, 2000);
-    await sleep(10);
+    await settle();
     expect(order).toEqual(['holder']);
     held.open();
     expect(await holder).toBe('held');
@@ -99,14 +104,25 @@ describe('DomainJobLock modify jobs', () => {
   });
 
   it('a waiter that gets the lock in time does not time out later', async () => {
-    const lock = new DomainJobLock(() => 'vm1');
-    const first = lock.run('start', () => sleep(10));
-    const second = lock.run('suspend', async () => {
-      await sleep(80);
-      return 'done';
-    }, 40);
-    await first;
-    expect(await second).toBe('done');
+    vi.useFakeTimers();
+    try {
+      const lock = new DomainJobLock(() => 'vm1');
+      const firstDone = gate();
+      const secondDone = gate();
+      const first = lock.run('start', () => firstDone.promise);
+      const second = lock.run('suspend', async () => {
+        await secondDone.promise;
+        return 'done';
+      }, 40);
+      firstDone.open();
+      await first;
+      // The waiter holds the lock now; its 40 ms wait limit passes while it runs.
+      await vi.advanceTimersByTimeAsync(100);
+      secondDone.open();
+      expect(await second).toBe('done');
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 
@@ -146,7 +162,7 @@ describe('DomainJobLock async jobs', () => {
     let settled = false;
     const refused = lock.run('define', async () => undefined, 5000).finally(() => (settled = true));
     refused.catch(() => undefined);
-    await sleep(20);
+    await settle();
     expect(settled).toBe(true);
     expect((await rejection(refused)).code).toBe('operation_invalid');
     held.open();
