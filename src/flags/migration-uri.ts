@@ -92,10 +92,20 @@ export function qemuUnixUri(path: string): string {
   return `unix:${path}`;
 }
 
+/** QEMU's `tcp:HOST:PORT` or `rdma:HOST:PORT` read back (the host without brackets); undefined for any other URI. */
+export function qemuInetAddress(uri: string): { transport: 'tcp' | 'rdma'; host: string; port: number } | undefined {
+  const m = /^(tcp|rdma):(\[[^\]]+\]|[^:/[\]]+):(\d+)$/.exec(uri);
+  return m ? { transport: m[1] as 'tcp' | 'rdma', host: unbracket(m[2]!), port: Number(m[3]) } : undefined;
+}
+
 /** The host of QEMU's `tcp:HOST:PORT` or `rdma:HOST:PORT`, without brackets; undefined for any other URI. */
 export function qemuInetHost(uri: string): string | undefined {
-  const m = /^(?:tcp|rdma):(\[[^\]]+\]|[^:]+):\d+$/.exec(uri);
-  return m ? unbracket(m[1]!) : undefined;
+  return qemuInetAddress(uri)?.host;
+}
+
+/** The socket path of QEMU's `unix:/PATH`; undefined for any other URI. */
+export function qemuUnixPath(uri: string): string | undefined {
+  return /^unix:(\/.+)$/.exec(uri)?.[1];
 }
 
 /** The URI prepare answers for a TUNNELLED job: the stream goes through the daemons, to incoming job `jobId`. */

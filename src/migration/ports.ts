@@ -4,6 +4,7 @@
  */
 import { createServer } from 'node:net';
 import { FerryError, toFerryError } from '../errors/index.js';
+import { qemuInetUri } from '../flags/index.js';
 import type { QmpClient } from '../qemu/index.js';
 
 /** libvirt's default migration port range (qemu.conf migration_port_min/max). */
@@ -46,10 +47,9 @@ export class PortReservations {
    * Returns the port, which stays reserved until {@link release}.
    */
   async listen(qmp: QmpClient, host: string, transport: 'tcp' | 'rdma', fixedPort?: number): Promise<number> {
-    const hostPart = host.includes(':') ? `[${host}]` : host;
     let chosen = 0;
     // Only a port clash is worth another try; QEMU's refusal of the transport itself is final.
-    await this.onFreePort(host, fixedPort, transport === 'tcp', (port) => qmp.execute('migrate-incoming', { uri: `${transport}:${hostPart}:${port}` }), (port) => {
+    await this.onFreePort(host, fixedPort, transport === 'tcp', (port) => qmp.execute('migrate-incoming', { uri: qemuInetUri(transport, host, port) }), (port) => {
       chosen = port;
     });
     return chosen;

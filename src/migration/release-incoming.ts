@@ -8,6 +8,7 @@
  * failed handshake: it stays until its daemon restarts and cleans it up.
  */
 import { createConnection, type Socket } from 'node:net';
+import { qemuInetAddress, qemuUnixPath } from '../flags/index.js';
 
 /** How long the source tries to reach the destination QEMU's listener. */
 const RELEASE_TIMEOUT_MS = 3000;
@@ -21,9 +22,10 @@ const NOT_A_STREAM = Buffer.from('FERRY-RELEASE\n');
  * it got through; never takes longer than {@link RELEASE_TIMEOUT_MS}.
  */
 export function releaseIncomingQemu(uri: string): Promise<boolean> {
-  const tcp = /^tcp:(\[[^\]]+\]|[^:]+):(\d+)$/.exec(uri);
-  const unix = /^unix:(\/.+)$/.exec(uri);
-  if (!tcp && !unix) return Promise.resolve(false);
+  const inet = qemuInetAddress(uri);
+  const tcp = inet?.transport === 'tcp' ? inet : undefined;
+  const unix = qemuUnixPath(uri);
+  if (!tcp && unix === undefined) return Promise.resolve(false);
   return new Promise((resolve) => {
     let sock: Socket;
     const done = (ok: boolean) => {
@@ -32,7 +34,7 @@ export function releaseIncomingQemu(uri: string): Promise<boolean> {
       resolve(ok);
     };
     const timer = setTimeout(() => done(false), RELEASE_TIMEOUT_MS);
-    sock = tcp ? createConnection({ host: tcp[1]!.replace(/^\[|\]$/g, ''), port: Number(tcp[2]) }) : createConnection({ path: unix![1]! });
+    sock = tcp ? createConnection({ host: tcp.host, port: tcp.port }) : createConnection({ path: unix! });
     sock.once('error', () => done(false));
     sock.once('connect', () => sock.end(NOT_A_STREAM, () => done(true)));
   });

@@ -9,7 +9,7 @@
 import { lstat, stat, unlink } from 'node:fs/promises';
 import type { DomainDocument } from '../domain/index.js';
 import { FerryError } from '../errors/index.js';
-import { hasFlag, unixPath, uriScheme, type MigrationParams } from '../flags/index.js';
+import { advertisedHost, hasFlag, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
 import { diskNodeNames, type QmpClient } from '../qemu/index.js';
 import { createImage, imageInfo } from '../qemu/qemu-img.js';
 import type { NbdTarget, StorageCookie } from './phases.js';
@@ -177,9 +177,8 @@ export async function startNbdServer(qmp: QmpClient, request: NbdServerRequest, 
     const exports = await startNbdExports(qmp, { type: 'unix', path }, targets, tlsCredsId);
     return { target: { transport: 'unix', path, exports, tls } };
   }
-  const parsed = uri !== undefined ? new URL(uri) : undefined;
-  const host = parsed ? parsed.hostname.replace(/^\[|\]$/g, '') : (request.params.listen_address ?? '0.0.0.0');
-  const fixed = parsed?.port ? Number(parsed.port) : request.params.disks_port;
+  const host = uri !== undefined ? (uriHost(uri) ?? '') : (request.params.listen_address ?? '0.0.0.0');
+  const fixed = (uri !== undefined ? uriPort(uri) : undefined) ?? request.params.disks_port;
   let nbdPort: number | undefined;
   const exports = await ports.onFreePort(host, fixed, true, async (port) => {
     try {
@@ -191,7 +190,7 @@ export async function startNbdServer(qmp: QmpClient, request: NbdServerRequest, 
   }, (port) => {
     nbdPort = port;
   });
-  const shown = host === '0.0.0.0' || host === '::' ? '*' : host;
+  const shown = advertisedHost(host);
   log(`disk copy server of ${request.label} listening on ${host}:${nbdPort}`);
   return { target: { transport: 'tcp', host: shown, port: nbdPort!, exports, tls }, port: nbdPort! };
 }
