@@ -4,7 +4,7 @@
  * modes). The destination side reconnects when it must learn a lost outcome.
  */
 import type { DestinationEndpoint, SourceEndpoint } from '../migration/driver.js';
-import type { PeerDestination } from '../migration/manager.js';
+import type { PeerDestination } from '../migration/host-migrations.js';
 import { ApiClient, type ConnectOptions } from './client.js';
 import { requireProtocolVersion } from './protocol.js';
 import type { ConnectionTarget } from './uri.js';

@@ -5,7 +5,7 @@
  * side, in the way that cannot leave two running copies.
  */
 import { FerryError } from '../errors/index.js';
-import type { Migrations } from '../migration/manager.js';
+import type { Migrations } from '../migration/host-migrations.js';
 import type { MigrationApiMethod } from './protocol.js';
 import type { Handler } from './server.js';
 import { attachToQemu } from '../migration/tunnel.js';

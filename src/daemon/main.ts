@@ -14,7 +14,7 @@ import { buildHandlers } from '../api/handlers.js';
 import { loadTlsCredentials } from '../api/tls.js';
 import { parseDaemonArgs } from './config.js';
 import { acquireInstanceLock } from './instance-lock.js';
-import { Migrations, type PeerConnector } from '../migration/manager.js';
+import { Migrations, type PeerConnector } from '../migration/host-migrations.js';
 import { migrationHandlers } from '../api/migration-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
 import { ApiClient } from '../api/client.js';

@@ -13,7 +13,7 @@ import { ApiClient } from '../../src/api/client.js';
 import { FrameDecoder, encodeJsonFrame } from '../../src/api/framing.js';
 import { ApiConnection } from '../../src/api/server.js';
 import { migrationHandlers } from '../../src/api/migration-handlers.js';
-import type { Migrations } from '../../src/migration/manager.js';
+import type { Migrations } from '../../src/migration/host-migrations.js';
 import { attachToQemu } from '../../src/migration/tunnel.js';
 import { closed, listen, socketPair } from '../support/sockets.js';
 

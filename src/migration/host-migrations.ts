@@ -1,6 +1,8 @@
 /**
- * A host's migrations: the source and destination sides, and the
- * peer-to-peer mode in which this daemon drives the destination itself.
+ * A host's migrations, as ferryd wires them: the source side (with its job
+ * controls and restart recovery) and the destination side, the outcome
+ * queries to a peer, and the peer-to-peer mode in which this daemon drives
+ * the destination itself (directly or TUNNELLED through the daemons).
  */
 import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
