@@ -9,7 +9,7 @@ import type { Migrations } from '../migration/host-migrations.js';
 import type { MigrationApiMethod } from './protocol.js';
 import type { Handler } from './server.js';
 import { attachToQemu } from '../migration/tunnel.js';
-import { requireKnownCookie, type NbdTarget } from '../migration/phases.js';
+import { requireKnownCookie, type NbdTarget } from '../migration/phase-messages.js';
 
 function requireString(p: Record<string, unknown>, key: string): string {
   const v = p[key];

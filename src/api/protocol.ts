@@ -19,7 +19,7 @@ import type {
   PerformResult,
   PrepareArgs,
   PrepareResult,
-} from '../migration/phases.js';
+} from '../migration/phase-messages.js';
 
 export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent };
 
@@ -126,7 +126,7 @@ export interface PeerToPeerResult {
 }
 
 /**
- * Method table of migration: the five phases (see src/migration/phases.ts),
+ * Method table of migration: the five phases (see src/migration/phase-messages.ts),
  * called by a managing client or a peer daemon, the destination's tunnel and
  * outcome calls, peer-to-peer `domain.migrate`, and the job controls.
  */

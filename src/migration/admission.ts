@@ -7,7 +7,7 @@
  */
 import { validateMigrationRequest, type MigrationContext, type ValidatedMigrationRequest } from '../flags/index.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
-import type { CookieHost, MigrationRequest } from './phases.js';
+import type { CookieHost, MigrationRequest } from './phase-messages.js';
 
 /**
  * What the source knows of the guest `d` when a migration begins: its name,

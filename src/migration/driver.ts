@@ -18,7 +18,7 @@
  */
 import { FerryError, toFerryError } from '../errors/index.js';
 import { chooseDataUri, resolveNbdTarget } from '../flags/index.js';
-import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phases.js';
+import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phase-messages.js';
 
 /** The source side as the driver sees it. */
 export interface SourceEndpoint {

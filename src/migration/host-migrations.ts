@@ -16,7 +16,7 @@ import { IncomingMigrations } from './incoming.js';
 import type { OutgoingJobControl } from './job-control.js';
 import { OutgoingMigrations } from './outgoing.js';
 import { MigrationRecovery } from './recovery.js';
-import type { MigrationRequest } from './phases.js';
+import type { MigrationRequest } from './phase-messages.js';
 
 /** A connection to another host's daemon, seen as a migration destination. */
 export interface PeerDestination extends DestinationEndpoint {

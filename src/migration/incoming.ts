@@ -20,11 +20,11 @@ import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
-import { requireKnownCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phases.js';
+import { requireKnownCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phase-messages.js';
 import { DEFAULT_MIGRATION_PORTS, PortReservations } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
-import type { NbdTarget, StorageCookie } from './phases.js';
+import type { NbdTarget, StorageCookie } from './phase-messages.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, defaultMigrationLimit, type SlotTicket } from './slots.js';
 

@@ -8,7 +8,7 @@ import type { MigrationParams } from '../flags/index.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import type { JobStats } from '../host/job-stats.js';
-import type { StorageCookie } from './phases.js';
+import type { StorageCookie } from './phase-messages.js';
 import type { MigrationEnd } from './qemu-migration.js';
 import type { DiskMirrors } from './storage-copy.js';
 import type { SlotTicket } from './slots.js';

@@ -16,7 +16,7 @@ import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import { admitOnSource } from './admission.js';
 import { OutgoingJobControl, UNLIMITED_SPEED_MIB } from './job-control.js';
-import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phases.js';
+import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phase-messages.js';
 import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { MIB, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';

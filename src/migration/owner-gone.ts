@@ -4,7 +4,7 @@
  * ever confirm the job: the source rolls it back as far as is safe.
  */
 import type { OutcomeQuery, OutgoingJob } from './outgoing-job.js';
-import type { ConfirmArgs } from './phases.js';
+import type { ConfirmArgs } from './phase-messages.js';
 
 /** What the rollback needs of the source side. */
 export interface OwnerGoneDeps {

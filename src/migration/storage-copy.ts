@@ -14,7 +14,7 @@ import { FerryError } from '../errors/index.js';
 import { hasFlag, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { JobStats } from '../host/job-stats.js';
 import { diskNodeNames, type QmpClient, type QmpEvent } from '../qemu/index.js';
-import type { NbdTarget, StorageCookie, StorageDiskInfo } from './phases.js';
+import type { NbdTarget, StorageCookie, StorageDiskInfo } from './phase-messages.js';
 
 /** This kernel's boot id: equal on two "hosts" that are namespaces of one machine. */
 export async function bootId(): Promise<string> {

@@ -12,7 +12,7 @@ import { FerryError } from '../errors/index.js';
 import { advertisedHost, hasFlag, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
 import { diskNodeNames, type QmpClient } from '../qemu/index.js';
 import { createImage, imageInfo } from '../qemu/qemu-img.js';
-import type { NbdTarget, StorageCookie } from './phases.js';
+import type { NbdTarget, StorageCookie } from './phase-messages.js';
 import type { PortReservations } from './ports.js';
 import { bootId } from './storage-copy.js';
 

@@ -21,7 +21,7 @@ import type {
   PerformResult,
   PrepareArgs,
   PrepareResult,
-} from '../../src/migration/phases.js';
+} from '../../src/migration/phase-messages.js';
 
 /**
  * chooseDataUri and resolveNbdTarget are exported by driver.ts, or (after

@@ -13,7 +13,7 @@ import { PROTOCOL_VERSION, requireProtocolVersion } from '../../src/api/protocol
 import { FerryError } from '../../src/errors/index.js';
 import type { Host } from '../../src/host/host.js';
 import { IncomingMigrations } from '../../src/migration/incoming.js';
-import { COOKIE_VERSION, type PrepareArgs } from '../../src/migration/phases.js';
+import { COOKIE_VERSION, type PrepareArgs } from '../../src/migration/phase-messages.js';
 import { RawPeer } from '../support/raw-peer.js';
 import { rejection } from '../support/refusal.js';
 import { listen, portOf } from '../support/sockets.js';

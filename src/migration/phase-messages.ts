@@ -29,7 +29,6 @@ export function requireKnownCookie(cookie: { version?: unknown; source?: { hostN
   );
 }
 
-
 /** A host as cookies name it. */
 export interface CookieHost {
   hostName: string;
