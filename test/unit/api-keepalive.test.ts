@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import { ApiServer, type Handler } from '../../src/api/server.js';
 import { ApiClient } from '../../src/api/client.js';
 import { Keepalive, keepaliveBoundMs, parseKeepalive } from '../../src/api/keepalive.js';
-import { FerryError } from '../../src/errors/index.js';
+import type { FerryError } from '../../src/errors/index.js';
 import { RawPeer } from '../support/raw-peer.js';
+import { expectRefused } from '../support/refusal.js';
 
 const isPing = (f: unknown) => (f as { type?: string })?.type === 'ping';
 const isPong = (f: unknown) => (f as { type?: string })?.type === 'pong';
@@ -48,17 +49,10 @@ describe('keepalive settings', () => {
 
   it('refuses values that are not whole numbers in range, naming the option', () => {
     expect(parseKeepalive(undefined, undefined)).toEqual({ intervalS: 5, count: 5 });
-    for (const [i, c, re] of [['x', undefined, /--keepalive-interval/], ['1.5', undefined, /--keepalive-interval/], [undefined, '0', /--keepalive-count/], ['4000', undefined, /--keepalive-interval/]] as const) {
-      let err: unknown;
-      try {
-        parseKeepalive(i, c);
-      } catch (e) {
-        err = e;
-      }
-      expect(err).toBeInstanceOf(FerryError);
-      expect((err as FerryError).code).toBe('invalid_arg');
-      expect((err as FerryError).message).toMatch(re);
-    }
+    expectRefused(() => parseKeepalive('x', undefined), 'invalid_arg', '--keepalive-interval', "not 'x'");
+    expectRefused(() => parseKeepalive('1.5', undefined), 'invalid_arg', '--keepalive-interval');
+    expectRefused(() => parseKeepalive('4000', undefined), 'invalid_arg', '--keepalive-interval', '3600');
+    expectRefused(() => parseKeepalive(undefined, '0'), 'invalid_arg', '--keepalive-count', 'from 1 to 100');
   });
 
   it('an off keepalive never pings nor declares the peer dead', () => {
