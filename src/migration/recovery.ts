@@ -38,7 +38,10 @@ export class MigrationRecovery {
    * the guest over, so it is taken back at once; one that completed asks
    * the destination; one in post-copy never runs here again. When the
    * destination cannot be asked, the guest stays paused and the question is
-   * asked again every 10 s.
+   * asked again every 10 s, six times; then the job ends with the guest
+   * paused and a message saying what to check (an unknown outcome).
+   * Returns once every listed domain's job lock is held; the settling goes
+   * on in the background.
    */
   async recover(): Promise<void> {
     const entries = await this.journal.list((f, why) => this.log(`ignoring unreadable migration journal file ${f}: ${why}`));
