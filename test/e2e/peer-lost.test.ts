@@ -14,12 +14,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
 import { makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor, emptyDaemon, type CliResult } from '../support/daemon.js';
+import { ApiClient } from '../../src/api/client.js';
+import { existsSync, rmSync } from 'node:fs';
 import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
 import { findCounterAnomalies } from '../support/serial.js';
 import { netnsAvailable } from '../support/netns.js';
 
 /** The keepalive every daemon and CLI of this file runs with: a vanished peer is noticed after 3 s. */
 const KEEPALIVE = ['--keepalive-interval', '1', '--keepalive-count', '3'];
+/** One outgoing migration at a time, so that a second one waits in the queue. */
+const LIMITS = ['--max-outgoing-migrations', '1'];
 const CLI_KEEPALIVE = ['-k', '1', '-K', '3'];
 const BOUND_MS = 3000;
 /** What the command may take beyond the keepalive bound: QEMU's cancel, the rollback, the CLI's own start-up on a loaded machine. */
@@ -33,7 +37,7 @@ useDaemonCleanup();
 beforeAll(async () => {
   if (!netnsAvailable()) return;
   work = makeTempDir('ferry-peer-lost-');
-  cluster = await createCluster({ prefix: `pl${process.pid % 10000}`, subnet: 83, hosts: 2, rate: '1gbit', extraArgs: KEEPALIVE });
+  cluster = await createCluster({ prefix: `pl${process.pid % 10000}`, subnet: 83, hosts: 2, rate: '1gbit', extraArgs: [...KEEPALIVE, ...LIMITS], env: { FERRY_TEST_HOOKS: '1' } });
 });
 
 afterAll(async () => {
@@ -47,7 +51,7 @@ interface Started {
 }
 
 /** Defines and starts a writing guest on A, starts `ferry migrate FLAGS` to B, and waits until the stream is under way. */
-async function migrateSlowly(A: ClusterHost, B: ClusterHost, flags: string[], extra: { disk?: boolean } = {}): Promise<Started> {
+async function migrateSlowly(A: ClusterHost, B: ClusterHost, flags: string[], extra: { disk?: boolean; bandwidth?: string; notStreaming?: boolean } = {}): Promise<Started> {
   const name = `pl-${randomUUID().slice(0, 8)}`;
   const uuid = randomUUID();
   let devices: string | undefined;
@@ -61,7 +65,8 @@ async function migrateSlowly(A: ClusterHost, B: ClusterHost, flags: string[], ex
   expect((await A.ferry(['define', xml])).code).toBe(0);
   expect((await A.ferry(['start', name])).code).toBe(0);
   await waitFor('the guest to beat', () => (serialLogFile(A.d.stateDir, name).log.lastHeartbeat?.counter ?? 0) >= 3, 30_000);
-  const migration = A.ferry([...CLI_KEEPALIVE, 'migrate', '--live', '--persistent', '--undefinesource', '--bandwidth', '4', ...flags, name, B.tcpUri], { json: true, timeoutMs: 120_000 });
+  const migration = A.ferry([...CLI_KEEPALIVE, 'migrate', '--live', '--persistent', '--undefinesource', '--bandwidth', extra.bandwidth ?? '4', ...flags, name, B.tcpUri], { json: true, timeoutMs: 120_000 });
+  if (extra.notStreaming) return { name, uuid, migration };
   // Mid-stream: the source's job has sent memory (or disk) but is far from done at 4 MiB/s.
   await waitFor(
     'the migration to be streaming',
@@ -188,6 +193,65 @@ describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
       await stillRunsOnSource(A, s);
     } finally {
       await tidy(s);
+    }
+  }, 180_000);
+});
+
+describe.runIf(netnsAvailable())('jobs whose other end is gone end, and give the domain back', () => {
+  it('managed: the destination ferryd killed inside finish leaves an unknown outcome: the command says what to check, the source job ends with the guest paused, and resume works', async () => {
+    const [A, B] = cluster.hosts as [ClusterHost, ClusterHost];
+    writeFileSync(join(B.d.runDir, 'test-hold'), 'dest-finishing\n');
+    const marker = join(B.d.runDir, 'held-dest-finishing');
+    const s = await migrateSlowly(A, B, [], { bandwidth: '1000', notStreaming: true });
+    try {
+      await waitFor('finish to hold on the destination', () => existsSync(marker), 60_000, 50);
+      rmSync(join(B.d.runDir, 'test-hold'), { force: true });
+      await B.d.kill9();
+      const r = await s.migration;
+      expect(r.code).toBe(1);
+      expect(r.json?.error?.code).toBe('operation_failed');
+      expect(r.json?.error?.message).toMatch(/outcome of migrating .* is unknown/);
+      expect(r.json?.error?.message).toMatch(/ferry list/);
+      // The source's job is over: no job holds the domain, the guest waits paused, and the user may resume it.
+      expect((await A.ferry(['domjobinfo', s.name], { json: true })).json?.type).toBe('None');
+      expect((await A.ferry(['domjobinfo', '--completed', s.name], { json: true })).json?.errmsg).toMatch(/unknown/);
+      expect((await A.ferry(['domstate', s.name])).stdout.trim()).toBe('paused');
+      const resumed = await A.ferry(['resume', s.name], { json: true });
+      expect(resumed.code, resumed.stdout + resumed.stderr).toBe(0);
+      rmSync(marker, { force: true });
+      await B.d.restart();
+      await stillRunsOnSource(A, s);
+    } finally {
+      rmSync(join(B.d.runDir, 'test-hold'), { force: true });
+      rmSync(marker, { force: true });
+      await tidy(s);
+    }
+  }, 180_000);
+
+  it('managed: a client that goes away while its migration waits in the queue takes the job out of the queue', async () => {
+    const [A, B] = cluster.hosts as [ClusterHost, ClusterHost];
+    // The one outgoing slot is taken by a slow migration.
+    const first = await migrateSlowly(A, B, ['--p2p']);
+    const second = `pl-q-${randomUUID().slice(0, 8)}`;
+    const xml = writeXml(second, { name: second, cmdline: 'ws=8 rate=5 hb=200' });
+    expect((await A.ferry(['define', xml])).code).toBe(0);
+    expect((await A.ferry(['start', second])).code).toBe(0);
+    const client = await ApiClient.connect(A.d.uri);
+    try {
+      // A managing client begins the second migration: it waits for the slot.
+      const begin = client.call('migration.begin', { domain: second, flags: 1, params: {}, destUri: B.tcpUri }, { timeoutMs: 0 }).catch(() => undefined);
+      await waitFor('the second job to be queued', async () => (await A.ferry(['domjobinfo', second], { json: true })).json?.queue_position === 1, 20_000);
+      client.close();
+      await begin;
+      // The job leaves the queue with its client: no job is left on the domain, which any command may change again.
+      await waitFor('the queued job to go', async () => (await A.ferry(['domjobinfo', second], { json: true })).json?.type === 'None', 10_000);
+      expect((await A.ferry(['suspend', second])).code).toBe(0);
+      expect((await A.ferry(['domstate', second])).stdout.trim()).toBe('paused');
+    } finally {
+      client.close();
+      await A.ferry(['domjobabort', first.name]);
+      await first.migration;
+      await tidy(first);
     }
   }, 180_000);
 });

@@ -222,6 +222,8 @@ describe('migration tuning flags', () => {
     expect(r.json?.error?.message).toMatch(/post-copy/);
     expect((await ferry(['domstate', '--reason', 'tp5'], { uri: a.uri })).stdout.trim()).toBe('paused (post-copy failed)');
     expect((await ferry(['domstate', '--reason', 'tp5'], { uri: b.uri })).stdout.trim()).toBe('running (post-copy failed)');
+    // The source's job is recorded as failed, not completed.
+    expect((await ferry(['domjobinfo', '--completed', 'tp5'], { uri: a.uri, json: true })).json?.type).toBe('Failed');
     // Both QEMUs are still there, and both daemons answer.
     expect((await ferry(['list', '--name'], { uri: a.uri })).stdout.trim()).toBe('tp5');
     expect((await ferry(['list', '--name'], { uri: b.uri })).stdout.trim()).toBe('tp5');
