@@ -221,7 +221,8 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
     const ended = await Promise.race([migration.then(() => true), sleep(PEER_DOWN_LIMIT_MS).then(() => false)]);
     const said = ended ? await migration : undefined;
     if (!ended) problems.push(`with its peer left down, the command did not end within ${PEER_DOWN_LIMIT_MS} ms`);
-    else if (!/outcome of migrating .* is unknown/.test(`${said?.stdout}${said?.stderr}`)) {
+    else if (said?.code !== 0 && !/outcome of migrating .* is unknown/.test(`${said?.stdout}${said?.stderr}`)) {
+      // (A command that succeeded handed the guest over: the destination's QEMU is the guest itself.)
       // (When the whole stream had arrived and finish went unanswered, the destination's paused copy is what
       // makes the outcome unknown: it stays until its daemon comes back and removes it.)
       // Nothing may go on receiving on the destination: its QEMU exits (stream cancelled) or its daemon removed it.
