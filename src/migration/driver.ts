@@ -84,16 +84,17 @@ export async function runMigration(
   }
   const offline = prepare.migrateUri === '';
   let perform: PerformResult | null = null;
+  // Why the destination's control connection was lost, once it has been.
+  let lostWhy: Error | undefined;
+  let performing = false;
+  void dst.whenLost().then((why) => {
+    lostWhy = why;
+    // A destination lost mid-stream can never finish: stop streaming to it rather than wait for QEMU.
+    if (performing) void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`, true).catch(() => undefined);
+  });
   if (!offline) {
     const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
-    // A destination lost mid-stream can never finish: stop streaming to it rather than wait for QEMU.
-    let performing = true;
-    let lost: Error | undefined;
-    void dst.whenLost().then((why) => {
-      if (!performing) return;
-      lost = why;
-      void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`, true).catch(() => undefined);
-    });
+    performing = true;
     try {
       const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, dst.addressForData) : undefined;
       perform = await src.perform({ jobId: begin.jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) });
@@ -102,7 +103,7 @@ export async function runMigration(
       // The stream did not complete: the destination cannot have resumed; take the guest back.
       await dst.finish({ jobId: prepare.jobId, cancelled: true }).catch(() => undefined);
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
-      if (lost) throw destinationLost(domain, lost);
+      if (lostWhy) throw destinationLost(domain, lostWhy);
       throw err;
     }
     performing = false;
@@ -135,6 +136,7 @@ export async function runMigration(
       finish = { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false };
     } else if (outcome === 'aborted') {
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+      if (!finishDeliverable) throw destinationLost(domain, lostWhy ?? e);
       throw e;
     } else {
       const why = `the outcome of migrating '${domain}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list': if the guest runs there, 'ferry destroy' it on the source; if not, 'ferry resume' it on the source`;

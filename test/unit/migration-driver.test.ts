@@ -418,7 +418,9 @@ describe('runMigration: connection already lost before finish', () => {
     const err = await settled;
     expect(f.ops()).not.toContain('finish');
     expect(f.ops()).toContain('abortUnlessFinished');
-    expect(err).toMatchObject({ code: 'no_connect' });
+    // Said as for a loss during perform: the destination is gone, the guest keeps running on the source.
+    expect(err).toMatchObject({ code: 'operation_failed' });
+    expect((err as FerryError).message).toMatch(/lost the connection to the destination host .*keeps running on the source/);
     expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: true }]);
   });
 
