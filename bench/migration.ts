@@ -710,7 +710,7 @@ async function main(): Promise<void> {
             return res;
           }),
         confirm: (a) => timed('confirm', () => src0.confirm(a)),
-        cancel: (jobId, why, lost) => src0.cancel(jobId, why, lost),
+        cancel: (jobId, why) => src0.cancel(jobId, why),
       };
       const dst: DestinationEndpoint = {
         addressForData: B.address,

@@ -26,8 +26,8 @@ export function remoteSource(client: ApiClient): SourceEndpoint {
     confirm: async (args) => {
       await client.call('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });
     },
-    cancel: async (jobId, reason, destinationLost) => {
-      await client.call('migration.cancel', { jobId, reason, destinationLost: destinationLost === true }, { timeoutMs: 30_000 });
+    cancel: async (jobId, reason) => {
+      await client.call('migration.cancel', { jobId, reason }, { timeoutMs: 30_000 });
     },
   };
 }

@@ -49,7 +49,7 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
     },
     'migration.cancel': async (p) => {
       const reason = typeof p.reason === 'string' && p.reason !== '' ? p.reason.slice(0, 2000) : 'the managing client cancelled the job';
-      await m.jobControl.cancel(requireString(p, 'jobId'), reason, p.destinationLost === true);
+      await m.jobControl.cancel(requireString(p, 'jobId'), reason);
       return { cancelled: true };
     },
     'migration.prepare': async (p, conn) => {

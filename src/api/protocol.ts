@@ -142,7 +142,7 @@ export interface MigrationApiMethods {
   /** Source: stop the guest after success, or take it back after a failure. */
   'migration.confirm': { params: ConfirmArgs; result: { confirmed: true } };
   /** Source: cancel a job that is still streaming (its perform then fails). */
-  'migration.cancel': { params: { jobId: string; reason?: string; destinationLost?: boolean }; result: { cancelled: true } };
+  'migration.cancel': { params: { jobId: string; reason?: string }; result: { cancelled: true } };
   /** Destination: after the answer the connection carries job `jobId`'s stream only (TUNNELLED). */
   'migration.tunnelAttach': { params: { jobId: string; channel?: 'migration' | 'nbd' }; result: { attached: true } };
   /** Destination: abort an incoming job unless it finished; with only `domainUuid`, answer from the domain's state. */

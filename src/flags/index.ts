@@ -52,7 +52,6 @@ export {
   qemuInetAddress,
   qemuInetHost,
   qemuInetUri,
-  qemuUnixPath,
   qemuUnixUri,
   resolveNbdTarget,
   tunnelJobId,

@@ -103,11 +103,6 @@ export function qemuInetHost(uri: string): string | undefined {
   return qemuInetAddress(uri)?.host;
 }
 
-/** The socket path of QEMU's `unix:/PATH`; undefined for any other URI. */
-export function qemuUnixPath(uri: string): string | undefined {
-  return /^unix:(\/.+)$/.exec(uri)?.[1];
-}
-
 /** The URI prepare answers for a TUNNELLED job: the stream goes through the daemons, to incoming job `jobId`. */
 export function tunnelUri(jobId: string): string {
   return `tunnel:${jobId}`;

@@ -9,6 +9,7 @@ import { DomainDocument } from '../domain/index.js';
 import { status as mkStatus, type DomainStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
 import {
+  tetherToDaemon,
   QemuProcess,
   isProcessAlive,
   buildQemuCommand,
@@ -104,7 +105,8 @@ export class GuestRunner {
       accel: this.accel,
       startedAt: new Date().toISOString(),
       stopRequested: null,
-      ...(opts.incoming ? { incoming: true } : {}),
+      // Only this ferryd can ever hand an incoming QEMU the guest: if it dies first, the QEMU goes too.
+      ...(opts.incoming ? { incoming: true, tether: tetherToDaemon(qemu.pid) } : {}),
     };
     try {
       // Started with -S so that the status file exists before the guest runs a single instruction.
@@ -113,6 +115,7 @@ export class GuestRunner {
       if (!opts.paused && !opts.incoming) await qemu.qmp.execute('cont');
     } catch (err) {
       await qemu.kill({ graceful: false }).catch(() => undefined);
+      runtime.tether?.release();
       await removeStatusFile(statusFilePath(this.paths.qemuDir, def.uuid)).catch(() => undefined);
       throw err;
     }
@@ -208,6 +211,8 @@ export class GuestRunner {
       }
     });
     void runtime.qemu.exited.then((reason) => {
+      // The pid is free now: the tether must not kill whatever takes it later.
+      runtime.tether?.release();
       if (d.runtime === runtime) onExit(d, runtime, reason);
     });
   }

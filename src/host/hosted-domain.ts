@@ -5,7 +5,7 @@
  */
 import type { DomainDocument } from '../domain/index.js';
 import { isActive, status, type DomainStatus } from '../domain/lifecycle-state.js';
-import type { QemuHandle } from '../qemu/index.js';
+import type { QemuHandle, Tether } from '../qemu/index.js';
 import { DomainJobLock } from './job-lock.js';
 import type { DomainSummary } from './views.js';
 import type { JobStats } from './job-stats.js';
@@ -24,6 +24,8 @@ export interface DomainRuntime {
   stopRequested: 'destroy' | 'migrated' | null;
   /** This QEMU was started to receive an incoming migration (until finish hands it the guest). */
   incoming?: boolean;
+  /** While incoming: ties the QEMU to this ferryd, so it dies with it (released when the guest is handed over or the QEMU ends). */
+  tether?: Tether;
   /** Reason to record when QEMU reports the next STOP (set by suspend). */
   pendingPause?: 'user' | 'migrating';
 }

@@ -169,6 +169,8 @@ export class MigrationStates {
    */
   async handOver(d: HostedDomain, rt: DomainRuntime, mode: HandOverMode): Promise<number | undefined> {
     const { runner, events } = this.deps;
+    // From here the QEMU holds the guest: it must outlive this daemon like any other.
+    rt.tether?.release();
     rt.incoming = false;
     events.lifecycle(d, 'started', 'migrated');
     if (mode.paused) {

@@ -25,12 +25,8 @@ export interface SourceEndpoint {
   begin(domain: string, req: MigrationRequest & { destUri?: string }): Promise<BeginResult>;
   perform(args: PerformArgs): Promise<PerformResult>;
   confirm(args: ConfirmArgs): Promise<void>;
-  /**
-   * Cancels job `jobId` if it is still streaming (its perform then fails);
-   * `why` is logged and reported. `destinationLost`: the destination daemon
-   * is gone, so the source also releases the QEMU waiting there.
-   */
-  cancel(jobId: string, why: string, destinationLost?: boolean): Promise<void>;
+  /** Cancels job `jobId` if it is still streaming (its perform then fails); `why` is logged and reported. */
+  cancel(jobId: string, why: string): Promise<void>;
 }
 
 /** The destination side as the driver sees it. */
@@ -90,7 +86,7 @@ export async function runMigration(
   void dst.whenLost().then((why) => {
     lostWhy = why;
     // A destination lost mid-stream can never finish: stop streaming to it rather than wait for QEMU.
-    if (performing) void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`, true).catch(() => undefined);
+    if (performing) void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`).catch(() => undefined);
   });
   if (!offline) {
     const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);

@@ -87,7 +87,7 @@ export class Migrations {
       begin: (domain, req) => this.outgoing.begin(domain, req),
       perform: (args) => this.outgoing.perform(args),
       confirm: (args) => this.outgoing.confirm(args),
-      cancel: (jobId, why, destinationLost) => this.jobControl.cancel(jobId, why, destinationLost),
+      cancel: (jobId, why) => this.jobControl.cancel(jobId, why),
     };
   }
 

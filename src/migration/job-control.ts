@@ -56,15 +56,12 @@ export class OutgoingJobControl {
    * Cancels job `jobId` if it has not finished streaming: a queued job
    * leaves the queue, a running stream is cancelled (its perform then fails
    * with `why`). A job past the stream is left alone: only confirm ends it.
-   * With `destinationLost`, the destination daemon is gone and its QEMU is
-   * released by the source (see release-incoming.ts).
    */
-  async cancel(jobId: string, why: string, destinationLost = false): Promise<void> {
+  async cancel(jobId: string, why: string): Promise<void> {
     const job = this.jobs.get(jobId);
     if (!job || !(job.phase === 'queued' || job.phase === 'begun' || job.phase === 'performing')) return;
     this.log(`cancelling migration job ${job.id} of '${job.domain.name}' (${job.phase}): ${why}`);
     job.abortReason ??= why;
-    if (destinationLost) job.destinationLost = true;
     await this.stopStreaming(job);
   }
 

@@ -30,8 +30,6 @@ export interface OutgoingJob {
   abortRequested: boolean;
   /** Why the job was cancelled, when something other than `domjobabort` cancelled it (a lost destination, say). */
   abortReason?: string;
-  /** The destination daemon was lost: nobody there will clean up its waiting QEMU (see release-incoming.ts). */
-  destinationLost?: boolean;
   /** The client that drives this job (managed mode) went away; the job is rolled back once it is safe. */
   ownerLost?: boolean;
   /** Stops listening for the owner's departure once the job has ended. */

@@ -27,7 +27,6 @@ import { MigrationJournal, type JournalPhase } from './journal.js';
 import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js';
 import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
-import { releaseIncomingQemu } from './release-incoming.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
 
 /** The source side of migrations on one host. */
@@ -192,7 +191,6 @@ export class OutgoingMigrations {
       throw err;
     }
     let ioError = false;
-    let streamStarted = false;
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
     const onEvent = (ev: QmpEvent) => {
@@ -239,7 +237,6 @@ export class OutgoingMigrations {
       }
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       this.host.migrationStates.expectSwitchoverPause(rt);
-      streamStarted = true;
       await qmp.execute('migrate', { uri: args.migrateUri });
       const follow = (stopAtPostcopy: boolean) =>
         followMigration(qmp, {
@@ -296,8 +293,6 @@ export class OutgoingMigrations {
       await cancelMigration(qmp).catch(() => undefined);
       // The disk copies stop too; the source keeps running on its own images.
       await job.mirrors?.abort().catch(() => undefined);
-      // A cancelled stream makes the destination QEMU exit; one never started must be made to.
-      if (job.destinationLost && !streamStarted) await releaseIncomingQemu(args.migrateUri);
       throw err;
     } finally {
       qmp.off('event', onEvent);

@@ -52,3 +52,4 @@ export {
   type StatusFileEntry,
 } from './status-file.js';
 export { readLogTail, shellQuote } from './log-file.js';
+export { tetherToDaemon, type Tether } from './tether.js';

@@ -38,7 +38,7 @@ type Call =
   | { op: 'begin'; domain: string }
   | { op: 'prepare'; args: PrepareArgs }
   | { op: 'perform'; args: PerformArgs }
-  | { op: 'cancel'; jobId: string; why: string; destinationLost: boolean | undefined }
+  | { op: 'cancel'; jobId: string; why: string }
   | { op: 'finish'; args: FinishArgs }
   | { op: 'abortUnlessFinished'; jobId: string; domainUuid: string | undefined }
   | { op: 'confirm'; args: ConfirmArgs };
@@ -99,8 +99,8 @@ function fakes(o: Overrides = {}) {
       log.push({ op: 'confirm', args });
       if (o.confirm) await o.confirm(args);
     },
-    cancel: async (jobId, why, destinationLost) => {
-      log.push({ op: 'cancel', jobId, why, destinationLost });
+    cancel: async (jobId, why) => {
+      log.push({ op: 'cancel', jobId, why });
       abortPerform?.(new FerryError('operation_aborted', `migration job ${jobId} cancelled: ${why}`));
     },
   };
@@ -233,7 +233,7 @@ describe('runMigration: prepare or perform fails (destination never resumed)', (
 });
 
 describe('runMigration: destination control connection lost while perform runs', () => {
-  it('cancels perform with destinationLost, takes the guest back, and says the guest keeps running on the source', async () => {
+  it('cancels perform, takes the guest back, and says the guest keeps running on the source', async () => {
     const f = fakes({ perform: () => f.performUntilCancelled() });
     const run = runMigration(f.src, f.dst, 'web1', REQ);
     const settled = run.then(
@@ -246,7 +246,7 @@ describe('runMigration: destination control connection lost while perform runs',
     const err = await settled;
     const cancels = f.log.flatMap((c) => (c.op === 'cancel' ? [c] : []));
     expect(cancels).toHaveLength(1);
-    expect(cancels[0]).toMatchObject({ jobId: 'src-job-1', destinationLost: true });
+    expect(cancels[0]).toMatchObject({ jobId: 'src-job-1' });
     expect(cancels[0]!.why).toMatch(/lost the connection to the destination host/);
     expect(cancels[0]!.why).toMatch(/no answer for 25 s/);
     expect(err).toBeInstanceOf(FerryError);
