@@ -255,3 +255,17 @@ describe.runIf(netnsAvailable())('jobs whose other end is gone end, and give the
     }
   }, 180_000);
 });
+
+describe.runIf(netnsAvailable())('keepalive options', () => {
+  it('ferry -k/-K take virsh’s keepalive options: 0 turns keepalive off, a bad value is an invalid_arg naming the option', async () => {
+    const [A] = cluster.hosts as [ClusterHost];
+    expect((await A.ferry(['-k', '0', 'list', '--all'])).code).toBe(0);
+    expect((await A.ferry(['-k', '2', '-K', '4', 'list', '--all'])).code).toBe(0);
+    const bad = await A.ferry(['-k', 'soon', 'list'], { json: true });
+    expect(bad.code).toBe(1);
+    expect(bad.json?.error?.code).toBe('invalid_arg');
+    expect(bad.json?.error?.message).toMatch(/--keepalive-interval expects whole seconds/);
+    const none = await A.ferry(['-K', '0', 'list'], { json: true });
+    expect(none.json?.error?.message).toMatch(/--keepalive-count expects a whole number from 1/);
+  });
+});
