@@ -262,11 +262,17 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   for (const [h, st] of [[A, stA], [B, stB]] as const) {
     if (st === 'unanswered' || st?.startsWith('error')) problems.push(`${h === A ? 'source' : 'destination'} daemon does not answer properly: ${st}`);
   }
+  // An outcome nobody could learn (the command says so): by the rule, the source keeps its copy paused and
+  // the user decides; the destination may run the guest. That is one running copy, not two.
+  const unknownOutcome = /outcome of migrating .* is unknown/.test(result.stdout + result.stderr);
+  const pausedHereRunningThere = unknownOutcome && (stA ?? '').startsWith('paused') && (stB ?? '').startsWith('running');
   const qemus = qemuPidsMentioning(uuid);
-  if (qemus.length > 1) problems.push(`${qemus.length} QEMU processes of the guest exist`);
+  if (qemus.length > (pausedHereRunningThere ? 2 : 1)) problems.push(`${qemus.length} QEMU processes of the guest exist`);
   const guestQemuKilled = victim === 'source-qemu' || victim === 'dest-qemu';
   let outcome: string;
-  if (activeHosts.length > 1) {
+  if (pausedHereRunningThere) {
+    outcome = 'unknown';
+  } else if (activeHosts.length > 1) {
     outcome = 'both';
     problems.push('the guest is active on both hosts');
   } else if (activeHosts.length === 0) {
@@ -277,12 +283,11 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
     outcome = activeHosts[0]!;
     const st = outcome === 'source' ? stA! : stB!;
     // Paused by design: a post-copy that failed after the switch, or an outcome nobody could learn (the command says so).
-    const unknownOutcome = /outcome of migrating .* is unknown/.test(result.stdout + result.stderr);
     if (st.startsWith('paused') && !/post-copy failed/.test(st) && !(outcome === 'source' && unknownOutcome)) problems.push(`the guest is left ${st} on the ${outcome}`);
   }
 
-  // Memory and heartbeat.
-  if (outcome === 'source' || outcome === 'destination') {
+  // Memory and heartbeat (of the running copy, when the outcome is unknown).
+  if (outcome === 'source' || outcome === 'destination' || outcome === 'unknown') {
     const host = outcome === 'source' ? A : B;
     const st = outcome === 'source' ? stA! : stB!;
     if (st.startsWith('running')) {
@@ -292,7 +297,7 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
       );
     }
     const srcLog = serialLogFile(A.d.stateDir, name).text;
-    if (outcome === 'destination') {
+    if (outcome === 'destination' || outcome === 'unknown') {
       const c = checkMigrationContinuity(srcLog, serialLogFile(B.d.stateDir, name).text);
       problems.push(...c.problems);
     } else {
@@ -308,7 +313,7 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   const defB = await persistentOn(B, name);
   if (outcome === 'destination' && (!defB || defA)) problems.push(`after a success the definition should be on the destination only (source: ${defA}, destination: ${defB})`);
   if (outcome === 'source' && (!defA || defB)) problems.push(`after a failure the definition should be on the source only (source: ${defA}, destination: ${defB})`);
-  if (outcome === 'lost' && !defA && !defB) problems.push('the definition is lost');
+  if ((outcome === 'lost' || outcome === 'unknown') && !defA && !defB) problems.push('the definition is lost');
 
   // What the command said.
   const err = result.json?.error as { code?: string } | undefined;
