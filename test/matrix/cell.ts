@@ -225,8 +225,10 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
       // (A command that succeeded handed the guest over: the destination's QEMU is the guest itself.)
       // (When the whole stream had arrived and finish went unanswered, the destination's paused copy is what
       // makes the outcome unknown: it stays until its daemon comes back and removes it.)
-      // Nothing may go on receiving on the destination: its QEMU exits (stream cancelled) or its daemon removed it.
-      const leftover = await waitFor('no QEMU of the guest on the destination', () => qemuPidsMentioning(B.d.runDir).filter((p) => qemuPidsMentioning(uuid).includes(p)).length === 0, 15_000, 200).then(
+      // Nothing may go on receiving on the destination: an incoming QEMU (never handed the guest) exits with its
+      // daemon or is removed by it. A QEMU that was handed the guest (a migration that got that far) is the guest.
+      const incomingLeft = () => qemuPidsMentioning(B.d.runDir).some((p) => qemuPidsMentioning(uuid).includes(p)) && statusOf(B.d.runDir, name)?.extra?.incoming !== false;
+      const leftover = await waitFor('no incoming QEMU of the guest on the destination', () => !incomingLeft(), 15_000, 200).then(
         () => false,
         () => true,
       );

@@ -340,6 +340,8 @@ export interface StatusFileInfo {
   pidStartTime: number;
   serialLog: string;
   state?: string;
+  /** ferryd's own fields: `incoming` stays true until finish hands an incoming QEMU the guest. */
+  extra?: { incoming?: boolean };
 }
 
 /** Reads RUN_DIR/qemu/*.status.json. */
