@@ -193,26 +193,25 @@ describe('tunnel relay when a side fails', () => {
     const qemu = createConnection({ path: relay.path });
     qemu.on('error', () => undefined);
     await opening;
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      relay.close();
-      vi.advanceTimersByTime(60_000);
-    } finally {
-      vi.useRealTimers();
-    }
+    closeAndLetStuckTimerFire(relay);
     await closed(qemu);
   }, 5_000);
 
   it('cuts both sides of an established relay a minute after close', async () => {
     const { relay, qemu, peer } = await established();
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
-    try {
-      relay.close();
-      vi.advanceTimersByTime(60_000);
-    } finally {
-      vi.useRealTimers();
-    }
+    closeAndLetStuckTimerFire(relay);
     await closed(peer);
     await closed(qemu);
   }, 5_000);
 });
+
+/** Closes `relay` and lets its one-minute stuck timer fire at once (fake timers for just that). */
+function closeAndLetStuckTimerFire(relay: { close(): void }): void {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  try {
+    relay.close();
+    vi.advanceTimersByTime(60_000);
+  } finally {
+    vi.useRealTimers();
+  }
+}
