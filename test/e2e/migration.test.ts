@@ -40,9 +40,10 @@ import {
   type CliResult,
   type FerrydHandle,
 } from '../support/daemon.js';
-import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
+import { testGuestXml } from '../support/guest-xml.js';
 import { createHostPair, inNetns, netnsAvailable, type HostPair } from '../support/netns.js';
-import { checkMigrationContinuity, findCounterAnomalies, parseSerialLog } from '../support/serial.js';
+import { expectContinuity as continuityAfter, expectHeartbeatCarriesOn, lastCounter, serialText, waitCounterAbove, waitHeartbeats } from '../support/heartbeat.js';
+import { findCounterAnomalies, parseSerialLog } from '../support/serial.js';
 
 // ------------------------------------------------------------------ hosts
 
@@ -248,46 +249,18 @@ async function bootGuest(tag: string, o: { transient?: boolean; cmdline?: string
       await c.call('domain.start', { domain: name });
     }
   });
-  await waitFor(`3 heartbeats of '${name}' on ${h.label}`, () => parseSerialLog(serialText(h, name)).heartbeats.length >= 3, 30_000, 100);
+  await waitHeartbeats(h, name);
   return { name, uuid, xmlPath, xml };
 }
 
-/** A host's serial log of `name` (STATE_DIR/logs/NAME.serial.log). */
-function serialText(h: TestHost, name: string): string {
-  return serialLogFile(h.d.stateDir, name).text;
-}
-
-function lastCounter(h: TestHost, name: string): number {
-  return parseSerialLog(serialText(h, name)).lastHeartbeat?.counter ?? 0;
-}
-
-async function waitCounterAbove(h: TestHost, name: string, counter: number, timeoutMs = 20_000): Promise<void> {
-  await waitFor(`heartbeat of '${name}' above ${counter} on ${h.label}`, () => lastCounter(h, name) > counter, timeoutMs, 100);
-}
-
-/**
- * After a migration of `name` from `from` (default A) to `to` (default B,
- * there called `destName`): the heartbeats carry on from the source's last
- * one, in the same guest. Waits until the destination printed a few more.
- */
-async function expectContinuity(name: string, destName = name, from: TestHost = A, to: TestHost = B): Promise<void> {
-  const srcText = serialText(from, name);
-  const srcLast = parseSerialLog(srcText).lastHeartbeat?.counter ?? 0;
-  expect(srcLast, `${from.label}'s serial log of '${name}' has heartbeats`).toBeGreaterThan(0);
-  await waitCounterAbove(to, destName, srcLast + 3);
-  const c = checkMigrationContinuity(srcText, serialText(to, destName));
-  expect(c.problems, `heartbeat continuity of '${name}' ${from.label}->${to.label} (last ${c.sourceLast?.counter}, first after ${c.destinationFirst?.counter})`).toEqual([]);
-  expect(c.destinationFirst?.counter).toBe(srcLast + 1);
-  expect(parseSerialLog(serialText(to, destName)).boot, `'${destName}' booted afresh on ${to.label}`).toBeUndefined();
+/** After a migration of `name` from `from` (default A) to `to` (default B, there called `destName`): see {@link continuityAfter}. */
+function expectContinuity(name: string, destName = name, from: TestHost = A, to: TestHost = B): Promise<void> {
+  return continuityAfter(name, from, to, destName);
 }
 
 /** A's guest carries on with no restart: one boot, counters +1 each, no CORRUPT, and it still prints. */
-async function expectHeartbeatOnA(name: string): Promise<void> {
-  await waitCounterAbove(A, name, lastCounter(A, name) + 2);
-  const log = parseSerialLog(serialText(A, name));
-  expect(log.events.filter((e) => e.kind === 'boot'), `'${name}' booted more than once on A`).toHaveLength(1);
-  expect(findCounterAnomalies(log.heartbeats, 1), `heartbeat anomalies of '${name}' on A`).toEqual([]);
-  expect(log.corrupt, `'${name}' reported corruption`).toBe(false);
+function expectHeartbeatOnA(name: string): Promise<void> {
+  return expectHeartbeatCarriesOn(A, name);
 }
 
 interface QemuId {
