@@ -13,6 +13,9 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v sysctl >/dev/null || need_apt+=(procps)
 command -v prlimit >/dev/null || need_apt+=(util-linux)
+# Stock libvirt clients drive ferryd's libvirt protocol listener in the tests.
+command -v virsh >/dev/null || need_apt+=(libvirt-clients)
+/usr/bin/python3 -c 'import libvirt' 2>/dev/null || need_apt+=(python3-libvirt)
 # The test guest is a 32-bit kernel: gcc needs its 32-bit support.
 echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - 2>/dev/null || need_apt+=(gcc-multilib)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -33,6 +33,12 @@ export interface DaemonOptions {
   /** HOST:PORT for --listen-tls (needs tlsDir). */
   listenTls?: string;
   tlsDir?: string;
+  /** Serve libvirt's wire protocol on RUN_DIR/libvirt-sock (`--libvirt-socket`). */
+  libvirtSocket?: boolean;
+  /** HOST:PORT for --libvirt-listen-tcp; --insecure is added unless `insecure: false`. */
+  libvirtTcp?: string;
+  /** HOST:PORT for --libvirt-listen-tls (needs tlsDir). */
+  libvirtTls?: string;
   stateDir?: string;
   runDir?: string;
   /** More ferryd arguments, appended last. */
@@ -56,6 +62,10 @@ export interface FerrydHandle {
   /** Ports from the `ready:` line, when those listeners are on. */
   readonly tlsPort: number | undefined;
   readonly tcpPort: number | undefined;
+  /** The libvirt-protocol endpoints from the `ready:` line (`libvirt-unix PATH`, `libvirt-tcp HOST:PORT`, `libvirt-tls HOST:PORT`). */
+  readonly libvirtSocketPath: string | undefined;
+  readonly libvirtTcpPort: number | undefined;
+  readonly libvirtTlsPort: number | undefined;
   /** Everything the current and earlier ferryd processes of this handle wrote on stderr. */
   stderr(): string;
   /** Sends `signal` (default SIGTERM) and waits for the process to exit; resolves its exit code/signal. */
@@ -98,10 +108,11 @@ function daemonArgs(o: DaemonOptions, stateDir: string, runDir: string): string[
   if (o.hostUuid !== undefined) args.push('--host-uuid', o.hostUuid);
   if (o.listenTls !== undefined) args.push('--listen-tls', o.listenTls);
   if (o.tlsDir !== undefined) args.push('--tls-dir', o.tlsDir);
-  if (o.listenTcp !== undefined) {
-    args.push('--listen-tcp', o.listenTcp);
-    if (o.insecure !== false) args.push('--insecure');
-  }
+  if (o.listenTcp !== undefined) args.push('--listen-tcp', o.listenTcp);
+  if (o.libvirtSocket) args.push('--libvirt-socket', join(runDir, 'libvirt-sock'));
+  if (o.libvirtTcp !== undefined) args.push('--libvirt-listen-tcp', o.libvirtTcp);
+  if (o.libvirtTls !== undefined) args.push('--libvirt-listen-tls', o.libvirtTls);
+  if ((o.listenTcp !== undefined || o.libvirtTcp !== undefined) && o.insecure !== false) args.push('--insecure');
   args.push(...(o.extraArgs ?? []));
   return args;
 }
@@ -125,6 +136,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
   let currentLogStart = 0;
   let tlsPort: number | undefined;
   let tcpPort: number | undefined;
+  let libvirtSocketPath: string | undefined;
+  let libvirtTcpPort: number | undefined;
+  let libvirtTlsPort: number | undefined;
   const runDirs = new Set<string>([runDir]);
 
   const launch = async (): Promise<void> => {
@@ -157,6 +171,9 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
       if (ready && existsSync(socketPath)) {
         tlsPort = portOf(ready[1]!, 'tls');
         tcpPort = portOf(ready[1]!, 'tcp');
+        libvirtSocketPath = endpointOf(ready[1]!, 'libvirt-unix');
+        libvirtTcpPort = portOf(ready[1]!, 'libvirt-tcp');
+        libvirtTlsPort = portOf(ready[1]!, 'libvirt-tls');
         return;
       }
       if (exited) {
@@ -200,6 +217,15 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
     get tcpPort() {
       return tcpPort;
     },
+    get libvirtSocketPath() {
+      return libvirtSocketPath;
+    },
+    get libvirtTcpPort() {
+      return libvirtTcpPort;
+    },
+    get libvirtTlsPort() {
+      return libvirtTlsPort;
+    },
     stderr: () => log,
     stop,
     kill9: async () => {
@@ -220,8 +246,18 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<FerrydHandl
   return handle;
 }
 
-function portOf(endpoints: string, transport: 'tls' | 'tcp'): number | undefined {
-  const m = new RegExp(`\\b${transport} \\S+:(\\d+)`).exec(endpoints);
+/** The address of one endpoint of the `ready:` line (`unix PATH, tls HOST:PORT, libvirt-tcp HOST:PORT, ...`). */
+function endpointOf(endpoints: string, transport: string): string | undefined {
+  // Whole entries only: `tls` must not match inside `libvirt-tls`.
+  for (const entry of endpoints.split(',')) {
+    const m = /^\s*(\S+) (.+?)\s*$/.exec(entry);
+    if (m && m[1] === transport) return m[2];
+  }
+  return undefined;
+}
+
+function portOf(endpoints: string, transport: 'tls' | 'tcp' | 'libvirt-tls' | 'libvirt-tcp'): number | undefined {
+  const m = /:(\d+)$/.exec(endpointOf(endpoints, transport) ?? '');
   return m ? Number(m[1]) : undefined;
 }
 
