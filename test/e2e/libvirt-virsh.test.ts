@@ -11,9 +11,10 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emptyDaemon, ferryOk, makeTempDir, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle, type ListRow } from '../support/daemon.js';
 import { counterAbove, heartbeats, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
@@ -78,6 +79,7 @@ async function stillServes(uri: string): Promise<void> {
   const r = await virsh(uri, ['list', '--all']);
   expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toMatch(/Id\s+Name\s+State/);
+  expect(d.stderr()).not.toMatch(/internal error|TypeError|RangeError|unhandled/i);
 }
 
 describe('the libvirt listeners', () => {
@@ -448,10 +450,36 @@ describe('virsh over qemu+tls (mutual TLS)', () => {
     const r = await virsh(libvirtTlsUri('127.0.0.1', t.libvirtTlsPort!, otherPki), ['list', '--all']);
     expect(r.code, r.stdout).not.toBe(0);
     expect(r.stderr).toMatch(/^error: /m);
+    // virsh checks the server's certificate against its own CA and finds another issuer.
+    expect(r.stderr).toMatch(/certificate/i);
     expect(r.stdout).not.toMatch(/Id\s+Name\s+State/);
     expect(t.alive()).toBe(true);
     const again = await virsh(libvirtTlsUri('127.0.0.1', t.libvirtTlsPort!, pki), ['list', '--all']);
     expect(again.code, again.stderr).toBe(0);
+  });
+
+  it('the server itself refuses a client certificate of another CA, and a client without one', async () => {
+    // virsh refuses to present a certificate its own CA did not sign, so a raw TLS client does.
+    const ca = readFileSync(join(pki, 'cacert.pem'));
+    const foreign = { cert: readFileSync(join(otherPki, 'clientcert.pem')), key: readFileSync(join(otherPki, 'clientkey.pem')) };
+    for (const creds of [foreign, {}]) {
+      const outcome = await new Promise<string>((resolve) => {
+        const s = tlsConnect({ host: '127.0.0.1', port: t.libvirtTlsPort!, ca, servername: 'localhost', ...creds });
+        const done = (what: string) => {
+          clearTimeout(timer);
+          s.destroy();
+          resolve(what);
+        };
+        const timer = setTimeout(() => done('no answer within 10 s'), 10_000);
+        // libvirt's server confirms an accepted client with one byte (1) after the handshake; a refused one gets nothing.
+        s.on('data', (b: Buffer) => done(`answered ${b.toString('hex')}`));
+        s.once('error', (e) => done(`error: ${e.message}`));
+        s.once('close', () => done('closed'));
+      });
+      expect(outcome, 'cert' in creds ? 'foreign client certificate' : 'no client certificate').toMatch(/^(error|closed)/);
+    }
+    expect(t.alive()).toBe(true);
+    expect((await virsh(libvirtTlsUri('127.0.0.1', t.libvirtTlsPort!, pki), ['list', '--all'])).code).toBe(0);
   });
 });
 
