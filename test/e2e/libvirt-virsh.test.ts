@@ -16,7 +16,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyDaemon, ferryOk, makeTempDir, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle, type ListRow } from '../support/daemon.js';
+import { emptyDaemon, ferryOk, makeTempDir, runDaemonToExit, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle, type ListRow } from '../support/daemon.js';
 import { counterAbove, heartbeats, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import {
   KEEPALIVE_PING,
@@ -92,6 +92,20 @@ describe('the libvirt listeners', () => {
     expect(d.stderr()).toMatch(/ready: .*libvirt-unix \S+/);
     expect(d.stderr()).toMatch(/ready: .*libvirt-tcp 127\.0\.0\.1:\d+/);
     expect(d.stderr()).toMatch(/WARNING/);
+  });
+
+  it('--libvirt-listen-tcp without --insecure and --libvirt-listen-tls without --tls-dir are refused at start-up', async () => {
+    const dir = makeTempDir('ferryd-libvirt-refuse-');
+    const base = ['--state-dir', join(dir, 'state'), '--run-dir', join(dir, 'run'), '--accel', 'tcg'];
+    const tcp = await runDaemonToExit([...base, '--libvirt-listen-tcp', '127.0.0.1:0']);
+    expect(tcp.code).not.toBe(0);
+    expect(tcp.code).not.toBeNull();
+    expect(tcp.stderr).toContain('--insecure');
+    expect(tcp.stderr).not.toMatch(/ready:/);
+    const tls = await runDaemonToExit([...base, '--libvirt-listen-tls', '127.0.0.1:0']);
+    expect(tls.code).not.toBe(0);
+    expect(tls.code).not.toBeNull();
+    expect(tls.stderr).toContain('--tls-dir');
   });
 });
 
