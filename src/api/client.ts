@@ -69,6 +69,7 @@ export class ApiClient extends EventEmitter {
   /** Connects to the daemon named by `uri` (a string or a parsed target). */
   static async connect(uri: string | ConnectionTarget, opts: ConnectOptions = {}): Promise<ApiClient> {
     const target = typeof uri === 'string' ? parseConnectionUri(uri, { pkiDir: opts.pkiDir }) : uri;
+    if (target.protocol === 'libvirt') throw new FerryError('invalid_arg', `'${target.uri}' names a daemon speaking libvirt's protocol; ferry connects with ferry:// URIs (virsh uses qemu:// ones)`);
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const socket = await openSocket(target, timeoutMs);
     return new ApiClient(socket, target, opts.keepalive ?? DEFAULT_KEEPALIVE);
@@ -204,7 +205,8 @@ export class ApiClient extends EventEmitter {
   }
 }
 
-async function openSocket(target: ConnectionTarget, timeoutMs: number): Promise<Socket> {
+/** Opens the socket a connection URI names (TLS with the client credentials of its PKI directory), bounded by `timeoutMs`. */
+export async function openSocket(target: ConnectionTarget, timeoutMs: number): Promise<Socket> {
   let socket: Socket;
   let readyEvent = 'connect';
   switch (target.transport) {

@@ -4,18 +4,16 @@
  * each call's envelope and hands it to the method handlers. Nothing a peer
  * sends can make it throw: every problem is answered with a coded error.
  */
-import { createServer as createNetServer, createConnection, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Server, Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { chmod, unlink, stat } from 'node:fs/promises';
 import { FerryError, toFerryError } from '../errors/index.js';
 import { FrameDecoder, FrameKind, encodeJsonFrame } from './framing.js';
 import type { CallMessage, EventMessage, PingMessage, PongMessage, ReplyMessage } from './protocol.js';
 import { DEFAULT_KEEPALIVE, Keepalive, type KeepaliveSettings } from './keepalive.js';
 import type { TlsCredentials } from './tls.js';
+import { addressPort, closeServer, listenMutualTls, listenPlainTcp, listenUnixOwnerOnly, type Transport } from './listeners.js';
 
-/** How a connection reached the daemon. */
-export type Transport = 'unix' | 'tls' | 'tcp';
+export type { Transport } from './listeners.js';
 
 /** A method handler. `params` is untrusted: handlers validate it. */
 export type Handler = (params: Record<string, unknown>, conn: ApiConnection) => Promise<unknown>;
@@ -224,48 +222,21 @@ export class ApiServer extends EventEmitter {
     return this.connections;
   }
 
-  /**
-   * Listens on a unix socket readable and writable by its owner only. A
-   * stale socket file is replaced; a live one (another daemon) is refused.
-   */
+  /** Listens on a unix socket only its owner may use (see {@link listenUnixOwnerOnly}). */
   async listenUnix(path: string): Promise<void> {
-    if (await socketIsLive(path)) {
-      throw new FerryError('operation_failed', `another daemon is already listening on ${path}`);
-    }
-    await unlink(path).catch(() => undefined);
-    const server = createNetServer((socket) => this.accept(socket, 'unix', 'local'));
-    // umask closes the window between bind() and chmod() in which the socket would be world-accessible.
-    const oldMask = process.umask(0o177);
-    try {
-      await listen(server, { path });
-    } finally {
-      process.umask(oldMask);
-    }
-    await chmod(path, 0o600);
-    this.servers.push(server);
+    this.servers.push(await listenUnixOwnerOnly(path, this.accept));
   }
 
   /** Listens for mutual-TLS connections: a client without a certificate signed by our CA is refused. */
   async listenTls(host: string, port: number, creds: TlsCredentials): Promise<number> {
-    const server = createTlsServer(
-      { ca: creds.ca, cert: creds.cert, key: creds.key, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2', handshakeTimeout: 10_000 },
-      (socket: TLSSocket) => {
-        const subject = socket.getPeerCertificate()?.subject?.CN ?? 'unknown';
-        this.accept(socket, 'tls', `${socket.remoteAddress}:${socket.remotePort} CN=${subject}`);
-      },
-    );
-    server.on('tlsClientError', (err, socket) => {
-      this.log(`TLS handshake from ${socket.remoteAddress ?? '?'} refused: ${err.message}`);
-    });
-    await listen(server, { host, port });
+    const server = await listenMutualTls(host, port, creds, this.accept, this.log);
     this.servers.push(server);
     return addressPort(server);
   }
 
   /** Listens on plain TCP with no authentication. For tests only; the caller warns. */
   async listenTcp(host: string, port: number): Promise<number> {
-    const server = createNetServer((socket) => this.accept(socket, 'tcp', `${socket.remoteAddress}:${socket.remotePort}`));
-    await listen(server, { host, port });
+    const server = await listenPlainTcp(host, port, this.accept);
     this.servers.push(server);
     return addressPort(server);
   }
@@ -273,10 +244,10 @@ export class ApiServer extends EventEmitter {
   /** Stops listening and closes every connection. */
   async close(): Promise<void> {
     for (const c of this.connections) c.close();
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all(this.servers.map(closeServer));
   }
 
-  private accept(socket: Socket, transport: Transport, peer: string): void {
+  private readonly accept = (socket: Socket, transport: Transport, peer: string): void => {
     if (this.connections.size >= MAX_CONNECTIONS) {
       this.log(`refusing a connection from ${peer}: ${MAX_CONNECTIONS} connections are open`);
       socket.on('error', () => undefined);
@@ -291,33 +262,5 @@ export class ApiServer extends EventEmitter {
       this.emit('disconnect', conn);
     });
     this.emit('connection', conn);
-  }
-}
-
-function listen(server: Server, opts: { path?: string; host?: string; port?: number }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new FerryError('system_error', `cannot listen on ${opts.path ?? `${opts.host}:${opts.port}`}: ${err.message}`)));
-    server.listen(opts, () => resolve());
-  });
-}
-
-function addressPort(server: Server): number {
-  const a = server.address();
-  return typeof a === 'object' && a ? a.port : 0;
-}
-
-async function socketIsLive(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-  } catch {
-    return false;
-  }
-  return new Promise((resolve) => {
-    const s = createConnection({ path });
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
+  };
 }

@@ -27,6 +27,8 @@ export interface DaemonConfig {
   migrationLimits?: { outgoing?: number; incoming?: number };
   /** How this daemon checks that clients and peer daemons are alive, on every connection. */
   keepalive: KeepaliveSettings;
+  /** libvirt-protocol listeners: a unix socket, plain TCP (needs --insecure), mutual TLS (uses --tls-dir). */
+  libvirt: { socket?: string; tcp?: ListenAddress; tls?: ListenAddress };
 }
 
 function parseLimit(value: string, option: string): number {
@@ -63,7 +65,10 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--listen-tls <host:port>', 'serve the API to other hosts over mutual TLS')
     .option('--tls-dir <dir>', 'TLS credentials (cacert.pem, servercert.pem, serverkey.pem, clientcert.pem, clientkey.pem)')
     .option('--listen-tcp <host:port>', 'serve the API over plain TCP with NO authentication (tests only; needs --insecure)')
-    .option('--insecure', 'allow --listen-tcp')
+    .option('--insecure', 'allow --listen-tcp and --libvirt-listen-tcp')
+    .option('--libvirt-socket <path>', "serve libvirt's remote protocol on this unix socket (virsh -c 'qemu+unix:///system?socket=PATH')")
+    .option('--libvirt-listen-tcp <host:port>', "serve libvirt's remote protocol over plain TCP with NO authentication, like libvirtd's auth_tcp=\"none\" (needs --insecure)")
+    .option('--libvirt-listen-tls <host:port>', "serve libvirt's remote protocol over mutual TLS with the credentials in --tls-dir (virsh -c 'qemu+tls://HOST:PORT/system?pkipath=DIR')")
     .option('--host-uuid <uuid>', 'host UUID (default: generated at first start and kept in the state dir)')
     .option('--host-name <name>', "host name (default: the machine's)")
     .option('--migration-ports <min-max>', 'TCP ports for incoming migration streams and disk copies (libvirt\'s default range)', '49152-49215')
@@ -89,6 +94,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     maxIncomingMigrations?: string;
     keepaliveInterval?: string;
     keepaliveCount?: string;
+    libvirtSocket?: string;
+    libvirtListenTcp?: string;
+    libvirtListenTls?: string;
   }>();
   const cfg: DaemonConfig = {
     stateDir: o.stateDir,
@@ -96,6 +104,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     accel: o.accel,
     migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports'),
     keepalive: parseKeepalive(o.keepaliveInterval, o.keepaliveCount),
+    libvirt: {},
   };
   if (o.listenTls) {
     if (!o.tlsDir) throw new FerryError('invalid_arg', '--listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');
@@ -105,6 +114,18 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
   if (o.listenTcp) {
     if (!o.insecure) throw new FerryError('invalid_arg', '--listen-tcp serves the API without any authentication; add --insecure to confirm (tests only), or use --listen-tls');
     cfg.listenTcp = parseListenAddress(o.listenTcp, '--listen-tcp');
+  }
+  if (o.libvirtSocket !== undefined) {
+    if (!o.libvirtSocket.startsWith('/')) throw new FerryError('invalid_arg', `--libvirt-socket expects an absolute path, not '${o.libvirtSocket}'`);
+    cfg.libvirt.socket = o.libvirtSocket;
+  }
+  if (o.libvirtListenTcp) {
+    if (!o.insecure) throw new FerryError('invalid_arg', '--libvirt-listen-tcp serves the libvirt protocol without any authentication; add --insecure to confirm (tests only), or use --libvirt-listen-tls');
+    cfg.libvirt.tcp = parseListenAddress(o.libvirtListenTcp, '--libvirt-listen-tcp');
+  }
+  if (o.libvirtListenTls) {
+    if (!o.tlsDir) throw new FerryError('invalid_arg', '--libvirt-listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');
+    cfg.libvirt.tls = parseListenAddress(o.libvirtListenTls, '--libvirt-listen-tls');
   }
   if (o.maxOutgoingMigrations !== undefined || o.maxIncomingMigrations !== undefined) {
     cfg.migrationLimits = {

@@ -19,6 +19,11 @@ import { migrationHandlers } from '../api/migration-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
 import { ApiClient } from '../api/client.js';
 import { layoutQemuTlsDir } from '../migration/qemu-tls.js';
+import { LibvirtServer } from '../libvirt/server.js';
+import { libvirtHandlers } from '../libvirt/handlers/index.js';
+import { LibvirtClient } from '../libvirt/client.js';
+import { libvirtDestination } from '../libvirt/destination.js';
+import { isLibvirtUri } from '../api/uri.js';
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ferryd: ${msg}\n`);
@@ -41,12 +46,16 @@ async function run(): Promise<void> {
   const host = await Host.open({ stateDir: cfg.stateDir, runDir: cfg.runDir, identity, accel: accel.accel, log, ...(cfg.migrationPorts ? { migrationPorts: cfg.migrationPorts } : {}), ...(cfg.migrationLimits ? { migrationLimits: cfg.migrationLimits } : {}) });
   // Peer connections use this host's client certificate from --tls-dir (mutual TLS).
   const peerOpts = { ...(cfg.tlsDir ? { pkiDir: cfg.tlsDir } : {}), keepalive: cfg.keepalive };
-  const connectPeer: PeerConnector = async (uri) => remoteDestination(await ApiClient.connect(uri, peerOpts), peerOpts);
+  // A qemu+... URI names a ferryd's libvirt listener: the peer is then reached over libvirt's protocol.
+  const connectPeer: PeerConnector = async (uri) =>
+    isLibvirtUri(uri) ? libvirtDestination(await LibvirtClient.connect(uri, peerOpts), peerOpts) : remoteDestination(await ApiClient.connect(uri, peerOpts), peerOpts);
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
   const migrations = new Migrations(host, connectPeer, log, qemuTlsDir);
   const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log, cfg.keepalive);
+  const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
+    libvirt.publish(e);
   });
   // Migrations a killed ferryd left half-done: their domains are locked before any client can reach them;
   // settling them (which may ask the destination) goes on in the background.
@@ -64,6 +73,20 @@ async function run(): Promise<void> {
     log(`WARNING: listening on plain TCP ${cfg.listenTcp.host}:${port} with NO authentication (--insecure); use only for tests`);
     endpoints.push(`tcp ${cfg.listenTcp.host}:${port}`);
   }
+  if (cfg.libvirt.socket) {
+    await libvirt.listenUnix(cfg.libvirt.socket);
+    endpoints.push(`libvirt-unix ${cfg.libvirt.socket}`);
+  }
+  if (cfg.libvirt.tls) {
+    const creds = await loadTlsCredentials(cfg.tlsDir!, 'server');
+    const port = await libvirt.listenTls(cfg.libvirt.tls.host, cfg.libvirt.tls.port, creds);
+    endpoints.push(`libvirt-tls ${cfg.libvirt.tls.host}:${port}`);
+  }
+  if (cfg.libvirt.tcp) {
+    const port = await libvirt.listenTcp(cfg.libvirt.tcp.host, cfg.libvirt.tcp.port);
+    log(`WARNING: serving the libvirt protocol on plain TCP ${cfg.libvirt.tcp.host}:${port} with NO authentication (--insecure); use only for tests`);
+    endpoints.push(`libvirt-tcp ${cfg.libvirt.tcp.host}:${port}`);
+  }
   log(`ready: ${endpoints.join(', ')}`);
 
   let stopping = false;
@@ -72,8 +95,7 @@ async function run(): Promise<void> {
     stopping = true;
     log(`${signal}: stopping; running guests keep running and are re-attached at next start`);
     host.close();
-    void server
-      .close()
+    void Promise.all([server.close(), libvirt.close()])
       .then(releaseLock)
       .finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 3000).unref();

@@ -89,11 +89,9 @@ export async function runMigration(
     if (performing) void src.cancel(begin.jobId, `lost the connection to the destination host: ${why.message}`).catch(() => undefined);
   });
   if (!offline) {
-    const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, dst.addressForData);
     performing = true;
     try {
-      const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, dst.addressForData) : undefined;
-      perform = await src.perform({ jobId: begin.jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) });
+      perform = await src.perform(performArgs(begin.jobId, req, prepare, dst.addressForData));
     } catch (err) {
       performing = false;
       // The stream did not complete: the destination cannot have resumed; take the guest back.
@@ -148,6 +146,18 @@ export async function runMigration(
     out.confirmWarning = `the guest runs on the destination, but the source could not clean up: ${toFerryError(err).message}`;
   }
   return out;
+}
+
+/**
+ * What the source streams to, from the destination's prepare: the user's
+ * `migrate_uri` or the prepared one, with a wildcard host replaced by
+ * `destAddress` (how the source reaches the destination), and the same for
+ * the disks' NBD target.
+ */
+export function performArgs(jobId: string, req: MigrationRequest, prepare: PrepareResult, destAddress: string): PerformArgs {
+  const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, destAddress);
+  const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, destAddress) : undefined;
+  return { jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) };
 }
 
 /** The error of a migration whose destination was lost while the source streamed. */

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { DomainDocument } from '../domain/index.js';
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
+import type { DomainSummary } from '../host/views.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
@@ -280,6 +281,11 @@ export class IncomingMigrations {
       }
     }
     return undefined;
+  }
+
+  /** The domain of incoming job `jobId` as `list` shows it (a libvirt client's finish answers with it). */
+  domainOf(jobId: string): DomainSummary {
+    return this.get(jobId).domain.summary();
   }
 
   /** The state of an incoming job, for a source that lost sight of the outcome. */

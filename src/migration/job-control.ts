@@ -7,6 +7,7 @@
 import { FerryError } from '../errors/index.js';
 import { MAX_BANDWIDTH_MIB, hasFlag } from '../flags/index.js';
 import type { Host } from '../host/host.js';
+import type { HostedDomain } from '../host/hosted-domain.js';
 import type { JobStats } from '../host/job-stats.js';
 import type { OutgoingJob, OutgoingJobs } from './outgoing-job.js';
 import { cancelMigration } from './qemu-migration.js';
@@ -30,6 +31,15 @@ export class OutgoingJobControl {
   /** The speed `migrate-setspeed` set for a domain's migrations (MiB/s), if any. */
   speedOf(uuid: string): number | undefined {
     return this.speeds.get(uuid);
+  }
+
+  /** The id of the domain's outgoing job that has not ended yet, if any (a libvirt client names jobs by domain). */
+  currentJobId(ref: unknown): string | undefined {
+    return this.unended(this.host.registry.lookup(ref))?.id;
+  }
+
+  private unended(d: HostedDomain): OutgoingJob | undefined {
+    return [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
   }
 
   /** `migrate-postcopy`: switches a running POSTCOPY migration of a domain to post-copy. */
@@ -81,7 +91,7 @@ export class OutgoingJobControl {
   jobInfo(ref: unknown, completed: boolean, incoming?: (uuid: string) => JobStats | undefined): JobStats {
     const d = this.host.registry.lookup(ref);
     if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
-    const job = [...this.jobs.values()].find((j) => j.domain === d && j.phase !== 'confirmed' && j.phase !== 'cancelled');
+    const job = this.unended(d);
     if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const elapsed = Date.now() - job.startedAt;
     if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };

@@ -75,7 +75,7 @@ export async function openRelay(path: string, open: () => Promise<Duplex>, log: 
  * QEMU listening on `path`. If either side fails, before or after the
  * connection to QEMU is made, both are closed.
  */
-export function attachToQemu(peer: Socket, path: string): void {
+export function attachToQemu(peer: Duplex, path: string): void {
   const qemu = createConnection({ path, highWaterMark: RELAY_CHUNK } as NetConnectOpts);
   // Until splice owns both sides: a peer that dies while QEMU's socket connects takes that socket down too.
   const peerGone = () => qemu.destroy();

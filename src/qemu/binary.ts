@@ -1,4 +1,5 @@
 /** Finds the QEMU binary to run: the domain's `<emulator>` or `qemu-system-x86_64` on PATH. */
+import { execFile } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { FerryError, showValue } from '../errors/index.js';
@@ -51,4 +52,28 @@ function isExecutableFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+let versionCache: Promise<string> | undefined;
+
+/**
+ * The version of the default QEMU binary (`7.2.19`), asked once: what
+ * `virsh version` reports as the running hypervisor. `0.0.0` when QEMU
+ * cannot be run or does not answer within 10 s.
+ */
+export function defaultQemuVersion(): Promise<string> {
+  versionCache ??= new Promise<string>((resolve) => {
+    let binary: string;
+    try {
+      binary = resolveQemuBinary(undefined);
+    } catch {
+      resolve('0.0.0');
+      return;
+    }
+    execFile(binary, ['--version'], { timeout: 10_000 }, (err, stdout) => {
+      const m = /version (\d+\.\d+(?:\.\d+)?)/.exec(String(stdout));
+      resolve(!err && m ? m[1]! : '0.0.0');
+    });
+  });
+  return versionCache;
 }

@@ -8,7 +8,7 @@ export {
   type QemuCommand,
   type QemuLaunchOptions,
 } from './command-line.js';
-export { DEFAULT_QEMU_BINARY, resolveQemuBinary } from './binary.js';
+export { DEFAULT_QEMU_BINARY, defaultQemuVersion, resolveQemuBinary } from './binary.js';
 export { escapeLegacyValue, jsonOption, legacyOption } from './option-syntax.js';
 export {
   QmpClient,
