@@ -5,7 +5,7 @@
  * and maximum downtime (`migrate-setmaxdowntime`/`getmaxdowntime`).
  */
 import { FerryError } from '../errors/index.js';
-import { MAX_BANDWIDTH_MIB, hasFlag } from '../flags/index.js';
+import { MAX_BANDWIDTH_MIB, MAX_POSTCOPY_BANDWIDTH_MIB, hasFlag } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { JobStats } from '../host/job-stats.js';
@@ -122,6 +122,24 @@ export class OutgoingJobControl {
     const value = mib === 0 ? UNLIMITED_SPEED_MIB : mib;
     this.speeds.set(d.uuid, value);
     if (d.runtime) await d.runtime.qemu.qmp.execute('migrate-set-parameters', { 'max-bandwidth': value >= UNLIMITED_SPEED_MIB ? UNLIMITED_BANDWIDTH_BYTES : value * MIB });
+  }
+
+  /**
+   * `migrate-setspeed --postcopy` (MiB/s): the speed of the post-copy
+   * phase, on the running QEMU (a running migration and later ones).
+   * 0 means no limit, as in libvirt.
+   */
+  async setPostcopySpeed(ref: unknown, mib: unknown): Promise<void> {
+    if (typeof mib !== 'number' || !Number.isSafeInteger(mib) || mib < 0 || mib > MAX_POSTCOPY_BANDWIDTH_MIB) throw new FerryError('invalid_arg', `post-copy bandwidth must be an integer number of MiB/s between 0 and ${MAX_POSTCOPY_BANDWIDTH_MIB}`);
+    const rt = this.activeRuntime(ref);
+    await rt.qemu.qmp.execute('migrate-set-parameters', { 'max-postcopy-bandwidth': mib * MIB });
+  }
+
+  /** `migrate-getspeed --postcopy` (MiB/s; 0 = no limit). */
+  async getPostcopySpeed(ref: unknown): Promise<number> {
+    const rt = this.activeRuntime(ref);
+    const p = await rt.qemu.qmp.execute<{ 'max-postcopy-bandwidth'?: number }>('query-migrate-parameters');
+    return Math.floor((p['max-postcopy-bandwidth'] ?? 0) / MIB);
   }
 
   /** `migrate-getspeed` (MiB/s). */

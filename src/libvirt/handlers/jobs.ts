@@ -83,14 +83,13 @@ export function jobHandlers(m: Migrations): ProcedureHandlers {
     },
     DOMAIN_MIGRATE_SET_MAX_SPEED: async (a) => {
       checkFlags(a.flags, SPEED_POSTCOPY, 'virDomainMigrateSetMaxSpeed');
-      if (a.flags & SPEED_POSTCOPY) throw new FerryError('argument_unsupported', "setting the post-copy speed of a running migration is not supported; pass the 'bandwidth.postcopy' migration parameter instead");
-      await m.jobControl.setSpeed(lookupKey(a.dom), a.bandwidth);
+      if (a.flags & SPEED_POSTCOPY) await m.jobControl.setPostcopySpeed(lookupKey(a.dom), a.bandwidth);
+      else await m.jobControl.setSpeed(lookupKey(a.dom), a.bandwidth);
       return {};
     },
     DOMAIN_MIGRATE_GET_MAX_SPEED: async (a) => {
       checkFlags(a.flags, SPEED_POSTCOPY, 'virDomainMigrateGetMaxSpeed');
-      if (a.flags & SPEED_POSTCOPY) throw new FerryError('argument_unsupported', 'reading the post-copy speed of a running migration is not supported');
-      return { bandwidth: m.jobControl.getSpeed(lookupKey(a.dom)) };
+      return { bandwidth: a.flags & SPEED_POSTCOPY ? await m.jobControl.getPostcopySpeed(lookupKey(a.dom)) : m.jobControl.getSpeed(lookupKey(a.dom)) };
     },
     DOMAIN_MIGRATE_START_POST_COPY: async (a) => {
       checkFlags(a.flags, 0, 'virDomainMigrateStartPostCopy');
