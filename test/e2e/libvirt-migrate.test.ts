@@ -236,9 +236,14 @@ describe('virsh migrate, the guest going back and forth between two ferryd hosts
 
   it('tunnelled: virsh migrate --live --p2p --tunnelled --verbose', async () => {
     const where = await locate();
+    const logFrom = where.to.d.stderr().length;
     const r = await virshMigrate(where.from, where.to, ['--live', '--p2p', '--tunnelled', '--verbose']);
     await expectMigrated(r, G, where);
     expectProgressDone(r);
+    // The stream came through the daemons' connection: the destination's QEMU listened on no address of its own.
+    const log = where.to.d.stderr().slice(logFrom);
+    expect(log).toContain(`incoming tunnelled migration of '${G}'`);
+    expect(log).not.toMatch(new RegExp(`incoming migration of '${G}' .*listening on`));
   });
 
   it('python3-libvirt: migrateToURI3(dest, {bandwidth: 100}, LIVE | PEER2PEER), then the completed job statistics on the destination', async () => {
@@ -247,13 +252,12 @@ describe('virsh migrate, the guest going back and forth between two ferryd hosts
     expect(r.json, `libvirt_migrate.py\n${output(r)}`).toBeDefined();
     expect(r.json.error, `libvirt_migrate.py\n${output(r)}`).toBeUndefined();
     await expectMigrated(r, G, where);
-    // VIR_DOMAIN_RUNNING (1), VIR_DOMAIN_RUNNING_MIGRATED (2).
-    expect([r.json.state, r.json.reason]).toEqual([1, 2]);
+    const k = r.json.constants as Record<string, number>;
+    expect([r.json.state, r.json.reason], 'state and reason on the destination').toEqual([k.VIR_DOMAIN_RUNNING, k.VIR_DOMAIN_RUNNING_MIGRATED]);
     expect(r.json.uuid).toBe(G_UUID);
     const s = r.json.completed as Record<string, number>;
-    // VIR_DOMAIN_JOB_COMPLETED (3), VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN (2).
-    expect(s.type, JSON.stringify(s)).toBe(3);
-    expect(s.operation, JSON.stringify(s)).toBe(2);
+    expect(s.type, JSON.stringify(s)).toBe(k.VIR_DOMAIN_JOB_COMPLETED);
+    expect(s.operation, JSON.stringify(s)).toBe(k.VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN);
     for (const key of ['memory_total', 'memory_processed', 'data_total', 'data_processed']) {
       expect(s[key], `completed job stats ${key}: ${JSON.stringify(s)}`).toBeGreaterThan(0);
     }

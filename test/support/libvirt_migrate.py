@@ -7,8 +7,9 @@ end-to-end tests (test/e2e/libvirt-migrate.test.ts).
 Opens SOURCE_URI, looks NAME up, calls dom.migrateToURI3(DEST_URI, params,
 VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER) with VIR_MIGRATE_PARAM_BANDWIDTH,
 then opens DEST_URI and prints one JSON object on stdout: the destination
-domain's state and reason, whether it is persistent, and its completed job
-statistics (dom.jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED)). A libvirt error
+domain's state and reason, whether it is persistent, its completed job
+statistics (dom.jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED)), and the binding's
+values of the constants to compare them with. A libvirt error
 is printed as {"error": {"code", "domain", "message"}} with exit status 1.
 
 Run it with Debian's /usr/bin/python3 (package python3-libvirt).
@@ -43,6 +44,16 @@ def main(argv):
             "persistent": bool(moved.isPersistent()),
             "uuid": moved.UUIDString(),
             "completed": moved.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED),
+            # The binding's own values of the constants the test compares with.
+            "constants": {
+                k: getattr(libvirt, k)
+                for k in (
+                    "VIR_DOMAIN_RUNNING",
+                    "VIR_DOMAIN_RUNNING_MIGRATED",
+                    "VIR_DOMAIN_JOB_COMPLETED",
+                    "VIR_DOMAIN_JOB_OPERATION_MIGRATION_IN",
+                )
+            },
         }
         dst.close()
     except libvirt.libvirtError as e:
