@@ -40,6 +40,7 @@ export class LibvirtClient {
   private closedError: FerryError | null = null;
   private readonly closedWaiters: Array<(err: Error) => void> = [];
   private readonly keepalive: Keepalive;
+  private awaitingTlsConfirmation: boolean;
 
   private constructor(
     private readonly socket: Socket,
@@ -47,6 +48,7 @@ export class LibvirtClient {
     keepalive: KeepaliveSettings,
   ) {
     socket.setNoDelay(true);
+    this.awaitingTlsConfirmation = target.transport === 'tls';
     this.keepalive = new Keepalive(keepalive, () => this.write({ program: KEEPALIVE_PROGRAM, version: KEEPALIVE_VERSION, procedure: KEEPALIVE_PING, type: MessageType.message, serial: 0, status: MessageStatus.ok }), (silentMs) => {
       this.fail(new FerryError('no_connect', `lost the connection to ${target.uri}: no answer for ${Math.round(silentMs / 1000)} s (keepalive)`));
       socket.destroy();
@@ -153,6 +155,17 @@ export class LibvirtClient {
 
   private onData(chunk: Buffer): void {
     this.keepalive.heard();
+    if (this.awaitingTlsConfirmation && chunk.length > 0) {
+      // After the TLS handshake a libvirt server sends one byte: 1 when it accepted our certificate.
+      this.awaitingTlsConfirmation = false;
+      if (chunk[0] !== 1) {
+        this.fail(new FerryError('auth_failed', `${this.target.uri} refused our TLS client certificate`));
+        this.socket.destroy();
+        return;
+      }
+      chunk = chunk.subarray(1);
+      if (chunk.length === 0) return;
+    }
     let messages: RpcMessage[];
     try {
       messages = this.decoder.push(chunk);

@@ -92,6 +92,8 @@ export class LibvirtConnection extends EventEmitter {
       this.log(`libvirt connection ${this.id} (${this.peer}): no sign of life for ${silentMs} ms (keepalive); closing`);
       this.socket.destroy();
     });
+    // libvirt's TLS clients wait for one byte after the handshake: 1 says the server accepted their certificate.
+    if (transport === 'tls') socket.write(Buffer.from([1]));
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => undefined);
     socket.on('close', () => {
