@@ -88,6 +88,9 @@ export class LibvirtConnection extends EventEmitter {
   ) {
     super();
     socket.setNoDelay(true);
+    // A client that never asked for keepalive pings (libvirt pings only those that did) is still
+    // watched by TCP's own keepalive, so a vanished peer is noticed and what it owned is released.
+    if (transport !== 'unix') socket.setKeepAlive(true, 10_000);
     this.keepalive = new Keepalive(keepalive, () => this.send({ program: KEEPALIVE_PROGRAM, version: KEEPALIVE_VERSION, procedure: KEEPALIVE_PING, type: MessageType.message, serial: 0, status: MessageStatus.ok }), (silentMs) => {
       this.log(`libvirt connection ${this.id} (${this.peer}): no sign of life for ${silentMs} ms (keepalive); closing`);
       this.socket.destroy();
