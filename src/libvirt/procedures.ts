@@ -18,10 +18,12 @@ export interface Procedure<A = unknown, R = unknown> {
   readonly number: number;
   readonly args: Xdr<A>;
   readonly ret: Xdr<R>;
+  /** One line for docs/libvirt-procedures.md: what it does on ferryd, which host operation it maps to, which flags it refuses or ignores. */
+  readonly doc: string;
 }
 
-function proc<A, R>(number: number, args: Xdr<A>, ret: Xdr<R>): Procedure<A, R> {
-  return { number, args, ret };
+function proc<A, R>(number: number, args: Xdr<A>, ret: Xdr<R>, doc: string): Procedure<A, R> {
+  return { number, args, ret, doc };
 }
 
 const dom = struct({ dom: domainRef });
@@ -33,59 +35,59 @@ const migrateParams = typedParams(MIGRATE_PARAMS_MAX);
 /** The procedures, by libvirt's name without the `REMOTE_PROC_` prefix. */
 export const PROCEDURES = {
   // Connection
-  CONNECT_OPEN: proc(1, struct({ name: optString, flags: uint }), empty),
-  CONNECT_CLOSE: proc(2, empty, empty),
-  CONNECT_GET_TYPE: proc(3, empty, struct({ type: nonnullString })),
-  CONNECT_GET_VERSION: proc(4, empty, struct({ hvVer: uhyper })),
-  CONNECT_GET_MAX_VCPUS: proc(5, struct({ type: optString }), struct({ maxVcpus: int })),
-  NODE_GET_INFO: proc(6, empty, struct({ model: fixedArray(int, 32), memory: uhyper, cpus: int, mhz: int, nodes: int, sockets: int, cores: int, threads: int })),
-  CONNECT_GET_CAPABILITIES: proc(7, empty, struct({ capabilities: nonnullString })),
-  CONNECT_GET_HOSTNAME: proc(59, empty, struct({ hostname: nonnullString })),
-  CONNECT_SUPPORTS_FEATURE: proc(60, struct({ feature: int }), struct({ supported: int })),
-  AUTH_LIST: proc(66, empty, struct({ types: array(int, 20) })),
-  CONNECT_GET_URI: proc(110, empty, struct({ uri: nonnullString })),
-  CONNECT_IS_SECURE: proc(149, empty, struct({ secure: int })),
-  CONNECT_GET_LIB_VERSION: proc(157, empty, struct({ libVer: uhyper })),
-  CONNECT_GET_SYSINFO: proc(203, struct({ flags: uint }), struct({ sysinfo: nonnullString })),
-  NODE_GET_FREE_MEMORY: proc(102, empty, struct({ freeMem: uhyper })),
-  CONNECT_REGISTER_CLOSE_CALLBACK: proc(360, empty, empty),
-  CONNECT_UNREGISTER_CLOSE_CALLBACK: proc(361, empty, empty),
+  CONNECT_OPEN: proc(1, struct({ name: optString, flags: uint }), empty, 'Opens the connection: `qemu:///system`, `qemu:///session` and `qemu:///` (read as `qemu:///system`), a `?query` dropped; any other URI is refused with VIR_ERR_NO_CONNECT. Flags (read-only included) are ignored. Every procedure but AUTH_LIST, CONNECT_SUPPORTS_FEATURE and this one needs it first'),
+  CONNECT_CLOSE: proc(2, empty, empty, 'Closes the connection: later calls need CONNECT_OPEN again'),
+  CONNECT_GET_TYPE: proc(3, empty, struct({ type: nonnullString }), '`virsh version`: the hypervisor type, always `QEMU`'),
+  CONNECT_GET_VERSION: proc(4, empty, struct({ hvVer: uhyper }), '`virsh version`: the version of the QEMU ferryd runs guests with, as major × 1000000 + minor × 1000 + micro'),
+  CONNECT_GET_MAX_VCPUS: proc(5, struct({ type: optString }), struct({ maxVcpus: int }), '`virsh maxvcpus`: 255, whatever type is asked'),
+  NODE_GET_INFO: proc(6, empty, struct({ model: fixedArray(int, 32), memory: uhyper, cpus: int, mhz: int, nodes: int, sockets: int, cores: int, threads: int }), '`virsh nodeinfo`: this machine\'s architecture, memory (KiB), CPU count and first CPU\'s MHz, as one NUMA node with one socket of single-thread cores'),
+  CONNECT_GET_CAPABILITIES: proc(7, empty, struct({ capabilities: nonnullString }), '`virsh capabilities`: a short document: host UUID, x86_64, live migration over tcp, rdma and unix transports, hvm x86_64 guests of domain type qemu or kvm'),
+  CONNECT_GET_HOSTNAME: proc(59, empty, struct({ hostname: nonnullString }), '`virsh hostname`: the host name of ferryd\'s host identity'),
+  CONNECT_SUPPORTS_FEATURE: proc(60, struct({ feature: int }), struct({ supported: int }), 'Whether ferryd has a `virDrvFeature` (the feature table below); asking about keepalive (10) also makes ferryd ping this client from then on. Allowed before CONNECT_OPEN'),
+  AUTH_LIST: proc(66, empty, struct({ types: array(int, 20) }), 'Authentication types: only none (0), no SASL or polkit step: the unix socket is owner-only, TLS clients prove themselves by certificate in the handshake, plain TCP is unauthenticated. Allowed before CONNECT_OPEN'),
+  CONNECT_GET_URI: proc(110, empty, struct({ uri: nonnullString }), '`virsh uri`: the URI the client opened (`qemu:///system` or `qemu:///session`)'),
+  CONNECT_IS_SECURE: proc(149, empty, struct({ secure: int }), '1 on the unix socket and on TLS, 0 on plain TCP'),
+  CONNECT_GET_LIB_VERSION: proc(157, empty, struct({ libVer: uhyper }), '`virsh version` ("Running against daemon"): 9.0.0, the libvirt release whose protocol ferryd speaks'),
+  CONNECT_GET_SYSINFO: proc(203, struct({ flags: uint }), struct({ sysinfo: nonnullString }), '`virsh sysinfo`: an SMBIOS-style document naming ferryd\'s version and the host UUID; flags ignored'),
+  NODE_GET_FREE_MEMORY: proc(102, empty, struct({ freeMem: uhyper }), '`virsh freecell`: the machine\'s free memory in bytes'),
+  CONNECT_REGISTER_CLOSE_CALLBACK: proc(360, empty, empty, 'Accepted without effect: ferryd sends no connection-closed event (the client\'s callback still runs when its socket closes)'),
+  CONNECT_UNREGISTER_CLOSE_CALLBACK: proc(361, empty, empty, 'Accepted without effect (see CONNECT_REGISTER_CLOSE_CALLBACK)'),
 
   // Domains
-  CONNECT_NUM_OF_DOMAINS: proc(51, empty, struct({ num: int })),
-  CONNECT_LIST_DOMAINS: proc(37, struct({ maxids: int }), struct({ ids: array(int, DOMAIN_LIST_MAX) })),
-  CONNECT_NUM_OF_DEFINED_DOMAINS: proc(25, empty, struct({ num: int })),
-  CONNECT_LIST_DEFINED_DOMAINS: proc(21, struct({ maxnames: int }), struct({ names: array(nonnullString, DOMAIN_LIST_MAX) })),
-  CONNECT_LIST_ALL_DOMAINS: proc(273, struct({ needResults: int, flags: uint }), struct({ domains: array(domainRef, DOMAIN_LIST_MAX), ret: uint })),
-  DOMAIN_LOOKUP_BY_ID: proc(22, struct({ id: int }), domRet),
-  DOMAIN_LOOKUP_BY_NAME: proc(23, struct({ name: nonnullString }), domRet),
-  DOMAIN_LOOKUP_BY_UUID: proc(24, struct({ uuid }), domRet),
-  DOMAIN_GET_INFO: proc(16, dom, struct({ state: uint, maxMem: uhyper, memory: uhyper, nrVirtCpu: uint, cpuTime: uhyper })),
-  DOMAIN_GET_STATE: proc(212, domFlags, struct({ state: int, reason: int })),
-  DOMAIN_GET_CONTROL_INFO: proc(229, domFlags, struct({ state: uint, details: uint, stateTime: uhyper })),
-  DOMAIN_GET_XML_DESC: proc(14, domFlags, struct({ xml: nonnullString })),
-  DOMAIN_GET_OS_TYPE: proc(19, dom, struct({ type: nonnullString })),
-  DOMAIN_GET_MAX_MEMORY: proc(17, dom, struct({ memory: uhyper })),
-  DOMAIN_GET_VCPUS_FLAGS: proc(200, domFlags, struct({ num: int })),
-  DOMAIN_IS_ACTIVE: proc(150, dom, struct({ active: int })),
-  DOMAIN_IS_PERSISTENT: proc(151, dom, struct({ persistent: int })),
-  DOMAIN_IS_UPDATED: proc(202, dom, struct({ updated: int })),
-  DOMAIN_HAS_MANAGED_SAVE_IMAGE: proc(183, domFlags, struct({ result: int })),
-  DOMAIN_GET_AUTOSTART: proc(15, dom, struct({ autostart: int })),
-  DOMAIN_SET_AUTOSTART: proc(29, struct({ dom: domainRef, autostart: int }), empty),
-  DOMAIN_DEFINE_XML: proc(11, struct({ xml: nonnullString }), domRet),
-  DOMAIN_DEFINE_XML_FLAGS: proc(350, struct({ xml: nonnullString, flags: uint }), domRet),
-  DOMAIN_UNDEFINE: proc(35, dom, empty),
-  DOMAIN_UNDEFINE_FLAGS: proc(231, domFlags, empty),
-  DOMAIN_CREATE: proc(9, dom, empty),
-  DOMAIN_CREATE_WITH_FLAGS: proc(196, domFlags, domRet),
-  DOMAIN_CREATE_XML: proc(10, struct({ xmlDesc: nonnullString, flags: uint }), domRet),
-  DOMAIN_DESTROY: proc(12, dom, empty),
-  DOMAIN_DESTROY_FLAGS: proc(234, domFlags, empty),
-  DOMAIN_SUSPEND: proc(34, dom, empty),
-  DOMAIN_RESUME: proc(28, dom, empty),
-  DOMAIN_SHUTDOWN: proc(33, dom, empty),
-  DOMAIN_SHUTDOWN_FLAGS: proc(258, domFlags, empty),
+  CONNECT_NUM_OF_DOMAINS: proc(51, empty, struct({ num: int }), 'The number of active domains'),
+  CONNECT_LIST_DOMAINS: proc(37, struct({ maxids: int }), struct({ ids: array(int, DOMAIN_LIST_MAX) }), 'The ids of the active domains, at most `maxids` (older clients\' `virsh list`)'),
+  CONNECT_NUM_OF_DEFINED_DOMAINS: proc(25, empty, struct({ num: int }), 'The number of inactive domains'),
+  CONNECT_LIST_DEFINED_DOMAINS: proc(21, struct({ maxnames: int }), struct({ names: array(nonnullString, DOMAIN_LIST_MAX) }), 'The names of the inactive domains, at most `maxnames` (older clients\' `virsh list --inactive`)'),
+  CONNECT_LIST_ALL_DOMAINS: proc(273, struct({ needResults: int, flags: uint }), struct({ domains: array(domainRef, DOMAIN_LIST_MAX), ret: uint }), '`virsh list`: the host\'s domains filtered by libvirt\'s flag groups (active/inactive, persistent/transient, state, autostart; no domain has managed save, snapshots or checkpoints); bits from 0x10000 up are refused'),
+  DOMAIN_LOOKUP_BY_ID: proc(22, struct({ id: int }), domRet, 'Finds an active domain by its id'),
+  DOMAIN_LOOKUP_BY_NAME: proc(23, struct({ name: nonnullString }), domRet, 'Finds a domain, active or not, by name'),
+  DOMAIN_LOOKUP_BY_UUID: proc(24, struct({ uuid }), domRet, 'Finds a domain, active or not, by UUID'),
+  DOMAIN_GET_INFO: proc(16, dom, struct({ state: uint, maxMem: uhyper, memory: uhyper, nrVirtCpu: uint, cpuTime: uhyper }), '`virsh dominfo`: state, maximum and current memory (KiB), vCPU count and CPU time (ns)'),
+  DOMAIN_GET_STATE: proc(212, domFlags, struct({ state: int, reason: int }), '`virsh domstate --reason`: state and reason in libvirt\'s numbers; flags must be 0'),
+  DOMAIN_GET_CONTROL_INFO: proc(229, domFlags, struct({ state: uint, details: uint, stateTime: uhyper }), '`virsh domcontrol`: always ok, as ferryd handles its QEMU monitors itself; flags ignored'),
+  DOMAIN_GET_XML_DESC: proc(14, domFlags, struct({ xml: nonnullString }), '`virsh dumpxml`: the live definition, or with INACTIVE (2) the persistent one; SECURE, UPDATE_CPU and MIGRATABLE are accepted without effect, other bits refused'),
+  DOMAIN_GET_OS_TYPE: proc(19, dom, struct({ type: nonnullString }), '`virsh dominfo`\'s OS type: always `hvm`'),
+  DOMAIN_GET_MAX_MEMORY: proc(17, dom, struct({ memory: uhyper }), 'The domain\'s maximum memory in KiB'),
+  DOMAIN_GET_VCPUS_FLAGS: proc(200, domFlags, struct({ num: int }), '`virsh vcpucount`: the domain\'s vCPU count, whatever the flags ask (live, config, maximum and guest are not told apart)'),
+  DOMAIN_IS_ACTIVE: proc(150, dom, struct({ active: int }), 'Whether the domain is running or paused'),
+  DOMAIN_IS_PERSISTENT: proc(151, dom, struct({ persistent: int }), 'Whether the domain has a persistent definition'),
+  DOMAIN_IS_UPDATED: proc(202, dom, struct({ updated: int }), 'Always 0'),
+  DOMAIN_HAS_MANAGED_SAVE_IMAGE: proc(183, domFlags, struct({ result: int }), 'Always 0: ferryd has no managed save; flags ignored'),
+  DOMAIN_GET_AUTOSTART: proc(15, dom, struct({ autostart: int }), '`virsh dominfo`\'s autostart: whether the domain starts with ferryd'),
+  DOMAIN_SET_AUTOSTART: proc(29, struct({ dom: domainRef, autostart: int }), empty, '`virsh autostart [--disable]`: marks or unmarks a persistent domain to start with ferryd'),
+  DOMAIN_DEFINE_XML: proc(11, struct({ xml: nonnullString }), domRet, '`virsh define`: adds or replaces a persistent definition from domain XML (checked as docs/domain-xml.md says)'),
+  DOMAIN_DEFINE_XML_FLAGS: proc(350, struct({ xml: nonnullString, flags: uint }), domRet, '`virsh define`: as DOMAIN_DEFINE_XML; VALIDATE (1) is accepted (ferryd always validates), other bits refused'),
+  DOMAIN_UNDEFINE: proc(35, dom, empty, '`virsh undefine`: removes the persistent definition; an inactive domain leaves the host, an active one carries on as transient'),
+  DOMAIN_UNDEFINE_FLAGS: proc(231, domFlags, empty, '`virsh undefine`: as DOMAIN_UNDEFINE; the managed-save, snapshot, NVRAM, checkpoint and TPM flags (1 to 64) are accepted, as there is nothing of the kind to keep or remove; other bits refused'),
+  DOMAIN_CREATE: proc(9, dom, empty, '`virsh start`: boots an inactive persistent domain'),
+  DOMAIN_CREATE_WITH_FLAGS: proc(196, domFlags, domRet, '`virsh start`: as DOMAIN_CREATE, START_PAUSED (1) honoured; BYPASS_CACHE, FORCE_BOOT, VALIDATE and RESET_NVRAM accepted without effect; AUTODESTROY (2) refused with VIR_ERR_ARGUMENT_UNSUPPORTED, other bits refused'),
+  DOMAIN_CREATE_XML: proc(10, struct({ xmlDesc: nonnullString, flags: uint }), domRet, '`virsh create`: starts a transient domain from XML (or an inactive persistent domain of the same name and UUID with this one-off definition); flags as DOMAIN_CREATE_WITH_FLAGS'),
+  DOMAIN_DESTROY: proc(12, dom, empty, '`virsh destroy`: stops QEMU at once'),
+  DOMAIN_DESTROY_FLAGS: proc(234, domFlags, empty, '`virsh destroy`: as DOMAIN_DESTROY; with GRACEFUL (1) QEMU is asked to quit and killed only after 30 s; other bits refused'),
+  DOMAIN_SUSPEND: proc(34, dom, empty, '`virsh suspend`: pauses the vCPUs (a no-op on a paused domain)'),
+  DOMAIN_RESUME: proc(28, dom, empty, '`virsh resume`: runs the vCPUs again (a no-op on a running domain)'),
+  DOMAIN_SHUTDOWN: proc(33, dom, empty, '`virsh shutdown`: presses the ACPI power button; the guest decides what to do'),
+  DOMAIN_SHUTDOWN_FLAGS: proc(258, domFlags, empty, '`virsh shutdown --mode`: as DOMAIN_SHUTDOWN whichever modes are given (ACPI, agent, initctl, signal, paravirt); other bits refused'),
 
   // Jobs
   DOMAIN_GET_JOB_INFO: proc(
@@ -105,27 +107,28 @@ export const PROCEDURES = {
       fileProcessed: uhyper,
       fileRemaining: uhyper,
     }),
+    '`virsh domjobinfo` (older clients): progress of the domain\'s outgoing migration, or of the incoming one on the destination; type none when there is none',
   ),
-  DOMAIN_GET_JOB_STATS: proc(298, domFlags, struct({ type: int, params: jobParams })),
-  DOMAIN_ABORT_JOB: proc(164, dom, empty),
-  DOMAIN_ABORT_JOB_FLAGS: proc(442, domFlags, empty),
-  DOMAIN_MIGRATE_SET_MAX_DOWNTIME: proc(166, struct({ dom: domainRef, downtime: uhyper, flags: uint }), empty),
-  DOMAIN_MIGRATE_GET_MAX_DOWNTIME: proc(387, domFlags, struct({ downtime: uhyper })),
-  DOMAIN_MIGRATE_SET_MAX_SPEED: proc(207, struct({ dom: domainRef, bandwidth: uhyper, flags: uint }), empty),
-  DOMAIN_MIGRATE_GET_MAX_SPEED: proc(242, domFlags, struct({ bandwidth: uhyper })),
-  DOMAIN_MIGRATE_START_POST_COPY: proc(364, domFlags, empty),
+  DOMAIN_GET_JOB_STATS: proc(298, domFlags, struct({ type: int, params: jobParams }), '`virsh domjobinfo`: the running migration job\'s statistics as typed parameters, or with COMPLETED (1) the last finished job\'s; KEEP_COMPLETED (2) accepted (finished statistics are always kept), other bits refused'),
+  DOMAIN_ABORT_JOB: proc(164, dom, empty, '`virsh domjobabort`: cancels the domain\'s outgoing migration (queued, begun or streaming); VIR_ERR_OPERATION_INVALID when there is none'),
+  DOMAIN_ABORT_JOB_FLAGS: proc(442, domFlags, empty, '`virsh domjobabort`: as DOMAIN_ABORT_JOB; POSTCOPY (1), pausing a post-copy migration, is refused with VIR_ERR_ARGUMENT_UNSUPPORTED'),
+  DOMAIN_MIGRATE_SET_MAX_DOWNTIME: proc(166, struct({ dom: domainRef, downtime: uhyper, flags: uint }), empty, '`virsh migrate-setmaxdowntime`: QEMU\'s downtime limit of the running domain, 1 to 2000000 ms; flags must be 0'),
+  DOMAIN_MIGRATE_GET_MAX_DOWNTIME: proc(387, domFlags, struct({ downtime: uhyper }), '`virsh migrate-getmaxdowntime`: QEMU\'s downtime limit of the running domain in ms; flags must be 0'),
+  DOMAIN_MIGRATE_SET_MAX_SPEED: proc(207, struct({ dom: domainRef, bandwidth: uhyper, flags: uint }), empty, '`virsh migrate-setspeed`: the domain\'s migration bandwidth in MiB/s (0 = no limit), now and for later migrations; with POSTCOPY (1) QEMU\'s post-copy bandwidth of the running domain'),
+  DOMAIN_MIGRATE_GET_MAX_SPEED: proc(242, domFlags, struct({ bandwidth: uhyper }), '`virsh migrate-getspeed`: the domain\'s migration bandwidth in MiB/s; with POSTCOPY (1) the post-copy bandwidth of the running domain (0 = no limit)'),
+  DOMAIN_MIGRATE_START_POST_COPY: proc(364, domFlags, empty, '`virsh migrate-postcopy`: switches a running migration started with POSTCOPY to post-copy; flags must be 0'),
 
   // Events
-  CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: proc(316, struct({ eventID: int, dom: optDomainRef }), struct({ callbackID: int })),
-  CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: proc(317, struct({ callbackID: int }), empty),
+  CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: proc(316, struct({ eventID: int, dom: optDomainRef }), struct({ callbackID: int }), '`virsh event`: registers for one event id (0 to 64) of one domain or all; ferryd raises lifecycle (0), migration-iteration (20) and job-completed (21), other ids are accepted and never fire'),
+  CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: proc(317, struct({ callbackID: int }), empty, 'Removes an event registration; an unknown callback id is VIR_ERR_INVALID_ARG'),
 
   // Migration, version 3 with typed parameters
-  DOMAIN_MIGRATE_BEGIN3_PARAMS: proc(302, struct({ dom: domainRef, params: migrateParams, flags: uint }), struct({ cookieOut: cookie, xml: nonnullString })),
-  DOMAIN_MIGRATE_PREPARE3_PARAMS: proc(303, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie, uriOut: optString })),
-  DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: proc(304, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie })),
-  DOMAIN_MIGRATE_PERFORM3_PARAMS: proc(305, struct({ dom: domainRef, dconnuri: optString, params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie })),
-  DOMAIN_MIGRATE_FINISH3_PARAMS: proc(306, struct({ params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), struct({ dom: domainRef, cookieOut: cookie })),
-  DOMAIN_MIGRATE_CONFIRM3_PARAMS: proc(307, struct({ dom: domainRef, params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), empty),
+  DOMAIN_MIGRATE_BEGIN3_PARAMS: proc(302, struct({ dom: domainRef, params: migrateParams, flags: uint }), struct({ cookieOut: cookie, xml: nonnullString }), 'Source, first phase: checks flags and typed parameters (docs/migration-flags.md), starts the domain\'s outgoing migration job and answers the domain XML and Ferry\'s begin cookie'),
+  DOMAIN_MIGRATE_PREPARE3_PARAMS: proc(303, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie, uriOut: optString }), 'Destination: prepares the incoming domain from the begin cookie and the `destination_xml` parameter; answers the URI to stream to, on the address the client reached this host on (none for an offline migration); TUNNELLED is refused here. The prepared domain is dropped if this connection closes before finish'),
+  DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: proc(304, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Destination, tunnelled: as DOMAIN_MIGRATE_PREPARE3_PARAMS, then the call\'s stream carries the migration data into the waiting QEMU; needs TUNNELLED'),
+  DOMAIN_MIGRATE_PERFORM3_PARAMS: proc(305, struct({ dom: domainRef, dconnuri: optString, params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Source: streams to where the prepare cookie says (nothing for an offline migration); with PEER2PEER and a destination URI, this ferryd runs all five phases itself against that destination (`ferry+tls://`, or `qemu+tcp/tls/unix` to another ferryd\'s libvirt listener)'),
+  DOMAIN_MIGRATE_FINISH3_PARAMS: proc(306, struct({ params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), struct({ dom: domainRef, cookieOut: cookie }), 'Destination: completes the incoming domain and answers it; when cancelled, removes it and answers VIR_ERR_OPERATION_ABORTED. Without a perform cookie it finishes the last migration this connection prepared'),
+  DOMAIN_MIGRATE_CONFIRM3_PARAMS: proc(307, struct({ dom: domainRef, params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), empty, 'Source, last phase: ends the outgoing migration job: after success the source copy stops, after a cancelled migration the domain carries on here'),
 } as const;
 
 /** A procedure's name. */
@@ -140,15 +143,17 @@ export const PROCEDURE_BY_NUMBER: ReadonlyMap<number, ProcedureName> = new Map(O
 
 /** Messages the server sends without a call (events), with their procedure numbers and bodies. */
 export const EVENT_MESSAGES = {
-  DOMAIN_EVENT_CALLBACK_LIFECYCLE: proc(318, struct({ callbackID: int, msg: struct({ dom: domainRef, event: int, detail: int }) }), empty),
-  DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION: proc(359, struct({ callbackID: int, dom: domainRef, iteration: int }), empty),
-  DOMAIN_EVENT_CALLBACK_JOB_COMPLETED: proc(363, struct({ callbackID: int, dom: domainRef, params: jobParams }), empty),
+  DOMAIN_EVENT_CALLBACK_LIFECYCLE: proc(318, struct({ callbackID: int, msg: struct({ dom: domainRef, event: int, detail: int }) }), empty, 'Lifecycle events (defined, undefined, started, suspended, resumed, stopped, shutdown) with libvirt\'s event and detail numbers'),
+  DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION: proc(359, struct({ callbackID: int, dom: domainRef, iteration: int }), empty, 'A running migration starts another pass over the guest\'s memory'),
+  DOMAIN_EVENT_CALLBACK_JOB_COMPLETED: proc(363, struct({ callbackID: int, dom: domainRef, params: jobParams }), empty, 'A migration job ended: its statistics, as DOMAIN_GET_JOB_STATS with COMPLETED answers them'),
 } as const;
 
 /** libvirt's event ids (`virDomainEventID`) that ferryd can deliver. */
 export const EVENT_IDS = { lifecycle: 0, migrationIteration: 20, jobCompleted: 21 } as const;
 
 /** The `keepalive` program: ping and pong, no bodies. */
+export const KEEPALIVE_DOC =
+  "libvirt's `keepalive` program (0x6b656570, version 1): ferryd answers every PING (1) with a PONG (2); to a client that asked CONNECT_SUPPORTS_FEATURE about keepalive (10) it sends a PING after each interval of silence and closes the connection after interval × count of silence (--keepalive-interval × --keepalive-count, 5 s × 5 by default), as libvirtd does";
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_VERSION = 1;
 export const KEEPALIVE_PING = 1;
