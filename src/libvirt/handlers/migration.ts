@@ -67,7 +67,8 @@ export function migrationHandlers(m: Migrations, hostName: string): ProcedureHan
       if (hasFlag(a.flags, 'TUNNELLED')) throw new FerryError('invalid_arg', 'a tunnelled migration is prepared with PREPARE_TUNNEL3_PARAMS');
       const { prepared, sourceJobId } = await prepare(a, call);
       const address = dataAddress(call, hostName);
-      const uri = prepared.migrateUri === '' ? null : performArgs(sourceJobId, { flags: a.flags, params: paramsFromTyped(a.params) }, prepared, address).migrateUri;
+      // libvirt's client insists on a URI even for an offline migration, which streams nothing: it gets this host's address.
+      const uri = prepared.migrateUri === '' ? `tcp:${address}` : performArgs(sourceJobId, { flags: a.flags, params: paramsFromTyped(a.params) }, prepared, address).migrateUri;
       return { cookieOut: writeCookie('prepare', { sourceJobId, prepare: prepared, address }), uriOut: uri };
     },
 
