@@ -9,12 +9,13 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ERROR_CODES } from '../errors/codes.js';
 import { renderMigrationFlagsDoc } from '../flags/doc.js';
+import { renderLibvirtProceduresDoc } from '../libvirt/doc.js';
 
 /** docs/errors.md, from the error table. */
 export function renderErrorsDoc(): string {
   const rows = Object.entries(ERROR_CODES)
     .sort((a, b) => a[1].number - b[1].number)
-    .map(([code, e]) => `| ${e.number} | \`${code}\` | ${e.summary} |`);
+    .map(([code, e]) => `| ${e.number} | \`${code}\` | ${e.summary} | ${e.libvirtText === '' ? '(none: the sentence alone)' : e.libvirtText} |`);
   return [
     '# Error codes',
     '',
@@ -25,9 +26,12 @@ export function renderErrorsDoc(): string {
     'against libvirt can map them one to one. The CLI prints `error: <sentence>`',
     'and exits with status 1; with `--json` it prints',
     '`{"error": {"code": ..., "number": ..., "message": ...}}` on standard output.',
+    'Over the libvirt protocol (docs/libvirt-protocol.md) the same number goes out, and',
+    "the message starts with libvirt's wording of that error, as virsh users know it:",
+    '`<libvirt wording>: <sentence>`.',
     '',
-    '| number | code | meaning |',
-    '|---:|---|---|',
+    '| number | code | meaning | libvirt wording |',
+    '|---:|---|---|---|',
     ...rows,
     '',
   ].join('\n');
@@ -38,6 +42,7 @@ export function generatedDocs(): Array<{ path: string; content: string }> {
   return [
     { path: 'docs/errors.md', content: renderErrorsDoc() },
     { path: 'docs/migration-flags.md', content: renderMigrationFlagsDoc() },
+    { path: 'docs/libvirt-procedures.md', content: renderLibvirtProceduresDoc() },
   ];
 }
 

@@ -10,7 +10,7 @@ import { FERRY_VERSION } from '../../version.js';
 import type { ProcedureHandlers } from '../connection.js';
 
 /** libvirt's `virDrvFeature` numbers ferryd supports, and why. */
-const FEATURES: ReadonlyMap<number, string> = new Map([
+export const FEATURES: ReadonlyMap<number, string> = new Map([
   [4, 'peer-to-peer migration'],
   [6, 'migration protocol version 3'],
   [7, 'a migration protected from changes from begin on'],
