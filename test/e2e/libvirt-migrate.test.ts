@@ -25,7 +25,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ferryOk, makeTempDir, REPO_ROOT, startDaemon, statusOf, useDaemonCleanup, type FerrydHandle } from '../support/daemon.js';
+import { ferryOk, makeTempDir, REPO_ROOT, startDaemon, statusOf, useDaemonCleanup, waitFor, type FerrydHandle } from '../support/daemon.js';
 import { testGuestXml } from '../support/guest-xml.js';
 import { expectContinuity, expectHeartbeatCarriesOn, serialText, waitHeartbeats } from '../support/heartbeat.js';
 import { createHostPair, inNetns, netnsAvailable, type HostPair } from '../support/netns.js';
@@ -279,6 +279,47 @@ describe('virsh migrate, the guest going back and forth between two ferryd hosts
     const jobs = parseVirshFields((await vshOk(from, ['domjobinfo', G])).stdout);
     expect(jobs['Job type'], 'a job runs on the source').toBe('None');
     await expectHeartbeatCarriesOn(from, G, parseSerialLog(serialText(from, G)).boot !== undefined);
+  });
+});
+
+describe('virsh domjobabort during virsh migrate', () => {
+  it('the migration ends with "operation aborted", the guest keeps running on the source in the same QEMU, nothing runs on the destination', async () => {
+    const { from, to } = await locate();
+    const q = statusOf(from.d.runDir, G);
+    // 1 MiB/s keeps the stream going long enough to abort it.
+    const running = virshMigrate(from, to, ['--live', '--verbose', '--bandwidth', '1']);
+    await waitFor('a migration job on the source', async () => parseVirshFields((await vsh(from, ['domjobinfo', G])).stdout)['Job type'] === 'Unbounded', 30_000, 100);
+    await vshOk(from, ['domjobabort', G]);
+    const r = await running;
+    expect(r.code, output(r)).toBe(1);
+    expect(r.stderr, output(r)).toMatch(/^error: operation aborted: /m);
+    expect(await listed(from, G), `virsh list --all on ${from.label}`).toBe('running');
+    expect(await listed(to, G), `virsh list --all on ${to.label}`).not.toBe('running');
+    expect(statusOf(from.d.runDir, G)?.pid, `'${G}' runs in the same QEMU on ${from.label}`).toBe(q!.pid);
+    const completed = parseVirshFields((await vshOk(from, ['domjobinfo', '--completed', G])).stdout);
+    expect(completed['Job type']).toBe('Cancelled');
+    await expectHeartbeatCarriesOn(from, G, parseSerialLog(serialText(from, G)).boot !== undefined);
+  });
+});
+
+describe('virsh migrate --offline', () => {
+  it('moves a shut-off definition managed (--persistent), and back peer to peer with --undefinesource', async () => {
+    const name = 'lvm-offline';
+    const file = join(dir, `${name}.xml`);
+    writeFileSync(file, testGuestXml({ name, uuid: randomUUID() }));
+    await native(A, ['define', file]);
+    const there = await virshMigrate(A, B, ['--offline', '--persistent'], name);
+    expect(there.code, output(there)).toBe(0);
+    expect(await listed(B, name)).toBe('shut off');
+    expect(parseVirshFields((await vshOk(B, ['dominfo', name])).stdout).Persistent).toBe('yes');
+    // Without --undefinesource the source keeps its definition, as in libvirt.
+    expect(await listed(A, name)).toBe('shut off');
+    await native(A, ['undefine', name]);
+    const back = await virshMigrate(B, A, ['--p2p', '--offline', '--persistent', '--undefinesource'], name);
+    expect(back.code, output(back)).toBe(0);
+    expect(await listed(A, name)).toBe('shut off');
+    expect(await listed(B, name)).toBeUndefined();
+    await native(A, ['undefine', name]);
   });
 });
 
