@@ -65,11 +65,25 @@ export class XdrReader {
     return v;
   }
 
-  /** `n` bytes and their padding to a multiple of four. */
+  /**
+   * `n` bytes and their padding to a multiple of four. A view into the
+   * message, not a copy: message buffers are never reused or written to.
+   */
   fixed(n: number): Buffer {
     const padded = (n + 3) & ~3;
     this.need(padded, `${n} bytes of opaque data`);
-    const v = Buffer.from(this.buf.subarray(this.offset, this.offset + n));
+    const v = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += padded;
+    return v;
+  }
+
+  /** A length-prefixed UTF-8 string of at most `max` bytes, decoded in place (no copy of its bytes). */
+  utf8(max: number): string {
+    const n = this.uint();
+    if (n > max) throw new FerryError('rpc', `a string of ${n} bytes is longer than the protocol allows (${max})`);
+    const padded = (n + 3) & ~3;
+    this.need(padded, `${n} bytes of string`);
+    const v = this.buf.toString('utf8', this.offset, this.offset + n);
     this.offset += padded;
     return v;
   }
@@ -140,6 +154,18 @@ export class XdrWriter {
     this.offset += padded;
   }
 
+  /** A length-prefixed UTF-8 string, encoded straight into the buffer. */
+  utf8(v: string, max: number): void {
+    const n = Buffer.byteLength(v, 'utf8');
+    if (n > max) throw new FerryError('rpc', `a string of ${n} bytes is longer than the protocol allows (${max})`);
+    const padded = (n + 3) & ~3;
+    this.room(4 + padded);
+    this.buf.writeUInt32BE(n, this.offset);
+    this.buf.write(v, this.offset + 4, n, 'utf8');
+    this.buf.fill(0, this.offset + 4 + n, this.offset + 4 + padded);
+    this.offset += 4 + padded;
+  }
+
   variable(b: Buffer, max: number, what: string): void {
     if (b.length > max) throw new FerryError('rpc', `${what} of ${b.length} bytes is longer than the protocol allows (${max})`);
     this.uint(b.length);
@@ -176,8 +202,8 @@ export const empty: Xdr<Record<string, never>> = { kind: 'void', read: () => ({}
 export function string(max: number): Xdr<string> {
   return {
     kind: 'string',
-    read: (r) => r.variable(max, 'a string').toString('utf8'),
-    write: (w, v) => w.variable(Buffer.from(v, 'utf8'), max, 'a string'),
+    read: (r) => r.utf8(max),
+    write: (w, v) => w.utf8(v, max),
   };
 }
 
