@@ -11,7 +11,7 @@ import type { TypedParam } from './wire-types.js';
 
 /** Typed parameters as the parameter object `parseParams` checks; an unknown field is passed on for it to refuse. */
 export function paramsFromTyped(list: readonly TypedParam[]): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+  const out: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   for (const { field, value } of list) {
     if (isParamName(field) && paramSpec(field).type === 'string-list') {
       if (value.type !== 'string') throw new FerryError('invalid_arg', `migration parameter '${field}' must be a string`);
@@ -19,7 +19,7 @@ export function paramsFromTyped(list: readonly TypedParam[]): Record<string, unk
       out[field] = Array.isArray(prev) ? [...prev, value.value] : [value.value];
       continue;
     }
-    if (field in out) throw new FerryError('invalid_arg', `migration parameter '${field}' is given more than once`);
+    if (Object.hasOwn(out, field)) throw new FerryError('invalid_arg', `migration parameter '${field}' is given more than once`);
     out[field] = value.value;
   }
   return out;

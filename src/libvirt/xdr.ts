@@ -15,6 +15,11 @@
  */
 import { FerryError } from '../errors/index.js';
 
+/** `n` rounded up to a multiple of four (arithmetic, not bitwise: lengths may exceed 2^31). */
+function padTo4(n: number): number {
+  return n + ((4 - (n % 4)) % 4);
+}
+
 /** Reads XDR values from one message body. */
 export class XdrReader {
   private offset = 0;
@@ -70,7 +75,7 @@ export class XdrReader {
    * message, not a copy: message buffers are never reused or written to.
    */
   fixed(n: number): Buffer {
-    const padded = (n + 3) & ~3;
+    const padded = padTo4(n);
     this.need(padded, `${n} bytes of opaque data`);
     const v = this.buf.subarray(this.offset, this.offset + n);
     this.offset += padded;
@@ -81,7 +86,7 @@ export class XdrReader {
   utf8(max: number): string {
     const n = this.uint();
     if (n > max) throw new FerryError('rpc', `a string of ${n} bytes is longer than the protocol allows (${max})`);
-    const padded = (n + 3) & ~3;
+    const padded = padTo4(n);
     this.need(padded, `${n} bytes of string`);
     const v = this.buf.toString('utf8', this.offset, this.offset + n);
     this.offset += padded;
@@ -147,7 +152,7 @@ export class XdrWriter {
 
   /** Bytes followed by zero padding to a multiple of four. */
   fixed(b: Buffer): void {
-    const padded = (b.length + 3) & ~3;
+    const padded = padTo4(b.length);
     this.room(padded);
     b.copy(this.buf, this.offset);
     this.buf.fill(0, this.offset + b.length, this.offset + padded);
@@ -158,7 +163,7 @@ export class XdrWriter {
   utf8(v: string, max: number): void {
     const n = Buffer.byteLength(v, 'utf8');
     if (n > max) throw new FerryError('rpc', `a string of ${n} bytes is longer than the protocol allows (${max})`);
-    const padded = (n + 3) & ~3;
+    const padded = padTo4(n);
     this.room(4 + padded);
     this.buf.writeUInt32BE(n, this.offset);
     this.buf.write(v, this.offset + 4, n, 'utf8');
