@@ -4,5 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 npx tsc -p tsconfig.json --noEmit
+# Tests and benchmarks are type-checked too (vitest and tsx only strip types).
+npx tsc -p tsconfig.test.json
 npx vitest run --project unit
 npx vitest run --project e2e

@@ -50,7 +50,7 @@ describe('tunnel relay', () => {
     await listen(peerSrv, 0);
     const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
       const c = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(c));
-    }));
+    }), () => undefined);
     const qemu = createConnection({ path: relay.path });
     await new Promise((r) => qemu.once('connect', r));
     await feed(qemu, data);
@@ -71,7 +71,7 @@ describe('tunnel relay', () => {
     await listen(peerSrv, 0);
     const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
       const c = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(c));
-    }));
+    }), () => undefined);
     const qemu = createConnection({ path: relay.path });
     await new Promise((r) => qemu.once('connect', r));
     let accepted = 0;
@@ -113,7 +113,7 @@ describe('tunnel relay', () => {
     api.once('close', () => (apiClosed = true));
     const raw = api.takeOverSocket();
     await new Promise((r) => setTimeout(r, 100));
-    let received!: Promise<Buffer>;
+    let received: Promise<Buffer> | undefined;
     const qemuSrv = createServer((s) => (received = collect(s)));
     await listen(qemuSrv, join(dir, 'q.sock'));
     attachToQemu(raw, join(dir, 'q.sock'));
@@ -125,7 +125,7 @@ describe('tunnel relay', () => {
         }
       }, 10);
     });
-    const got = await received;
+    const got = (await received)!;
     expect(got.length).toBe(data.length);
     expect(sha(got)).toBe(sha(data));
     // The API connection lets go of the socket once the relay owns it.
