@@ -2,7 +2,8 @@
 # Ferry's main job: two hosts (network namespaces joined by a veth link, each
 # running its own ferryd with mutual TLS), the test guest rewriting 50 MiB/s
 # of its memory on host A, a live peer-to-peer migration to host B with
-# progress, and the proof: the heartbeat carries on at B from A's last count.
+# progress, and the proof: the heartbeat carries on at B from A's last count;
+# then back to A with stock virsh, which drives ferryd over libvirt's protocol.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
@@ -33,11 +34,11 @@ if ip netns add "$ns_a" 2>/dev/null; then
   ip link add ferrydemoa netns "$ns_a" type veth peer name ferrydemob netns "$ns_b"
   ip -n "$ns_a" addr add 10.201.0.1/24 dev ferrydemoa; ip -n "$ns_a" link set ferrydemoa up; ip -n "$ns_a" link set lo up
   ip -n "$ns_b" addr add 10.201.0.2/24 dev ferrydemob; ip -n "$ns_b" link set ferrydemob up; ip -n "$ns_b" link set lo up
-  addr_a=10.201.0.1 addr_b=10.201.0.2 port_a=16614 port_b=16614
+  addr_a=10.201.0.1 addr_b=10.201.0.2 port_a=16614 port_b=16614 lvport_a=16514 lvport_b=16514
   run_a=(ip netns exec "$ns_a") run_b=(ip netns exec "$ns_b")
 else
   echo "(no network namespaces here: both hosts listen on 127.0.0.1)"
-  addr_a=127.0.0.1 addr_b=127.0.0.1 port_a=16621 port_b=16622
+  addr_a=127.0.0.1 addr_b=127.0.0.1 port_a=16621 port_b=16622 lvport_a=16631 lvport_b=16632
   run_a=() run_b=()
 fi
 uri_a="ferry+unix:///system?socket=$work/a/run/ferryd.sock"
@@ -49,9 +50,9 @@ echo "written to $work/pki"
 
 say "starting ferryd on host A ($addr_a) and host B ($addr_b)"
 for h in a b; do
-  if [ $h = a ]; then run=("${run_a[@]}") addr=$addr_a port=$port_a; else run=("${run_b[@]}") addr=$addr_b port=$port_b; fi
+  if [ $h = a ]; then run=("${run_a[@]}") addr=$addr_a port=$port_a lvport=$lvport_a; else run=("${run_b[@]}") addr=$addr_b port=$port_b lvport=$lvport_b; fi
   "${run[@]}" node dist/daemon/main.js --state-dir "$work/$h/state" --run-dir "$work/$h/run" \
-    --host-name "host-$h" --listen-tls "$addr:$port" --tls-dir "$work/pki" 2>"$work/ferryd-$h.log" &
+    --host-name "host-$h" --listen-tls "$addr:$port" --libvirt-listen-tls "$addr:$lvport" --tls-dir "$work/pki" 2>"$work/ferryd-$h.log" &
   pids+=($!)
 done
 for h in a b; do
@@ -85,5 +86,22 @@ if [ -n "$last_a" ] && [ "$first_b" = $((last_a + 1)) ] && [ "$corrupt" = 0 ]; t
   say "OK: the guest's heartbeat continued at B with $first_b = $last_a + 1, memory check OK, one running copy"
 else
   say "FAILED: heartbeat A=$last_a B=$first_b corrupt lines=$corrupt"
+  exit 1
+fi
+
+say "and back B -> A with Debian's own virsh, over ferryd's libvirt-protocol TLS listeners"
+lv_b="qemu+tls://$addr_b:$lvport_b/system?pkipath=$work/pki"
+lv_a="qemu+tls://$addr_a:$lvport_a/system"
+echo "virsh -c '$lv_b' migrate --live --p2p --persistent --undefinesource --verbose demo-guest $lv_a"
+HOME="$work" "${run_b[@]}" virsh -c "$lv_b" migrate --live --p2p --persistent --undefinesource --verbose demo-guest "$lv_a"
+echo "host A (virsh list --all):"; HOME="$work" "${run_a[@]}" virsh -c "qemu+tls://$addr_a:$lvport_a/system?pkipath=$work/pki" list --all
+echo "host B (virsh list --all):"; HOME="$work" "${run_b[@]}" virsh -c "$lv_b" list --all
+sleep 2
+last_b=$(grep -o '^HB [0-9]*' "$work/b/state/logs/demo-guest.serial.log" | tail -1 | cut -d' ' -f2)
+corrupt=$(cat "$work/a/state/logs/demo-guest.serial.log" "$work/b/state/logs/demo-guest.serial.log" | grep -c CORRUPT || true)
+if grep -q "^HB $((last_b + 1))\b" "$work/a/state/logs/demo-guest.serial.log" && [ "$corrupt" = 0 ]; then
+  say "OK: back on A, the heartbeat went on with HB $((last_b + 1)) after B's last HB $last_b, memory check OK"
+else
+  say "FAILED: after the virsh migration, A has no HB $((last_b + 1)) (B's last was $last_b) or corrupt lines=$corrupt"
   exit 1
 fi
