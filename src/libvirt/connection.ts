@@ -65,6 +65,8 @@ export class LibvirtConnection extends EventEmitter {
   readonly id = LibvirtConnection.nextId++;
   /** The URI the client opened, once CONNECT_OPEN succeeded. */
   openedUri: string | null = null;
+  /** Opened with VIR_CONNECT_RO: procedures that change anything are refused. */
+  readOnly = false;
   private readonly decoder = new RpcDecoder();
   private readonly keepalive: Keepalive;
   private keepaliveStarted = false;
@@ -244,6 +246,10 @@ export class LibvirtConnection extends EventEmitter {
     }
     if (this.openedUri === null && !BEFORE_OPEN.has(name)) {
       this.replyError({ ...h, type: MessageType.reply }, new FerryError('operation_invalid', 'the connection is not open: call CONNECT_OPEN first'));
+      return;
+    }
+    if (this.readOnly && PROCEDURES[name].changes) {
+      this.replyError({ ...h, type: MessageType.reply }, new FerryError('operation_denied', `read only access prevents ${name}`));
       return;
     }
     if (this.inFlight >= MAX_IN_FLIGHT) {

@@ -5,10 +5,10 @@ import { EVENT_MESSAGES, KEEPALIVE_DOC, PROCEDURES, REMOTE_PROGRAM, REMOTE_VERSI
 
 const cell = (text: string): string => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-const rows = (table: Readonly<Record<string, { readonly number: number; readonly doc: string }>>): string[] =>
+const rows = (table: Readonly<Record<string, { readonly number: number; readonly doc: string; readonly changes?: boolean }>>): string[] =>
   Object.entries(table)
     .sort((a, b) => a[1].number - b[1].number)
-    .map(([name, p]) => `| ${p.number} | \`REMOTE_PROC_${name}\` | ${cell(p.doc)} |`);
+    .map(([name, p]) => `| ${p.number} | \`REMOTE_PROC_${name}\` | ${cell(p.doc)}${p.changes ? ' (refused on a read-only connection)' : ''} |`);
 
 const version = (v: number): string => `${Math.floor(v / 1_000_000)}.${Math.floor(v / 1000) % 1000}.${v % 1000}`;
 

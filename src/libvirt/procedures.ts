@@ -20,10 +20,17 @@ export interface Procedure<A = unknown, R = unknown> {
   readonly ret: Xdr<R>;
   /** One line for docs/libvirt-procedures.md: what it does on ferryd, which host operation it maps to, which flags it refuses or ignores. */
   readonly doc: string;
+  /** It changes a domain or a job: a read-only connection may not call it. */
+  readonly changes: boolean;
 }
 
 function proc<A, R>(number: number, args: Xdr<A>, ret: Xdr<R>, doc: string): Procedure<A, R> {
-  return { number, args, ret, doc };
+  return { number, args, ret, doc, changes: false };
+}
+
+/** Marks a procedure that changes something: refused on a read-only connection (`virsh -r`). */
+function changes<A, R>(p: Procedure<A, R>): Procedure<A, R> {
+  return { ...p, changes: true };
 }
 
 const dom = struct({ dom: domainRef });
@@ -35,7 +42,7 @@ const migrateParams = typedParams(MIGRATE_PARAMS_MAX);
 /** The procedures, by libvirt's name without the `REMOTE_PROC_` prefix. */
 export const PROCEDURES = {
   // Connection
-  CONNECT_OPEN: proc(1, struct({ name: optString, flags: uint }), empty, 'Opens the connection: `qemu:///system`, `qemu:///session` and `qemu:///` (read as `qemu:///system`), a `?query` dropped; any other URI is refused with VIR_ERR_NO_CONNECT. Flags (read-only included) are ignored. Every procedure but AUTH_LIST, CONNECT_SUPPORTS_FEATURE and this one needs it first'),
+  CONNECT_OPEN: proc(1, struct({ name: optString, flags: uint }), empty, 'Opens the connection: `qemu:///system`, `qemu:///session` and `qemu:///` (read as `qemu:///system`), a `?query` dropped; any other URI is refused with VIR_ERR_NO_CONNECT. With VIR_CONNECT_RO (`virsh -r`) the connection is read-only: a procedure that changes a domain or a job is then refused with VIR_ERR_OPERATION_DENIED. Every procedure but AUTH_LIST, CONNECT_SUPPORTS_FEATURE and this one needs it first'),
   CONNECT_CLOSE: proc(2, empty, empty, 'Closes the connection: later calls need CONNECT_OPEN again'),
   CONNECT_GET_TYPE: proc(3, empty, struct({ type: nonnullString }), '`virsh version`: the hypervisor type, always `QEMU`'),
   CONNECT_GET_VERSION: proc(4, empty, struct({ hvVer: uhyper }), '`virsh version`: the version of the QEMU ferryd runs guests with, as major × 1000000 + minor × 1000 + micro'),
@@ -74,20 +81,20 @@ export const PROCEDURES = {
   DOMAIN_IS_UPDATED: proc(202, dom, struct({ updated: int }), 'Always 0'),
   DOMAIN_HAS_MANAGED_SAVE_IMAGE: proc(183, domFlags, struct({ result: int }), 'Always 0: ferryd has no managed save; flags ignored'),
   DOMAIN_GET_AUTOSTART: proc(15, dom, struct({ autostart: int }), '`virsh dominfo`\'s autostart: whether the domain starts with ferryd'),
-  DOMAIN_SET_AUTOSTART: proc(29, struct({ dom: domainRef, autostart: int }), empty, '`virsh autostart [--disable]`: marks or unmarks a persistent domain to start with ferryd'),
-  DOMAIN_DEFINE_XML: proc(11, struct({ xml: nonnullString }), domRet, '`virsh define`: adds or replaces a persistent definition from domain XML (checked as docs/domain-xml.md says)'),
-  DOMAIN_DEFINE_XML_FLAGS: proc(350, struct({ xml: nonnullString, flags: uint }), domRet, '`virsh define`: as DOMAIN_DEFINE_XML; VALIDATE (1) is accepted (ferryd always validates), other bits refused'),
-  DOMAIN_UNDEFINE: proc(35, dom, empty, '`virsh undefine`: removes the persistent definition; an inactive domain leaves the host, an active one carries on as transient'),
-  DOMAIN_UNDEFINE_FLAGS: proc(231, domFlags, empty, '`virsh undefine`: as DOMAIN_UNDEFINE; the managed-save, snapshot, NVRAM, checkpoint and TPM flags (1 to 64) are accepted, as there is nothing of the kind to keep or remove; other bits refused'),
-  DOMAIN_CREATE: proc(9, dom, empty, '`virsh start`: boots an inactive persistent domain'),
-  DOMAIN_CREATE_WITH_FLAGS: proc(196, domFlags, domRet, '`virsh start`: as DOMAIN_CREATE, START_PAUSED (1) honoured; BYPASS_CACHE, FORCE_BOOT, VALIDATE and RESET_NVRAM accepted without effect; AUTODESTROY (2) refused with VIR_ERR_ARGUMENT_UNSUPPORTED, other bits refused'),
-  DOMAIN_CREATE_XML: proc(10, struct({ xmlDesc: nonnullString, flags: uint }), domRet, '`virsh create`: starts a transient domain from XML (or an inactive persistent domain of the same name and UUID with this one-off definition); flags as DOMAIN_CREATE_WITH_FLAGS'),
-  DOMAIN_DESTROY: proc(12, dom, empty, '`virsh destroy`: stops QEMU at once'),
-  DOMAIN_DESTROY_FLAGS: proc(234, domFlags, empty, '`virsh destroy`: as DOMAIN_DESTROY; with GRACEFUL (1) QEMU is asked to quit and killed only after 30 s; other bits refused'),
-  DOMAIN_SUSPEND: proc(34, dom, empty, '`virsh suspend`: pauses the vCPUs (a no-op on a paused domain)'),
-  DOMAIN_RESUME: proc(28, dom, empty, '`virsh resume`: runs the vCPUs again (a no-op on a running domain)'),
-  DOMAIN_SHUTDOWN: proc(33, dom, empty, '`virsh shutdown`: presses the ACPI power button; the guest decides what to do'),
-  DOMAIN_SHUTDOWN_FLAGS: proc(258, domFlags, empty, '`virsh shutdown --mode`: as DOMAIN_SHUTDOWN whichever modes are given (ACPI, agent, initctl, signal, paravirt); other bits refused'),
+  DOMAIN_SET_AUTOSTART: changes(proc(29, struct({ dom: domainRef, autostart: int }), empty, '`virsh autostart [--disable]`: marks or unmarks a persistent domain to start with ferryd')),
+  DOMAIN_DEFINE_XML: changes(proc(11, struct({ xml: nonnullString }), domRet, '`virsh define`: adds or replaces a persistent definition from domain XML (checked as docs/domain-xml.md says)')),
+  DOMAIN_DEFINE_XML_FLAGS: changes(proc(350, struct({ xml: nonnullString, flags: uint }), domRet, '`virsh define`: as DOMAIN_DEFINE_XML; VALIDATE (1) is accepted (ferryd always validates), other bits refused')),
+  DOMAIN_UNDEFINE: changes(proc(35, dom, empty, '`virsh undefine`: removes the persistent definition; an inactive domain leaves the host, an active one carries on as transient')),
+  DOMAIN_UNDEFINE_FLAGS: changes(proc(231, domFlags, empty, '`virsh undefine`: as DOMAIN_UNDEFINE; the managed-save, snapshot, NVRAM, checkpoint and TPM flags (1 to 64) are accepted, as there is nothing of the kind to keep or remove; other bits refused')),
+  DOMAIN_CREATE: changes(proc(9, dom, empty, '`virsh start`: boots an inactive persistent domain')),
+  DOMAIN_CREATE_WITH_FLAGS: changes(proc(196, domFlags, domRet, '`virsh start`: as DOMAIN_CREATE, START_PAUSED (1) honoured; BYPASS_CACHE, FORCE_BOOT, VALIDATE and RESET_NVRAM accepted without effect; AUTODESTROY (2) refused with VIR_ERR_ARGUMENT_UNSUPPORTED, other bits refused')),
+  DOMAIN_CREATE_XML: changes(proc(10, struct({ xmlDesc: nonnullString, flags: uint }), domRet, '`virsh create`: starts a transient domain from XML (or an inactive persistent domain of the same name and UUID with this one-off definition); flags as DOMAIN_CREATE_WITH_FLAGS')),
+  DOMAIN_DESTROY: changes(proc(12, dom, empty, '`virsh destroy`: stops QEMU at once')),
+  DOMAIN_DESTROY_FLAGS: changes(proc(234, domFlags, empty, '`virsh destroy`: as DOMAIN_DESTROY; with GRACEFUL (1) QEMU is asked to quit and killed only after 30 s; other bits refused')),
+  DOMAIN_SUSPEND: changes(proc(34, dom, empty, '`virsh suspend`: pauses the vCPUs (a no-op on a paused domain)')),
+  DOMAIN_RESUME: changes(proc(28, dom, empty, '`virsh resume`: runs the vCPUs again (a no-op on a running domain)')),
+  DOMAIN_SHUTDOWN: changes(proc(33, dom, empty, '`virsh shutdown`: presses the ACPI power button; the guest decides what to do')),
+  DOMAIN_SHUTDOWN_FLAGS: changes(proc(258, domFlags, empty, '`virsh shutdown --mode`: as DOMAIN_SHUTDOWN whichever modes are given (ACPI, agent, initctl, signal, paravirt); other bits refused')),
 
   // Jobs
   DOMAIN_GET_JOB_INFO: proc(
@@ -110,25 +117,25 @@ export const PROCEDURES = {
     '`virsh domjobinfo` (older clients): progress of the domain\'s outgoing migration, or of the incoming one on the destination; type none when there is none',
   ),
   DOMAIN_GET_JOB_STATS: proc(298, domFlags, struct({ type: int, params: jobParams }), '`virsh domjobinfo`: the running migration job\'s statistics as typed parameters, or with COMPLETED (1) the last finished job\'s; KEEP_COMPLETED (2) accepted (finished statistics are always kept), other bits refused'),
-  DOMAIN_ABORT_JOB: proc(164, dom, empty, '`virsh domjobabort`: cancels the domain\'s outgoing migration (queued, begun or streaming); VIR_ERR_OPERATION_INVALID when there is none'),
-  DOMAIN_ABORT_JOB_FLAGS: proc(442, domFlags, empty, '`virsh domjobabort`: as DOMAIN_ABORT_JOB; POSTCOPY (1), pausing a post-copy migration, is refused with VIR_ERR_ARGUMENT_UNSUPPORTED'),
-  DOMAIN_MIGRATE_SET_MAX_DOWNTIME: proc(166, struct({ dom: domainRef, downtime: uhyper, flags: uint }), empty, '`virsh migrate-setmaxdowntime`: QEMU\'s downtime limit of the running domain, 1 to 2000000 ms; flags must be 0'),
+  DOMAIN_ABORT_JOB: changes(proc(164, dom, empty, '`virsh domjobabort`: cancels the domain\'s outgoing migration (queued, begun or streaming); VIR_ERR_OPERATION_INVALID when there is none')),
+  DOMAIN_ABORT_JOB_FLAGS: changes(proc(442, domFlags, empty, '`virsh domjobabort`: as DOMAIN_ABORT_JOB; POSTCOPY (1), pausing a post-copy migration, is refused with VIR_ERR_ARGUMENT_UNSUPPORTED')),
+  DOMAIN_MIGRATE_SET_MAX_DOWNTIME: changes(proc(166, struct({ dom: domainRef, downtime: uhyper, flags: uint }), empty, '`virsh migrate-setmaxdowntime`: QEMU\'s downtime limit of the running domain, 1 to 2000000 ms; flags must be 0')),
   DOMAIN_MIGRATE_GET_MAX_DOWNTIME: proc(387, domFlags, struct({ downtime: uhyper }), '`virsh migrate-getmaxdowntime`: QEMU\'s downtime limit of the running domain in ms; flags must be 0'),
-  DOMAIN_MIGRATE_SET_MAX_SPEED: proc(207, struct({ dom: domainRef, bandwidth: uhyper, flags: uint }), empty, '`virsh migrate-setspeed`: the domain\'s migration bandwidth in MiB/s (0 = no limit), now and for later migrations; with POSTCOPY (1) QEMU\'s post-copy bandwidth of the running domain'),
+  DOMAIN_MIGRATE_SET_MAX_SPEED: changes(proc(207, struct({ dom: domainRef, bandwidth: uhyper, flags: uint }), empty, '`virsh migrate-setspeed`: the domain\'s migration bandwidth in MiB/s (0 = no limit), now and for later migrations; with POSTCOPY (1) QEMU\'s post-copy bandwidth of the running domain')),
   DOMAIN_MIGRATE_GET_MAX_SPEED: proc(242, domFlags, struct({ bandwidth: uhyper }), '`virsh migrate-getspeed`: the domain\'s migration bandwidth in MiB/s; with POSTCOPY (1) the post-copy bandwidth of the running domain (0 = no limit)'),
-  DOMAIN_MIGRATE_START_POST_COPY: proc(364, domFlags, empty, '`virsh migrate-postcopy`: switches a running migration started with POSTCOPY to post-copy; flags must be 0'),
+  DOMAIN_MIGRATE_START_POST_COPY: changes(proc(364, domFlags, empty, '`virsh migrate-postcopy`: switches a running migration started with POSTCOPY to post-copy; flags must be 0')),
 
   // Events
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: proc(316, struct({ eventID: int, dom: optDomainRef }), struct({ callbackID: int }), '`virsh event`: registers for one event id (0 to 64) of one domain or all; ferryd raises lifecycle (0), migration-iteration (20) and job-completed (21), other ids are accepted and never fire'),
   CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY: proc(317, struct({ callbackID: int }), empty, 'Removes an event registration; an unknown callback id is VIR_ERR_INVALID_ARG'),
 
   // Migration, version 3 with typed parameters
-  DOMAIN_MIGRATE_BEGIN3_PARAMS: proc(302, struct({ dom: domainRef, params: migrateParams, flags: uint }), struct({ cookieOut: cookie, xml: nonnullString }), 'Source, first phase: checks flags and typed parameters (docs/migration-flags.md), starts the domain\'s outgoing migration job and answers the domain XML and Ferry\'s begin cookie'),
-  DOMAIN_MIGRATE_PREPARE3_PARAMS: proc(303, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie, uriOut: optString }), 'Destination: prepares the incoming domain from the begin cookie and the `destination_xml` parameter; answers the URI to stream to, on the address the client reached this host on (for an offline migration, which streams nothing, `tcp:` and that address, as libvirt\'s client insists on a URI); TUNNELLED is refused here. The prepared domain is dropped if this connection closes before finish'),
-  DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: proc(304, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Destination, tunnelled: as DOMAIN_MIGRATE_PREPARE3_PARAMS, then the call\'s stream carries the migration data into the waiting QEMU; needs TUNNELLED'),
-  DOMAIN_MIGRATE_PERFORM3_PARAMS: proc(305, struct({ dom: domainRef, dconnuri: optString, params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Source: streams to where the prepare cookie says (nothing for an offline migration); with PEER2PEER and a destination URI, this ferryd runs all five phases itself against that destination (`ferry+tls://`, or `qemu+tcp/tls/unix` to another ferryd\'s libvirt listener)'),
-  DOMAIN_MIGRATE_FINISH3_PARAMS: proc(306, struct({ params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), struct({ dom: domainRef, cookieOut: cookie }), 'Destination: completes the incoming domain and answers it; when cancelled, removes it and answers VIR_ERR_OPERATION_ABORTED. Without a perform cookie it finishes the last migration this connection prepared'),
-  DOMAIN_MIGRATE_CONFIRM3_PARAMS: proc(307, struct({ dom: domainRef, params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), empty, 'Source, last phase: ends the outgoing migration job: after success the source copy stops, after a cancelled migration the domain carries on here'),
+  DOMAIN_MIGRATE_BEGIN3_PARAMS: changes(proc(302, struct({ dom: domainRef, params: migrateParams, flags: uint }), struct({ cookieOut: cookie, xml: nonnullString }), 'Source, first phase: checks flags and typed parameters (docs/migration-flags.md), starts the domain\'s outgoing migration job and answers the domain XML and Ferry\'s begin cookie')),
+  DOMAIN_MIGRATE_PREPARE3_PARAMS: changes(proc(303, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie, uriOut: optString }), 'Destination: prepares the incoming domain from the begin cookie and the `destination_xml` parameter; answers the URI to stream to, on the address the client reached this host on (for an offline migration, which streams nothing, `tcp:` and that address, as libvirt\'s client insists on a URI); TUNNELLED is refused here. The prepared domain is dropped if this connection closes before finish')),
+  DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS: changes(proc(304, struct({ params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Destination, tunnelled: as DOMAIN_MIGRATE_PREPARE3_PARAMS, then the call\'s stream carries the migration data into the waiting QEMU; needs TUNNELLED')),
+  DOMAIN_MIGRATE_PERFORM3_PARAMS: changes(proc(305, struct({ dom: domainRef, dconnuri: optString, params: migrateParams, cookieIn: cookie, flags: uint }), struct({ cookieOut: cookie }), 'Source: streams to where the prepare cookie says (nothing for an offline migration); with PEER2PEER and a destination URI, this ferryd runs all five phases itself against that destination (`ferry+tls://`, or `qemu+tcp/tls/unix` to another ferryd\'s libvirt listener)')),
+  DOMAIN_MIGRATE_FINISH3_PARAMS: changes(proc(306, struct({ params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), struct({ dom: domainRef, cookieOut: cookie }), 'Destination: completes the incoming domain and answers it; when cancelled, removes it and answers VIR_ERR_OPERATION_ABORTED. Without a perform cookie it finishes the last migration this connection prepared')),
+  DOMAIN_MIGRATE_CONFIRM3_PARAMS: changes(proc(307, struct({ dom: domainRef, params: migrateParams, cookieIn: cookie, flags: uint, cancelled: bool }), empty, 'Source, last phase: ends the outgoing migration job: after success the source copy stops, after a cancelled migration the domain carries on here')),
 } as const;
 
 /** A procedure's name. */

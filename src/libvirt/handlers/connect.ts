@@ -27,6 +27,9 @@ const FEATURE_KEEPALIVE = 10;
 /** The library version ferryd answers: the libvirt release whose protocol it speaks (9.0.0). */
 export const LIBVIRT_COMPAT_VERSION = 9_000_000;
 
+/** `virConnectFlags`: VIR_CONNECT_RO, a read-only connection. */
+const CONNECT_RO = 1;
+
 /** Hypervisor driver URIs a client may open. */
 const OPENABLE = new Set(['qemu:///system', 'qemu:///session', 'qemu:///']);
 
@@ -48,6 +51,7 @@ export function connectHandlers(host: Host, qemuVersion: () => Promise<string>):
       const bare = name.split('?')[0]!;
       if (!OPENABLE.has(bare)) throw new FerryError('no_connect', `${name}: ferryd serves only the QEMU driver (qemu:///system)`);
       conn.openedUri = bare === 'qemu:///' ? 'qemu:///system' : bare;
+      conn.readOnly = (a.flags & CONNECT_RO) !== 0;
       return {};
     },
     CONNECT_CLOSE: async (_a, { conn }) => {
