@@ -97,7 +97,7 @@ export async function runMigration(
       // The stream did not complete: the destination cannot have resumed; take the guest back.
       await dst.finish({ jobId: prepare.jobId, cancelled: true }).catch(() => undefined);
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
-      if (lostWhy) throw destinationLost(domain, lostWhy);
+      if (lostWhy) throw destinationLost(begin.cookie.domain.name, lostWhy);
       throw err;
     }
     performing = false;
@@ -130,10 +130,10 @@ export async function runMigration(
       finish = { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false };
     } else if (outcome === 'aborted') {
       await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
-      if (!finishDeliverable) throw destinationLost(domain, lostWhy ?? e);
+      if (!finishDeliverable) throw destinationLost(begin.cookie.domain.name, lostWhy ?? e);
       throw e;
     } else {
-      const why = `the outcome of migrating '${domain}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list': if the guest runs there, 'ferry destroy' it on the source; if not, 'ferry resume' it on the source`;
+      const why = `the outcome of migrating '${begin.cookie.domain.name}' is unknown: the destination did not answer (${e.message}); the guest is left paused on the source so it cannot run twice. Check the destination with 'ferry list': if the guest runs there, 'ferry destroy' it on the source; if not, 'ferry resume' it on the source`;
       // The source's job ends here (its lock released, so resume and destroy work), the guest paused.
       await src.confirm({ jobId: begin.jobId, cancelled: true, outcomeUnknown: why }).catch(() => undefined);
       throw new FerryError('operation_failed', why);
