@@ -14,7 +14,9 @@ const LEVEL_ERROR = 2;
 /** The libvirt wording of `err`: "Requested operation is not valid: domain is not running". */
 export function libvirtMessage(err: FerryError): string {
   const text = ERROR_CODES[err.code].libvirtText;
-  return text === '' ? err.message : `${text}: ${err.message}`;
+  // Some host messages already open with the same words ("Domain not found: ..."): say them once.
+  if (text === '' || err.message.toLowerCase().startsWith(`${text.toLowerCase()}:`)) return err.message;
+  return `${text}: ${err.message}`;
 }
 
 /** The wire form of `err`. */
