@@ -13,7 +13,7 @@ import { DEFAULT_KEEPALIVE, Keepalive, type KeepaliveSettings } from '../api/kee
 import { parseConnectionUri, type ConnectionTarget } from '../api/uri.js';
 import { decode, encode, type Xdr } from './xdr.js';
 import { encodeMessage, MessageStatus, MessageType, RpcDecoder, STREAM_CHUNK_MAX, type RpcHeader, type RpcMessage } from './rpc.js';
-import { KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, KEEPALIVE_VERSION, PROCEDURES, REMOTE_PROGRAM, REMOTE_VERSION, type ArgsOf, type ProcedureName, type RetOf } from './procedures.js';
+import { isKeepalivePing, keepaliveHeader, KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, PROCEDURES, REMOTE_PROGRAM, REMOTE_VERSION, type ArgsOf, type ProcedureName, type RetOf } from './procedures.js';
 import { remoteError } from './wire-types.js';
 import { ferryErrorOf, remoteErrorOf } from './errors.js';
 
@@ -49,7 +49,7 @@ export class LibvirtClient {
   ) {
     socket.setNoDelay(true);
     this.awaitingTlsConfirmation = target.transport === 'tls';
-    this.keepalive = new Keepalive(keepalive, () => this.write({ program: KEEPALIVE_PROGRAM, version: KEEPALIVE_VERSION, procedure: KEEPALIVE_PING, type: MessageType.message, serial: 0, status: MessageStatus.ok }), (silentMs) => {
+    this.keepalive = new Keepalive(keepalive, () => this.write(keepaliveHeader(KEEPALIVE_PING)), (silentMs) => {
       this.fail(new FerryError('no_connect', `lost the connection to ${target.uri}: no answer for ${Math.round(silentMs / 1000)} s (keepalive)`));
       socket.destroy();
     }).start();
@@ -177,7 +177,7 @@ export class LibvirtClient {
     for (const m of messages) {
       const h = m.header;
       if (h.program === KEEPALIVE_PROGRAM) {
-        if (h.procedure === KEEPALIVE_PING) this.write({ ...h, procedure: KEEPALIVE_PONG, type: MessageType.message, serial: 0, status: MessageStatus.ok });
+        if (isKeepalivePing(h)) this.write(keepaliveHeader(KEEPALIVE_PONG));
         continue;
       }
       if (h.type === MessageType.stream) {

@@ -10,8 +10,8 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import { Keepalive, type KeepaliveSettings } from '../api/keepalive.js';
 import type { Transport } from '../api/listeners.js';
 import { decode, encode, type Xdr } from './xdr.js';
-import { encodeMessage, MessageStatus, MessageType, RpcDecoder, type RpcHeader, type RpcMessage } from './rpc.js';
-import { EVENT_MESSAGES, KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, KEEPALIVE_VERSION, PROCEDURE_BY_NUMBER, PROCEDURES, REMOTE_PROGRAM, REMOTE_VERSION, type ArgsOf, type ProcedureName, type RetOf } from './procedures.js';
+import { BrokenFrameError, encodeMessage, MessageStatus, MessageType, RpcDecoder, type RpcHeader, type RpcMessage } from './rpc.js';
+import { EVENT_MESSAGES, isKeepalivePing, keepaliveHeader, KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, PROCEDURE_BY_NUMBER, PROCEDURES, REMOTE_PROGRAM, REMOTE_VERSION, type ArgsOf, type ProcedureName, type RetOf } from './procedures.js';
 import { remoteErrorOf } from './errors.js';
 import { remoteError } from './wire-types.js';
 
@@ -73,6 +73,8 @@ export class LibvirtConnection extends EventEmitter {
   private readonly closing = new AbortController();
   private closed = false;
   private inFlight = 0;
+  /** A broken frame arrived: close once the calls before it are answered. */
+  private closeWhenIdle = false;
   private accounted = 0;
   private nextCallbackId = 1;
   private readonly registrations = new Map<number, EventRegistration>();
@@ -93,7 +95,7 @@ export class LibvirtConnection extends EventEmitter {
     // A client that never asked for keepalive pings (libvirt pings only those that did) is still
     // watched by TCP's own keepalive, so a vanished peer is noticed and what it owned is released.
     if (transport !== 'unix') socket.setKeepAlive(true, 10_000);
-    this.keepalive = new Keepalive(keepalive, () => this.send({ program: KEEPALIVE_PROGRAM, version: KEEPALIVE_VERSION, procedure: KEEPALIVE_PING, type: MessageType.message, serial: 0, status: MessageStatus.ok }), (silentMs) => {
+    this.keepalive = new Keepalive(keepalive, () => this.send(keepaliveHeader(KEEPALIVE_PING)), (silentMs) => {
       this.log(`libvirt connection ${this.id} (${this.peer}): no sign of life for ${silentMs} ms (keepalive); closing`);
       this.socket.destroy();
     });
@@ -170,6 +172,13 @@ export class LibvirtConnection extends EventEmitter {
     else this.send(header);
   }
 
+  /** Closes the connection once the calls in flight are answered (at most a second from now). */
+  private closeWhenAnswered(): void {
+    if (this.inFlight === 0) return this.close();
+    this.closeWhenIdle = true;
+    setTimeout(() => this.close(), 1000).unref();
+  }
+
   /** Closes the connection. */
   close(): void {
     this.socket.end();
@@ -205,11 +214,12 @@ export class LibvirtConnection extends EventEmitter {
     try {
       messages = this.decoder.push(chunk);
     } catch (err) {
-      // The byte stream can no longer be trusted: say why, then hang up.
+      // The calls before the broken frame are answered; then the byte stream can no longer be trusted: say why, hang up.
+      if (err instanceof BrokenFrameError) for (const m of err.decoded) this.onMessage(m);
       this.log(`libvirt connection ${this.id} (${this.peer}): ${toFerryError(err).message}; closing`);
       this.replyError({ program: REMOTE_PROGRAM, version: REMOTE_VERSION, procedure: 0, type: MessageType.reply, serial: 0, status: MessageStatus.error }, toFerryError(err, 'rpc'));
-      this.close();
       this.socket.removeAllListeners('data');
+      this.closeWhenAnswered();
       return;
     }
     this.account(this.decoder.pendingBytes);
@@ -226,7 +236,7 @@ export class LibvirtConnection extends EventEmitter {
   private onMessage(m: RpcMessage): void {
     const h = m.header;
     if (h.program === KEEPALIVE_PROGRAM) {
-      if (h.procedure === KEEPALIVE_PING) this.send({ ...h, procedure: KEEPALIVE_PONG, type: MessageType.message, serial: 0, status: MessageStatus.ok });
+      if (isKeepalivePing(h)) this.send(keepaliveHeader(KEEPALIVE_PONG));
       return;
     }
     if (h.program !== REMOTE_PROGRAM || h.version !== REMOTE_VERSION) {
@@ -274,6 +284,7 @@ export class LibvirtConnection extends EventEmitter {
       .catch((err) => this.log(`libvirt connection ${this.id}: cannot answer ${name}: ${toFerryError(err).message}`))
       .finally(() => {
         this.inFlight--;
+        if (this.closeWhenIdle && this.inFlight === 0) this.close();
       });
   }
 

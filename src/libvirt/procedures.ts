@@ -7,6 +7,7 @@
  * here is answered "not supported by the connection driver".
  */
 import { array, bool, empty, fixedArray, int, struct, uhyper, uint, type Xdr, type XdrValue } from './xdr.js';
+import { MessageStatus, MessageType, type RpcHeader } from './rpc.js';
 import { cookie, domainRef, DOMAIN_LIST_MAX, JOB_STATS_MAX, MIGRATE_PARAMS_MAX, nonnullString, optDomainRef, optString, typedParams, uuid } from './wire-types.js';
 
 /** libvirt's `remote` program number and version. */
@@ -165,4 +166,14 @@ export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_VERSION = 1;
 export const KEEPALIVE_PING = 1;
 export const KEEPALIVE_PONG = 2;
+
+/** The header of a keepalive message (PING or PONG): program "keep", version 1, type MESSAGE, serial 0, no body. */
+export function keepaliveHeader(procedure: typeof KEEPALIVE_PING | typeof KEEPALIVE_PONG): RpcHeader {
+  return { program: KEEPALIVE_PROGRAM, version: KEEPALIVE_VERSION, procedure, type: MessageType.message, serial: 0, status: MessageStatus.ok };
+}
+
+/** Whether `h` is a PING as libvirt sends one (only these are answered). */
+export function isKeepalivePing(h: RpcHeader): boolean {
+  return h.program === KEEPALIVE_PROGRAM && h.version === KEEPALIVE_VERSION && h.procedure === KEEPALIVE_PING && h.type === MessageType.message;
+}
 

@@ -49,7 +49,20 @@ export function encodeMessage(header: RpcHeader, body: Buffer = Buffer.alloc(0))
   return Buffer.concat([buf, body]);
 }
 
-/** Splits a byte stream into messages; throws an `rpc` error on a frame that cannot be valid. */
+/**
+ * A frame that cannot be valid, with the whole messages that came before
+ * it in the same read (they deserve their answers before the hang-up).
+ */
+export class BrokenFrameError extends FerryError {
+  constructor(
+    message: string,
+    readonly decoded: RpcMessage[],
+  ) {
+    super('rpc', message);
+  }
+}
+
+/** Splits a byte stream into messages; throws a {@link BrokenFrameError} on a frame that cannot be valid. */
 export class RpcDecoder {
   private chunks: Buffer[] = [];
   private buffered = 0;
@@ -67,8 +80,8 @@ export class RpcDecoder {
       if (this.buffered < LEN_BYTES) break;
       const head = this.peek(LEN_BYTES);
       const total = head.readUInt32BE(0);
-      if (total < LEN_BYTES + HEADER_BYTES) throw new FerryError('rpc', `a message length of ${total} bytes is shorter than a header`);
-      if (total > MESSAGE_MAX) throw new FerryError('rpc', `a message of ${total} bytes is larger than the protocol allows (${MESSAGE_MAX})`);
+      if (total < LEN_BYTES + HEADER_BYTES) throw new BrokenFrameError(`a message length of ${total} bytes is shorter than a header`, out);
+      if (total > MESSAGE_MAX) throw new BrokenFrameError(`a message of ${total} bytes is larger than the protocol allows (${MESSAGE_MAX})`, out);
       if (this.buffered < total) break;
       const frame = this.take(total);
       out.push({

@@ -298,6 +298,16 @@ describe('LibvirtConnection: what any peer can send', () => {
     await p.closed;
   });
 
+  it('a call sent in the same write as a broken frame is answered before the connection closes', async () => {
+    const p = await Peer.open();
+    p.send(Buffer.concat([encodeWire({ program: REMOTE_PROGRAM, version: 1, procedure: 66, serial: 7, type: MsgType.call }), Buffer.from([0, 0, 0, 5, 0xff])]));
+    const replies = [await p.next(), await p.next()];
+    const answered = replies.find((m) => m.header.serial === 7);
+    expect(answered?.header).toMatchObject({ procedure: 66, serial: 7, status: MsgStatus.ok });
+    expectErrorReply(replies.find((m) => m !== answered)!, 39);
+    await p.closed;
+  });
+
   it('a frame declaring more than 32 MiB gets an error reply and the connection is closed, before anything is buffered', async () => {
     const p = await Peer.open();
     p.send(Buffer.from([0x02, 0x00, 0x00, 0x01]));
