@@ -13,10 +13,14 @@ export const NS = ['lvb-h1', 'lvb-h2'] as const;
 export const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
 export const LV_URI = ADDR.map((a) => `qemu+tcp://${a}/system`);
 export const FERRY_URI = ADDR.map((a) => `ferry+tcp://${a}:16609/system`);
+/** Port of ferryd's `--libvirt-listen-tcp` on each host (libvirtd has 16509). */
+export const FERRYD_LIBVIRT_PORT = 16510;
+/** ferryd's libvirt-protocol listener on each host, for stock virsh. */
+export const FERRYD_LV_URI = ADDR.map((a) => `qemu+tcp://${a}:${FERRYD_LIBVIRT_PORT}/system`);
 
-/** `virsh -q -c qemu+tcp://HOST/system ARGS` inside host `host`'s namespace. */
-export function virsh(host: 0 | 1, args: string[], timeoutMs = 300_000): Promise<TimedRun> {
-  const c = inNetns(NS[host], ['virsh', '-q', '-c', LV_URI[host]!, ...args]);
+/** `virsh -q -c URI ARGS` inside host `host`'s namespace; URI: that host's libvirtd unless given (e.g. {@link FERRYD_LV_URI}). */
+export function virsh(host: 0 | 1, args: string[], timeoutMs = 300_000, uri = LV_URI[host]!): Promise<TimedRun> {
+  const c = inNetns(NS[host], ['virsh', '-q', '-c', uri, ...args]);
   return timedRun(c.file, c.args, { timeoutMs });
 }
 

@@ -5,7 +5,9 @@
  *   npx tsx bench/compare-report.ts bench/results/compare*.json
  *
  * prints the tables of every file given (one section per guest size) after
- * one summary table of the ratios over all of them.
+ * one summary table of the ratios over all of them; with the ferry-virsh
+ * contender, one more table: stock virsh against ferryd and against
+ * libvirtd.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +15,8 @@ import { fmtSummary, markdownTable, summarize, type Summary } from './lib.js';
 
 const MB = 1e6;
 
-export type Tool = 'raw' | 'ferry' | 'libvirt';
+/** ferry-virsh: ferryd driven by stock virsh over its libvirt-protocol listener. */
+export type Tool = 'raw' | 'ferry' | 'libvirt' | 'ferry-virsh';
 export type RecipeKey = 'plain' | 'tls' | 'xbzrle' | 'mt' | 'zlib' | 'zstd' | 'parallel' | 'auto-converge' | 'postcopy';
 
 export interface Mode {
@@ -80,10 +83,10 @@ export const fmtSize = (kib: number) => (kib % 1024 === 0 ? `${kib / 1024} MiB` 
 /** The guest's working set: most of its memory holds live data. */
 export const wsMiB = (memoryKiB: number) => (memoryKiB <= 300 * 1024 ? 200 : Math.floor(memoryKiB / 1024) - 64);
 
-/** Contenders of one mode in one cell: raw only where the mode is its own recipe. */
+/** Contenders of one mode in one cell: raw only where the mode is its own recipe; the virsh ones where virsh has the mode. */
 export function contendersOf(cell: Cell, mode: string): Tool[] {
   const m = MODES[mode]!;
-  return cell.tools.filter((t) => (t === 'raw' ? m.ownRaw : t === 'libvirt' ? m.virsh !== null : true));
+  return cell.tools.filter((t) => (t === 'raw' ? m.ownRaw : t === 'libvirt' || t === 'ferry-virsh' ? m.virsh !== null : true));
 }
 
 // ------------------------------------------------------------ report
@@ -215,6 +218,51 @@ export function renderReport(s: SavedCompare): string {
       markdownTable(
         ['workload', 'mode', 'raw downtime ms: stop→cont · QEMU', 'Ferry downtime ms', ...L('libvirt downtime ms'), `setup ms (${who})`, 'raw: QEMU total ms', `stream on the wire ms (${who})`, `MB on the wire (${who})`, `MB/s on the wire (${who})`, 'throughput Ferry / raw', ...L('throughput Ferry / libvirt')],
         rows2,
+      ),
+    );
+    out.push('');
+  }
+  const virshCells = cells.filter((c) => c.tools.includes('ferry-virsh'));
+  if (virshCells.length > 0) {
+    out.push(`### The same virsh against ferryd and against libvirtd\n`);
+    const rows: string[][] = [];
+    for (const cell of virshCells) {
+      for (const mode of cell.modes.filter((m) => MODES[m]!.virsh)) {
+        const fv = runsOf(s, 'ferry-virsh', cell, mode);
+        const lv = runsOf(s, 'libvirt', cell, mode);
+        const fe = runsOf(s, 'ferry', cell, mode);
+        const both = (f: (r: Run) => number | undefined, digits = 0) => `${cellStr(fv, f, digits)} · ${cellStr(lv, f, digits)}`;
+        rows.push([
+          `${fmtSize(cell.memoryKiB)}, ${workload(cell.rate)}`,
+          MODES[mode]!.label,
+          `${checks(fv)} · ${checks(lv)}`,
+          cellStr(fv, (r) => r.wallMs),
+          cellStr(lv, (r) => r.wallMs),
+          ratio(fv, lv, (r) => r.wallMs),
+          both((r) => r.downtimeMs),
+          both((r) => r.setupMs),
+          both((r) => r.daemonCpuMs),
+          both(tput),
+          fe.length ? `${cellStr(fe, (r) => r.wallMs)} (${checks(fe)})` : '-',
+        ]);
+      }
+    }
+    out.push(
+      markdownTable(
+        [
+          'guest, workload',
+          'mode',
+          'guest OK (ferryd · libvirtd)',
+          'virsh → ferryd wall ms',
+          'virsh → libvirtd wall ms',
+          'ferryd / libvirtd',
+          'downtime ms, as the destination reports it (ferryd · libvirtd)',
+          'setup ms (ferryd · libvirtd)',
+          'daemons CPU ms (ferryd · libvirtd)',
+          'MB/s on the wire (ferryd · libvirtd)',
+          '`ferry migrate` wall ms (guest OK)',
+        ],
+        rows,
       ),
     );
     out.push('');

@@ -8,7 +8,13 @@
  *   starting the destination QEMU to the source QEMU's exit;
  * - Ferry: `ferry migrate` with the mode's flags, between two ferryds;
  * - libvirt 9.0 (Debian's libvirtd and virsh): `virsh migrate` with the
- *   same flags, between two libvirtds (bench/libvirt/hosts.sh).
+ *   same flags, between two libvirtds (bench/libvirt/hosts.sh);
+ * - ferry-virsh (not run by default): the same `virsh create` and `virsh
+ *   migrate` as libvirt's, against the two ferryds, which serve libvirt's
+ *   protocol on `--libvirt-listen-tcp` (qemu+tcp://HOST:16510/system):
+ *   ferryd driven by stock virsh, held to libvirtd driven by the same virsh
+ *   (issue 12). Its downtime and setup time are what ferryd reports to
+ *   `virsh domjobinfo --completed` on the destination, as for libvirt.
  *
  * Hosts: the two network namespaces of bench/libvirt/hosts.sh (a veth pair,
  * 10.203.0.1 and 10.203.0.2); each runs a libvirtd and a ferryd, and the raw
@@ -45,8 +51,11 @@
  *
  *   npx tsx bench/compare.ts [--runs 3] [--sizes 257M,1025M,256M+4K,1G+4K] [--rates 0,100,400]
  *                            [--modes p2p,managed,...] [--heavy-rate 400] [--heavy-link 1gbit] [--cap-s 30]
- *                            [--tools raw,ferry,libvirt]
+ *                            [--tools raw,ferry,libvirt,ferry-virsh] [--verbose-virsh]
  *                            [--out NAME]
+ *
+ * `--verbose-virsh`: both virsh contenders run `virsh migrate --verbose`
+ * (virsh then polls the job's progress every 500 ms while it waits).
  *
  * Needs root; installs libvirt when missing (bench/libvirt/hosts.sh). Run
  * everything with bench/run-all.sh.
@@ -64,6 +73,7 @@ import { startFerryd, type Ferryd } from './ferryd.js';
 import {
   CLI,
   ROOT,
+  argFlag,
   argInt,
   argValue,
   machineInfo,
@@ -81,7 +91,7 @@ import {
 } from './lib.js';
 import { MODES, contendersOf, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
-import { ADDR, FERRY_URI, LV_URI, NS, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
+import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
 import { WireMonitor } from './wire.js';
 
 // ------------------------------------------------------------ settings
@@ -116,6 +126,7 @@ const SIZES = (argValue('sizes') ?? '257M,1025M,256M+4K,1G+4K').split(',').map(p
 const RATES = (argValue('rates') ?? `0,100,${HEAVY_RATE}`).split(',').map(Number);
 const PICKED_MODES = argValue('modes')?.split(',');
 const TOOLS = (argValue('tools') ?? 'raw,ferry,libvirt').split(',') as Tool[];
+const VIRSH_VERBOSE = argFlag('verbose-virsh') ? ['--verbose'] : [];
 
 
 function plan(): Cell[] {
@@ -207,8 +218,8 @@ runMain(async () => {
   execFileSync('bash', [hosts, useLibvirt ? 'start' : 'net'], { stdio: 'inherit', env: { ...process.env, FERRY_LIBVIRT_MIGRATE_TLS_DIR: qemuTls } });
   onCleanup('libvirt hosts', () => execFileSync('bash', [hosts, 'stop'], { stdio: 'ignore' }));
   const fd = [
-    await startFerryd({ dir: join(work, 'ferry-a'), hostName: 'cmp-a', netns: NS[0], listenTcp: `${ADDR[0]}:16609`, tlsDir: pki }),
-    await startFerryd({ dir: join(work, 'ferry-b'), hostName: 'cmp-b', netns: NS[1], listenTcp: `${ADDR[1]}:16609`, tlsDir: pki }),
+    await startFerryd({ dir: join(work, 'ferry-a'), hostName: 'cmp-a', netns: NS[0], listenTcp: `${ADDR[0]}:16609`, libvirtTcp: `${ADDR[0]}:${FERRYD_LIBVIRT_PORT}`, tlsDir: pki }),
+    await startFerryd({ dir: join(work, 'ferry-b'), hostName: 'cmp-b', netns: NS[1], listenTcp: `${ADDR[1]}:16609`, libvirtTcp: `${ADDR[1]}:${FERRYD_LIBVIRT_PORT}`, tlsDir: pki }),
   ] as const;
   onCleanup('ferryds', () => fd.forEach((f) => f.stop()));
   const lvPids = useLibvirt ? libvirtdPids() : [];
@@ -273,40 +284,51 @@ runMain(async () => {
     }
   };
 
-  const runLibvirt = async (r: Run): Promise<void> => {
-    const name = `lv-${r.mode}-${r.memoryKiB}-${r.rate}-${r.run}`;
-    const src = join(work, 'serial', `${name}.a.log`);
-    const dst = join(work, 'serial', `${name}.b.log`);
+  /**
+   * `virsh create` and `virsh migrate` against libvirtd (libvirt) or against
+   * ferryd's libvirt listener (ferry-virsh). libvirt keeps no copy of the
+   * serial port, so its guest writes a file, another one on each host
+   * (`--xml` gives the destination its own); ferryd keeps a log of its own.
+   */
+  const runVirsh = async (r: Run, onFerryd: boolean): Promise<void> => {
+    const name = `${onFerryd ? 'fv' : 'lv'}-${r.mode}-${r.memoryKiB}-${r.rate}-${r.run}`;
+    const uri = onFerryd ? FERRYD_LV_URI : LV_URI;
+    const vsh = (host: 0 | 1, args: string[]) => virsh(host, args, 300_000, uri[host]!);
+    const pids = onFerryd ? [fd[0].pid, fd[1].pid] : lvPids;
+    const src = onFerryd ? join(fd[0].stateDir, 'logs', `${name}.serial.log`) : join(work, 'serial', `${name}.a.log`);
+    const dst = onFerryd ? join(fd[1].stateDir, 'logs', `${name}.serial.log`) : join(work, 'serial', `${name}.b.log`);
     const xmlA = join(work, `${name}.a.xml`);
     const xmlB = join(work, `${name}.b.xml`);
     const uuid = randomUUID();
-    writeFileSync(xmlA, guestXml(name, uuid, r.memoryKiB, r.rate, src));
-    writeFileSync(xmlB, guestXml(name, uuid, r.memoryKiB, r.rate, dst));
+    writeFileSync(xmlA, guestXml(name, uuid, r.memoryKiB, r.rate, onFerryd ? undefined : src));
+    if (!onFerryd) writeFileSync(xmlB, guestXml(name, uuid, r.memoryKiB, r.rate, dst));
     try {
-      const c = await virsh(0, ['create', xmlA]);
+      const c = await vsh(0, ['create', xmlA]);
       if (c.code !== 0) throw new Error(`virsh create: ${c.stderr.trim()}`);
       await waitBeats(src, 4);
-      const cpu0 = lvPids.reduce((s, p) => s + procCpuMs(p), 0);
+      const cpu0 = pids.reduce((s, p) => s + procCpuMs(p), 0);
       wire.start();
-      const { out: m, aborted } = await capped(virsh(0, ['migrate', ...MODES[r.mode]!.virsh!, '--xml', xmlB, name, LV_URI[1]!]), () => virsh(0, ['domjobabort', name]));
+      const flags = [...MODES[r.mode]!.virsh!, ...VIRSH_VERBOSE, ...(onFerryd ? [] : ['--xml', xmlB])];
+      const { out: m, aborted } = await capped(vsh(0, ['migrate', ...flags, name, uri[1]!]), () => vsh(0, ['domjobabort', name]));
       recordWire(r);
-      r.daemonCpuMs = lvPids.reduce((s, p) => s + procCpuMs(p), 0) - cpu0;
+      r.daemonCpuMs = pids.reduce((s, p) => s + procCpuMs(p), 0) - cpu0;
       r.wallMs = m.ms;
+      if (onFerryd) peakRss = Math.max(peakRss, vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid));
       if (aborted) {
         r.unfinished = true;
         r.problems.push(`did not finish within ${CAP_MS / 1000} s (aborted)`);
         return;
       }
       if (m.code !== 0) throw new Error(`virsh migrate: ${m.stderr.trim()}`);
-      const info = parseJobInfo((await virsh(1, ['domjobinfo', '--completed', name])).stdout);
+      const info = parseJobInfo((await vsh(1, ['domjobinfo', '--completed', name])).stdout);
       r.downtimeMs = msOf(info['Total downtime']);
       r.setupMs = msOf(info['Setup time']);
       r.dataBytes = toBytes(info['Data processed']);
       await sleep(SETTLE_MS);
       r.problems.push(...guestProblems(read(src), read(dst)));
     } finally {
-      await virsh(1, ['destroy', name]).catch(() => null);
-      await virsh(0, ['destroy', name]).catch(() => null);
+      await vsh(1, ['destroy', name]).catch(() => null);
+      await vsh(0, ['destroy', name]).catch(() => null);
     }
   };
 
@@ -360,7 +382,8 @@ runMain(async () => {
           const r: Run = { tool, mode, memoryKiB: cell.memoryKiB, rate: cell.rate, run, ok: false, problems: [] };
           try {
             if (tool === 'raw') await runRaw(r);
-            else if (tool === 'libvirt') await runLibvirt(r);
+            else if (tool === 'libvirt') await runVirsh(r, false);
+            else if (tool === 'ferry-virsh') await runVirsh(r, true);
             else await runFerry(r);
           } catch (err) {
             r.problems.push((err as Error).message.split('\n')[0]!);

@@ -1,7 +1,8 @@
 /**
  * Starting and stopping a ferryd for a benchmark: temp state and run
- * directories, optionally inside a network namespace, with everything it
- * started (its QEMUs, found through their status files) killed at clean-up.
+ * directories, optionally inside a network namespace and serving libvirt's
+ * protocol on TCP, with everything it started (its QEMUs, found through
+ * their status files) killed at clean-up.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
@@ -17,6 +18,8 @@ export interface FerrydOptions {
   netns?: string;
   /** `HOST:PORT` for `--listen-tcp ... --insecure`. */
   listenTcp?: string;
+  /** `HOST:PORT` for `--libvirt-listen-tcp ... --insecure`: libvirt's wire protocol, for stock virsh (`qemu+tcp://HOST:PORT/system`). */
+  libvirtTcp?: string;
   /** `HOST:PORT` for `--listen-tls` (needs {@link tlsDir}). */
   listenTls?: string;
   /** `--tls-dir`: server credentials for `--listen-tls`, client credentials for peer connections. */
@@ -50,7 +53,9 @@ export async function startFerryd(o: FerrydOptions): Promise<Ferryd> {
   const runDir = join(o.dir, 'run');
   const logPath = join(o.dir, 'ferryd.log');
   const args = [DAEMON, '--state-dir', stateDir, '--run-dir', runDir, '--accel', 'tcg', '--host-name', o.hostName];
-  if (o.listenTcp) args.push('--listen-tcp', o.listenTcp, '--insecure');
+  if (o.listenTcp) args.push('--listen-tcp', o.listenTcp);
+  if (o.libvirtTcp) args.push('--libvirt-listen-tcp', o.libvirtTcp);
+  if (o.listenTcp || o.libvirtTcp) args.push('--insecure');
   if (o.tlsDir) args.push('--tls-dir', o.tlsDir);
   if (o.listenTls) args.push('--listen-tls', o.listenTls);
   const [file, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]] : [process.execPath, args];

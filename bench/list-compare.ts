@@ -1,21 +1,25 @@
 /**
  * list-compare: `ferry list --all` against `virsh list --all`, each daemon
  * holding 100 defined (inactive) test guests, on host 1 of
- * bench/libvirt/hosts.sh. Alternated, 20 runs each; with the start-up floor
- * of each CLI (`--version`) measured in the same rounds.
+ * bench/libvirt/hosts.sh; and the same `virsh list --all` against ferryd,
+ * which serves libvirt's protocol on `--libvirt-listen-tcp` (issue 12).
+ * Alternated, 20 runs each; with the start-up floor of each CLI
+ * (`--version`) measured in the same rounds. Every list run must show all
+ * the guests.
  *
  *   npx tsx bench/list-compare.ts [--runs 20] [--guests 100]
  */
 import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../src/api/client.js';
 import { inNetns } from '../test/support/netns.js';
 import { testGuestXml } from '../test/support/guest-xml.js';
+import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI } from './bench-hosts.js';
 import { startFerryd } from './ferryd.js';
-import { CLI, ROOT, argInt, fmtSummary, markdownTable, onCleanup, requireBuild, rotate, runMain, summarize, timedRun, vmRssKiB, writeResults } from './lib.js';
+import { CLI, ROOT, argInt, fmtSummary, machineInfo, markdownTable, onCleanup, requireBuild, rmTree, rotate, runMain, summarize, timedRun, useDistSnapshot, vmRssKiB, writeResults } from './lib.js';
 
 const RUNS = argInt('runs', 20);
 const GUESTS = argInt('guests', 100);
@@ -24,10 +28,13 @@ const LV = 'qemu+tcp://10.203.0.1/system';
 
 runMain(async () => {
   requireBuild(true);
+  await useDistSnapshot();
+  const machine = machineInfo();
   execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'start'], { stdio: 'inherit' });
   onCleanup('libvirt hosts', () => execFileSync('bash', [join(ROOT, 'bench', 'libvirt', 'hosts.sh'), 'stop'], { stdio: 'ignore' }));
   const work = mkdtempSync(join(tmpdir(), 'ferry-listcmp-'));
-  const f = await startFerryd({ dir: join(work, 'ferry'), hostName: 'list-a', netns: NS, listenTcp: '10.203.0.1:16609' });
+  onCleanup('temp dir', () => rmTree(work));
+  const f = await startFerryd({ dir: join(work, 'ferry'), hostName: 'list-a', netns: NS, listenTcp: '10.203.0.1:16609', libvirtTcp: `${ADDR[0]}:${FERRYD_LIBVIRT_PORT}` });
   onCleanup('ferryd', () => f.stop());
   const rssIdle = vmRssKiB(f.pid);
   const c = await ApiClient.connect(f.unixUri);
@@ -43,6 +50,7 @@ runMain(async () => {
   const rss100 = vmRssKiB(f.pid);
   const contenders: Record<string, string[]> = {
     'virsh list --all (qemu+tcp)': ['virsh', '-q', '-c', LV, 'list', '--all'],
+    'virsh list --all against ferryd (qemu+tcp)': ['virsh', '-q', '-c', FERRYD_LV_URI[0]!, 'list', '--all'],
     'ferry list --all (unix socket)': [process.execPath, CLI, '-c', f.unixUri, 'list', '--all'],
     'ferry list --all (ferry+tcp)': [process.execPath, CLI, '-c', 'ferry+tcp://10.203.0.1:16609/system', 'list', '--all'],
     'virsh --version (CLI start floor)': ['virsh', '--version'],
@@ -58,8 +66,11 @@ runMain(async () => {
     }
   }
   const rows = Object.entries(times).map(([k, xs]) => [k, fmtSummary(summarize(xs))]);
-  process.stdout.write(`## list with ${GUESTS} defined guests (${RUNS} alternated runs; medians (min-max), ms)\n\n${markdownTable(['command', 'wall ms'], rows)}\n\nferryd VmRSS: ${(rssIdle / 1024).toFixed(1)} MiB idle, ${(rss100 / 1024).toFixed(1)} MiB with ${GUESTS} guests defined\n`);
-  writeResults('list-compare', { runs: RUNS, guests: GUESTS, times, rssIdleKiB: rssIdle, rss100KiB: rss100 });
+  process.stdout.write(
+    `## list with ${GUESTS} defined guests (${RUNS} alternated runs; medians (min-max), ms)\n\n${markdownTable(['command', 'wall ms'], rows)}\n\n` +
+      `ferryd VmRSS: ${(rssIdle / 1024).toFixed(1)} MiB idle, ${(rss100 / 1024).toFixed(1)} MiB with ${GUESTS} guests defined; load average ${(machine.loadavg as number[]).map((x) => x.toFixed(2)).join(' ')} at the start, ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} at the end\n`,
+  );
+  writeResults('list-compare', { machine, loadavgAtEnd: os.loadavg(), runs: RUNS, guests: GUESTS, times, rssIdleKiB: rssIdle, rss100KiB: rss100 });
 });
 
 function cmd(argv: string[]): [string, string[], { cwd: string; timeoutMs: number }] {

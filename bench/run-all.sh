@@ -2,14 +2,18 @@
 # The whole comparison, Ferry against raw QEMU and libvirt 9.0, in one
 # command from a fresh clone (as root: network namespaces, apt-get):
 #
-#   bash bench/run-all.sh            # about 75 minutes on 2 cores
-#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 13 minutes
+#   bash bench/run-all.sh            # about 80 minutes on 2 cores
+#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 14 minutes
 #
 # It installs what is missing (scripts/setup.sh: QEMU, the guest, npm
 # packages, the build; bench/libvirt/hosts.sh: libvirt), then runs
 #   bench/compare.ts          live migration: raw QEMU, Ferry, libvirt, every mode
+#   bench/compare.ts --tools ferry-virsh,libvirt,ferry --modes p2p --verbose-virsh
+#                             `virsh migrate --live --p2p --verbose` against two ferryds
+#                             (their libvirt-protocol listeners) and against two libvirtds
 #   bench/storage-compare.ts  storage copy: raw NBD mirror, Ferry, libvirt
-#   bench/list-compare.ts     `ferry list` against `virsh list --all`, 100 guests; ferryd RSS
+#   bench/list-compare.ts     `ferry list` and `virsh list --all` against ferryd, against
+#                             `virsh list --all` against libvirtd, 100 guests; ferryd RSS
 # and writes everything they print to bench/results/run-all-DATE.md (their
 # JSON goes next to it). docs/performance.md explains the figures.
 set -euo pipefail
@@ -29,10 +33,12 @@ mkdir -p bench/results
 out="bench/results/run-all-$(date -u +%Y%m%d-%H%M%S).md"
 if ((quick)); then
   compare=(--runs 1 --sizes 257M)
+  virsh=(--runs 1 --rates 0)
   storage=(--runs 1)
   list=(--runs 5)
 else
   compare=()
+  virsh=(--runs 5)
   storage=()
   list=()
 fi
@@ -45,6 +51,10 @@ fi
   echo "## Live migration: raw QEMU, Ferry, libvirt (bench/compare.ts)"
   echo
   npx tsx bench/compare.ts "${compare[@]}"
+  echo
+  echo "## virsh against ferryd and against libvirtd (bench/compare.ts --tools ferry-virsh,libvirt,ferry)"
+  echo
+  npx tsx bench/compare.ts --tools ferry-virsh,libvirt,ferry --modes p2p --sizes 257M --rates 0,100 --verbose-virsh --out compare-virsh "${virsh[@]}"
   echo
   echo "## Storage copy (bench/storage-compare.ts)"
   echo
