@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { DEFAULT_PKI_DIR, DEFAULT_SOCKET_PATH, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, parseConnectionUri } from '../../src/api/uri.js';
+import { DEFAULT_PKI_DIR, DEFAULT_SOCKET_PATH, DEFAULT_TCP_PORT, DEFAULT_TLS_PORT, isLibvirtUri, LIBVIRT_DEFAULTS, parseConnectionUri } from '../../src/api/uri.js';
 import type { FerryError } from '../../src/errors/index.js';
 import { refusal as refusalOf } from '../support/refusal.js';
 
@@ -8,7 +8,7 @@ const refusal = (uri: string): FerryError => refusalOf(() => parseConnectionUri(
 
 describe('parseConnectionUri: accepted forms', () => {
   it('ferry:///system is the default local socket', () => {
-    expect(parseConnectionUri('ferry:///system')).toEqual({ transport: 'unix', socketPath: DEFAULT_SOCKET_PATH, uri: 'ferry:///system' });
+    expect(parseConnectionUri('ferry:///system')).toEqual({ transport: 'unix', socketPath: DEFAULT_SOCKET_PATH, uri: 'ferry:///system', protocol: 'ferry' });
     expect(DEFAULT_SOCKET_PATH).toBe('/run/ferry/ferryd.sock');
   });
 
@@ -17,7 +17,7 @@ describe('parseConnectionUri: accepted forms', () => {
   });
 
   it('ferry+unix:///system?socket=/x uses the given socket', () => {
-    expect(parseConnectionUri('ferry+unix:///system?socket=/x')).toEqual({ transport: 'unix', socketPath: '/x', uri: 'ferry+unix:///system?socket=/x' });
+    expect(parseConnectionUri('ferry+unix:///system?socket=/x')).toEqual({ transport: 'unix', socketPath: '/x', uri: 'ferry+unix:///system?socket=/x', protocol: 'ferry' });
     expect(parseConnectionUri('ferry:///system?socket=/tmp/a%20b.sock')).toMatchObject({ transport: 'unix', socketPath: '/tmp/a b.sock' });
   });
 
@@ -27,7 +27,7 @@ describe('parseConnectionUri: accepted forms', () => {
 
   it('ferry+tls://host:1234/system?pkipath=/p&no_verify=1', () => {
     const uri = 'ferry+tls://host:1234/system?pkipath=/p&no_verify=1';
-    expect(parseConnectionUri(uri)).toEqual({ transport: 'tls', host: 'host', port: 1234, pkiDir: '/p', verifyServer: false, uri });
+    expect(parseConnectionUri(uri)).toEqual({ transport: 'tls', host: 'host', port: 1234, pkiDir: '/p', verifyServer: false, uri, protocol: 'ferry' });
   });
 
   it('ferry+tls defaults: port 16614, /etc/ferry/pki, server verified', () => {
@@ -38,6 +38,7 @@ describe('parseConnectionUri: accepted forms', () => {
       pkiDir: DEFAULT_PKI_DIR,
       verifyServer: true,
       uri: 'ferry+tls://h.example/system',
+      protocol: 'ferry',
     });
     expect(DEFAULT_TLS_PORT).toBe(16614);
     expect(DEFAULT_PKI_DIR).toBe('/etc/ferry/pki');
@@ -57,7 +58,7 @@ describe('parseConnectionUri: accepted forms', () => {
   });
 
   it('ferry+tcp://[::1]:5/system strips the IPv6 brackets', () => {
-    expect(parseConnectionUri('ferry+tcp://[::1]:5/system')).toEqual({ transport: 'tcp', host: '::1', port: 5, uri: 'ferry+tcp://[::1]:5/system' });
+    expect(parseConnectionUri('ferry+tcp://[::1]:5/system')).toEqual({ transport: 'tcp', host: '::1', port: 5, uri: 'ferry+tcp://[::1]:5/system', protocol: 'ferry' });
   });
 
   it('ferry+tcp defaults to port 16609', () => {
@@ -70,9 +71,25 @@ describe('parseConnectionUri: accepted forms', () => {
   });
 });
 
+describe('parseConnectionUri: libvirt URIs (qemu...)', () => {
+  it('qemu+tcp, qemu+tls and qemu+unix name a daemon speaking libvirt\'s protocol, with libvirt\'s default ports and socket', () => {
+    expect(parseConnectionUri('qemu+tcp://h/system')).toEqual({ transport: 'tcp', host: 'h', port: LIBVIRT_DEFAULTS.tcpPort, uri: 'qemu+tcp://h/system', protocol: 'libvirt' });
+    expect(parseConnectionUri('qemu+tls://h/system?pkipath=/p')).toMatchObject({ transport: 'tls', port: LIBVIRT_DEFAULTS.tlsPort, pkiDir: '/p', protocol: 'libvirt' });
+    expect(parseConnectionUri('qemu:///system')).toMatchObject({ transport: 'unix', socketPath: LIBVIRT_DEFAULTS.socketPath, protocol: 'libvirt' });
+    expect(parseConnectionUri('qemu+unix:///system?socket=/s')).toMatchObject({ transport: 'unix', socketPath: '/s', protocol: 'libvirt' });
+    expect([LIBVIRT_DEFAULTS.tcpPort, LIBVIRT_DEFAULTS.tlsPort]).toEqual([16509, 16514]);
+  });
+
+  it('isLibvirtUri tells the two protocols apart', () => {
+    expect(['qemu:///system', 'qemu+tcp://h/system', 'qemu+tls://h/system', 'qemu+unix:///system'].every(isLibvirtUri)).toBe(true);
+    expect(['ferry:///system', 'ferry+tcp://h/system', 'qemux://h/system'].some(isLibvirtUri)).toBe(false);
+  });
+});
+
 describe('parseConnectionUri: refusals (invalid_arg)', () => {
   it.each([
-    ['wrong scheme', 'qemu:///system', /scheme 'qemu'/],
+    ['wrong scheme', 'xen:///system', /scheme 'xen'/],
+    ['a libvirt scheme with a transport Ferry lacks', 'qemu+ssh://host/system', /scheme 'qemu\+ssh'/],
     ['wrong scheme (http)', 'http://host/system', /scheme/],
     ['not a URI', 'system', /cannot parse/],
     ['wrong path', 'ferry:///session', /\/system/],

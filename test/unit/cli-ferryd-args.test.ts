@@ -6,12 +6,12 @@ const argv = (...args: string[]) => ['node', 'ferryd', ...args];
 
 describe('parseDaemonArgs', () => {
   it('defaults: /var/lib/ferry, /run/ferry, accel auto, no network listeners', () => {
-    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 } });
+    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {} });
   });
 
   it('takes directories, identity and accelerator', () => {
     const cfg = parseDaemonArgs(argv('--state-dir', '/s', '--run-dir', '/r', '--host-uuid', '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', '--host-name', 'h1', '--accel', 'tcg'));
-    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 } });
+    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {} });
   });
 
   it('--keepalive-interval and --keepalive-count set how fast a vanished client or peer is noticed; 0 turns it off', () => {
@@ -31,6 +31,15 @@ describe('parseDaemonArgs', () => {
       listenTls: { host: '0.0.0.0', port: 16614 },
       tlsDir: '/etc/ferry/pki',
     });
+  });
+
+  it('libvirt listeners: a unix socket, TCP only with --insecure, TLS only with --tls-dir', () => {
+    expect(parseDaemonArgs(argv('--libvirt-socket', '/run/x.sock')).libvirt).toEqual({ socket: '/run/x.sock' });
+    expect(parseDaemonArgs(argv('--libvirt-listen-tcp', '0.0.0.0:16509', '--insecure')).libvirt).toEqual({ tcp: { host: '0.0.0.0', port: 16509 } });
+    expect(parseDaemonArgs(argv('--libvirt-listen-tls', '0.0.0.0:16514', '--tls-dir', '/p')).libvirt).toEqual({ tls: { host: '0.0.0.0', port: 16514 } });
+    expect(refusal(() => parseDaemonArgs(argv('--libvirt-listen-tcp', '0.0.0.0:16509'))).message).toContain('--insecure');
+    expect(refusal(() => parseDaemonArgs(argv('--libvirt-listen-tls', '0.0.0.0:16514'))).message).toContain('--tls-dir');
+    expect(refusal(() => parseDaemonArgs(argv('--libvirt-socket', 'relative.sock'))).code).toBe('invalid_arg');
   });
 
   it('refuses --listen-tls without --tls-dir', () => {
