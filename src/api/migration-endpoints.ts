@@ -8,6 +8,7 @@ import type { PeerDestination } from '../migration/host-migrations.js';
 import { ApiClient, type ConnectOptions } from './client.js';
 import { requireProtocolVersion } from './protocol.js';
 import type { ConnectionTarget } from './uri.js';
+import { sendProbe } from '../migration/bandwidth-probe.js';
 
 /** Phase calls can take as long as the migration: no call timeout on perform and finish. */
 const PHASE_TIMEOUT_MS = 120_000;
@@ -70,6 +71,10 @@ export function remoteDestination(client: ApiClient, connectOpts: ConnectOptions
         throw err;
       }
       return t.detachSocket();
+    },
+    probeBandwidth: async () => {
+      const { port } = await current.call('migration.probeBandwidth', {}, { timeoutMs: 10_000 });
+      return sendProbe(dataAddressOf(client.target), port);
     },
     close: () => {
       current.close();

@@ -98,6 +98,11 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       const jobId = domainUuid !== undefined && (p.jobId === '' || p.jobId === undefined) ? '' : requireString(p, 'jobId');
       return { state: await m.incoming.abort(jobId, 'the source asked (outcome check)', false, domainUuid) };
     },
+    'migration.probeBandwidth': async () => ({ port: await m.incoming.openBandwidthProbe() }),
+    'domain.migrateForecast': async (p) => {
+      const destUri = typeof p.destUri === 'string' && p.destUri !== '' ? p.destUri : undefined;
+      return m.forecast(requireString(p, 'domain'), destUri, { flags: requireFlags(p), params: requireParams(p) });
+    },
     'domain.migrate': async (p) => {
       const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p) });
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;

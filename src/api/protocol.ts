@@ -8,6 +8,7 @@ import type { DomainState } from '../domain/lifecycle-state.js';
 import type { DomainInfo, DomainSummary, ListFilter } from '../host/views.js';
 import type { LifecycleEvent } from '../host/events.js';
 import type { JobStats } from '../host/job-stats.js';
+import type { DirtyRateMode, DirtyRateStarted } from '../host/dirty-rate.js';
 import type {
   BeginResult,
   ConfirmArgs,
@@ -20,8 +21,9 @@ import type {
   PrepareArgs,
   PrepareResult,
 } from '../migration/phase-messages.js';
+import type { MigrationForecast } from '../migration/forecast-inputs.js';
 
-export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent };
+export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent, DirtyRateMode, DirtyRateStarted };
 
 /** Protocol version, sent in `connect.hello`; bump on incompatible change (2: keepalive pings). */
 export const PROTOCOL_VERSION = 2;
@@ -91,6 +93,24 @@ export function requireProtocolVersion(hello: Pick<HostIdentity, 'hostName' | 'p
   );
 }
 
+/** One domain's statistics (`domstats`), with libvirt's field names, e.g. `dirtyrate.megabytes_per_second`. */
+export interface DomainStatsResult {
+  domain: string;
+  uuid: string;
+  stats: Record<string, number | string>;
+}
+
+/**
+ * Parameters of `domain.stats`: the domains (names, ids or UUIDs; all the
+ * host's, active or not, when omitted) and the groups wanted (all that
+ * ferryd has when none is set; see src/host/domain-stats.ts).
+ */
+export interface DomainStatsParams {
+  domains?: string[];
+  state?: boolean;
+  dirtyrate?: boolean;
+}
+
 /** Method table of a host's domains: parameter and result types of each call. */
 export interface HostApiMethods {
   'connect.hello': { params: Record<string, never>; result: HostIdentity };
@@ -109,6 +129,10 @@ export interface HostApiMethods {
   'domain.autostart': { params: DomainRef & { enable: boolean }; result: DomainSummary };
   'domain.consoleLog': { params: DomainRef & { maxBytes?: number }; result: { text: string; path: string } };
   'domain.qemuMonitorCommand': { params: DomainRef & { command: string; hmp?: boolean }; result: { return: unknown } };
+  /** `domdirtyrate-calc`: starts measuring a running domain's memory dirty rate over `seconds` (1-60); the result comes in `domain.stats`. */
+  'domain.dirtyRateCalc': { params: DomainRef & { seconds: number; mode?: DirtyRateMode }; result: DirtyRateStarted };
+  /** `domstats`: statistics by group, libvirt's field names. */
+  'domain.stats': { params: DomainStatsParams; result: DomainStatsResult[] };
   'events.subscribe': { params: Record<string, never>; result: { subscribed: true } };
 }
 
@@ -147,6 +171,10 @@ export interface MigrationApiMethods {
   'migration.tunnelAttach': { params: { jobId: string; channel?: 'migration' | 'nbd' }; result: { attached: true } };
   /** Destination: abort an incoming job unless it finished; with only `domainUuid`, answer from the domain's state. */
   'migration.abortIncoming': { params: { jobId: string; domainUuid?: string }; result: { state: IncomingJobState } };
+  /** Destination: listen once for a measurement of the path from a source (see bandwidth-probe.ts). */
+  'migration.probeBandwidth': { params: Record<string, never>; result: { port: number } };
+  /** Source: forecast a migration of a running guest (`migrate --dry-run`); migrates nothing. */
+  'domain.migrateForecast': { params: DomainRef & MigrationRequest & { destUri?: string }; result: MigrationForecast };
   /** Source: run all five phases against `destUri` (PEER2PEER). */
   'domain.migrate': { params: DomainRef & MigrationRequest & { destUri: string }; result: PeerToPeerResult };
   /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */

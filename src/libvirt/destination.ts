@@ -73,6 +73,9 @@ export function libvirtDestination(client: LibvirtClient, opts: LibvirtConnectOp
       tunnel = undefined;
       return t;
     },
+    probeBandwidth: async () => {
+      throw new FerryError('argument_unsupported', 'the path to a destination reached over the libvirt protocol cannot be measured; give --bandwidth MiB/s for the forecast');
+    },
     close: () => {
       tunnel?.destroy();
       current.close();

@@ -11,7 +11,10 @@ import { hasFlag, qemuUnixUri, tunnelJobId } from '../flags/index.js';
 import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
-import { admitBetweenHosts } from './admission.js';
+import { admitBetweenHosts, admitOnSource } from './admission.js';
+import type { ProbeResult } from './bandwidth-probe.js';
+import { forecastMigration } from './forecast.js';
+import { measureForecastInputs, type MigrationForecast } from './forecast-inputs.js';
 import { IncomingMigrations } from './incoming.js';
 import type { OutgoingJobControl } from './job-control.js';
 import { OutgoingMigrations } from './outgoing.js';
@@ -24,6 +27,8 @@ export interface PeerDestination extends DestinationEndpoint {
   identity(): Promise<{ hostName: string; hostUuid: string }>;
   /** Opens a connection to the peer that carries the migration stream (or with `nbd` one disk-copy connection) of incoming job `destJobId` (TUNNELLED). */
   openTunnel(destJobId: string, channel?: 'migration' | 'nbd'): Promise<Duplex>;
+  /** Measures the path a migration stream to the peer would take (see bandwidth-probe.ts). */
+  probeBandwidth(): Promise<ProbeResult>;
   close(): void;
 }
 
@@ -123,6 +128,29 @@ export class Migrations {
         }
       },
     };
+  }
+
+  /**
+   * `migrate --dry-run`: checks the request as begin would, measures the
+   * guest (dirty rate, touched memory) and, without a bandwidth set, the
+   * path to `destUri`, and forecasts the migration. Migrates nothing and
+   * takes no lock: the guest runs on undisturbed.
+   */
+  async forecast(domain: unknown, destUri: unknown, req: MigrationRequest): Promise<MigrationForecast> {
+    const d = this.host.registry.lookup(domain);
+    const request = admitOnSource(req, d);
+    let peer: PeerDestination | undefined;
+    try {
+      if (typeof destUri === 'string' && destUri !== '') {
+        peer = await this.connectPeer(destUri);
+        admitBetweenHosts(req, this.host.config.identity, await peer.identity());
+      }
+      const p = peer;
+      const measured = await measureForecastInputs(this.host, d, request, this.jobControl.speedOf(d.uuid), p ? () => p.probeBandwidth() : undefined);
+      return { domain: d.name, forecast: forecastMigration(measured.input), inputs: measured.input, sources: measured.sources };
+    } finally {
+      peer?.close();
+    }
   }
 
   /**

@@ -12,6 +12,7 @@ import { DomainDocument } from '../domain/index.js';
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import type { DomainSummary } from '../host/views.js';
+import { listenForProbe } from './bandwidth-probe.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
@@ -281,6 +282,11 @@ export class IncomingMigrations {
       }
     }
     return undefined;
+  }
+
+  /** Listens once on a port of the migration range for a source's measurement of the path (see bandwidth-probe.ts). */
+  openBandwidthProbe(): Promise<number> {
+    return listenForProbe(this.portsInUse, '0.0.0.0', this.log);
   }
 
   /** The domain of incoming job `jobId` as `list` shows it (a libvirt client's finish answers with it). */

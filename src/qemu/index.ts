@@ -39,6 +39,7 @@ export {
   type QemuStartOptions,
 } from './process.js';
 export { isProcessAlive, parseProcStat, readProcStat, type ProcStat } from './proc-stat.js';
+export { guestRamResidentKiB, parseGuestRamResidentKiB } from './guest-ram.js';
 export {
   STATUS_FILE_SUFFIX,
   STATUS_FILE_VERSION,

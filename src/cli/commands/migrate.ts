@@ -12,6 +12,7 @@ import { requireProtocolVersion } from '../../api/protocol.js';
 import { FerryError, toFerryError } from '../../errors/index.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationFlagSpec, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
 import type { JobStats } from '../../host/job-stats.js';
+import type { MigrationForecast } from '../../migration/forecast-inputs.js';
 import { admitBetweenHosts } from '../../migration/admission.js';
 import { runMigration } from '../../migration/driver.js';
 import type { CliContext } from '../context.js';
@@ -31,6 +32,7 @@ interface MigrateExtras {
   timeoutPostcopy?: boolean;
   postcopyAfterPrecopy?: boolean;
   direct?: boolean;
+  dryRun?: boolean;
 }
 
 /** Registers `migrate`. */
@@ -54,6 +56,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     .option('--timeout-suspend', 'with --timeout: suspend the guest so the copy can finish')
     .option('--timeout-postcopy', 'with --timeout: switch to post-copy instead of suspending')
     .option('--postcopy-after-precopy', 'with --postcopy: switch to post-copy once the first pass over memory is done')
+    .option('--dry-run', 'migrate nothing: measure the guest and the path, and forecast whether and how the migration would finish')
     .action(async (domain: string, destUri: string, opts: Record<string, unknown> & MigrateExtras) => {
       if (opts.direct) throw new FerryError('argument_unsupported', '--direct migration is not offered for QEMU guests; use managed migration (default) or --p2p');
       if ((opts.timeoutPostcopy || opts.postcopyAfterPrecopy) && opts.postcopy !== true) {
@@ -74,6 +77,11 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       // Fail early, before any host is touched; the daemons check again with what only they know.
       validateMigrationRequest({ flags, params });
       const source = await ctx.client();
+      if (opts.dryRun) {
+        const f = await source.call('domain.migrateForecast', { domain, destUri, flags, params }, { timeoutMs: 60_000 });
+        printResult(ctx.output, { domain: f.domain, ...f.forecast, inputs: f.inputs, sources: f.sources }, () => renderForecast(f, destUri));
+        return;
+      }
       const start = Date.now();
       const progress = opts.verbose ? startProgress(source, domain) : null;
       const switchToPostcopy = () => void source.call('domain.migrateStartPostcopy', { domain }).catch(() => undefined);
@@ -154,6 +162,33 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         process.off('SIGINT', onSigint);
       }
     });
+}
+
+/** The forecast as `migrate --dry-run` prints it. */
+function renderForecast(f: MigrationForecast, destUri: string): string {
+  const MiB = 1048576;
+  const i = f.inputs;
+  const fc = f.forecast;
+  const lines = [
+    `Forecast for migrating '${f.domain}' to ${destUri} (dry run: nothing was migrated)`,
+    `  memory:     ${(i.memoryBytes / MiB).toFixed(1)} MiB (${f.sources.touched})`,
+    `  dirty rate: ${(i.dirtyBytesPerS / MiB).toFixed(1)} MiB/s (${f.sources.dirtyRate})`,
+    `  bandwidth:  ${(i.bandwidthBytesPerS / MiB).toFixed(1)} MiB/s (${f.sources.bandwidth})`,
+    `  downtime limit: ${i.downtimeLimitMs} ms`,
+    '',
+    fc.converges ? `Converges (${fc.mode}): ${fc.reason}.` : `Will NOT converge: ${fc.reason}.`,
+    `  passes over memory: ${fc.iterations}`,
+    `  ${fc.converges ? 'total time' : 'time until it stalls'}: ${(fc.total_ms / 1000).toFixed(1)} s`,
+    `  downtime:   ${fc.downtime_ms} ms`,
+    `  data sent:  ${(fc.data_bytes / MiB).toFixed(1)} MiB`,
+  ];
+  if (fc.postcopy_window_ms !== undefined) lines.push(`  post-copy window: ${(fc.postcopy_window_ms / 1000).toFixed(1)} s (losing the source host or the link meanwhile loses the guest)`);
+  if (fc.throttle_percent !== undefined) lines.push(`  vCPU throttle reached: ${fc.throttle_percent} %`);
+  if (fc.advice.length) {
+    lines.push('', 'What would make it finish:');
+    for (const a of fc.advice) lines.push(`  - ${a.action}: ${a.effect}; cost: ${a.cost}`);
+  }
+  return lines.join('\n');
 }
 
 async function readParamFile(option: string, file: string): Promise<string> {
