@@ -22,7 +22,7 @@ export function dataAddressOf(target: ConnectionTarget): string {
 export function remoteSource(client: ApiClient): SourceEndpoint {
   return {
     // begin and prepare may wait for a migration slot (the host's concurrency limit): no timeout either.
-    begin: (domain, req) => client.call('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: 0 }),
+    begin: (domain, req) => client.call('migration.begin', { domain, flags: req.flags, params: req.params, ...(req.policy !== undefined ? { policy: req.policy } : {}), ...(req.destUri ? { destUri: req.destUri } : {}) }, { timeoutMs: 0 }),
     perform: (args) => client.call('migration.perform', { ...args }),
     confirm: async (args) => {
       await client.call('migration.confirm', { ...args }, { timeoutMs: PHASE_TIMEOUT_MS });

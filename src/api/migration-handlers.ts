@@ -35,7 +35,7 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
     'migration.begin': async (p, conn) => {
       const destUri = typeof p.destUri === 'string' ? p.destUri : undefined;
       // The connection that began the job owns it from the start, also while it waits in the queue.
-      return m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p), ...(destUri ? { destUri } : {}) }, conn.closedSignal);
+      return m.outgoing.begin(requireString(p, 'domain'), { flags: requireFlags(p), params: requireParams(p), ...(p.policy !== undefined ? { policy: p.policy } : {}), ...(destUri ? { destUri } : {}) }, conn.closedSignal);
     },
     'migration.perform': async (p) => {
       const nbd = p.nbd === undefined ? undefined : requireNbdTarget(p.nbd);
@@ -104,7 +104,7 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       return m.forecast(requireString(p, 'domain'), destUri, { flags: requireFlags(p), params: requireParams(p) });
     },
     'domain.migrate': async (p) => {
-      const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p) });
+      const out = await m.migratePeerToPeer(p.domain, p.destUri, { flags: requireFlags(p), params: requireParams(p), ...(p.policy !== undefined ? { policy: p.policy } : {}) });
       const stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
       return { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent, stats, warning: out.confirmWarning ?? null };
     },

@@ -1,9 +1,11 @@
 /**
  * The `migrate --verbose` progress line: percent (as virsh computes it from
  * data remaining and total), throughput, data remaining, dirty rate,
- * iteration and an ETA that only counts down: a raw estimate that rises
- * (a new dirty-page pass) is not shown as the clock going back; the
- * estimate is re-based only when it has stayed higher for several samples.
+ * iteration, the phase, and an ETA from the daemon's live forecast that
+ * only counts down unless there is a reason: a new pass over memory re-bases
+ * it at once, saying so; otherwise a higher estimate is shown only when it
+ * has stayed higher for several samples. A migration the forecast finds
+ * not converging has no ETA, and the line says why.
  */
 import type { JobStats } from '../host/job-stats.js';
 
@@ -19,6 +21,9 @@ export class MigrationProgress {
   private shownEtaMs: number | null = null;
   private lastAt = 0;
   private higherSamples = 0;
+  private lastIteration: number | undefined;
+  /** Why the last ETA went up, shown next to it once. */
+  private rebasedBecause: string | undefined;
 
   /** virsh's percentage: the part of the total that is no longer remaining. */
   static percent(s: JobStats): number {
@@ -26,10 +31,28 @@ export class MigrationProgress {
     return Math.max(0, Math.min(99, Math.floor(100 - (s.data_remaining * 100) / s.data_total)));
   }
 
-  /** The ETA to show for `s` at time `now` (ms), or null when unknown. */
+  /**
+   * The ETA to show for `s` at time `now` (ms), or null when unknown. The
+   * daemon's figure (the forecast model with live figures) is used when it
+   * gives one; a migration it finds not converging has none.
+   */
   eta(s: JobStats, now: number): number | null {
-    const raw = s.data_remaining !== undefined && s.memory_bps ? (s.data_remaining / s.memory_bps) * 1000 : null;
+    if (s.convergence === 'not converging') {
+      this.shownEtaMs = null;
+      return null;
+    }
+    const raw = s.time_remaining !== undefined ? s.time_remaining : s.data_remaining !== undefined && s.memory_bps ? (s.data_remaining / s.memory_bps) * 1000 : null;
     if (raw === null) return this.shownEtaMs;
+    // A new pass over memory is a reason for the estimate to grow: re-base at once, and say so.
+    const newPass = s.memory_iteration !== undefined && this.lastIteration !== undefined && s.memory_iteration !== this.lastIteration;
+    this.lastIteration = s.memory_iteration;
+    if (newPass && this.shownEtaMs !== null && raw > this.shownEtaMs) {
+      this.shownEtaMs = raw;
+      this.lastAt = now;
+      this.rebasedBecause = `pass ${s.memory_iteration}`;
+      return raw;
+    }
+    this.rebasedBecause = undefined;
     if (this.shownEtaMs === null) {
       this.shownEtaMs = raw;
     } else {
@@ -52,12 +75,14 @@ export class MigrationProgress {
   /** One progress line for `s`. */
   line(s: JobStats, now: number): string {
     const parts = [`Migration: [${String(MigrationProgress.percent(s)).padStart(3)} %]`];
+    if (s.phase) parts.push(s.phase);
     if (s.memory_bps !== undefined) parts.push(`${formatBytes(s.memory_bps)}/s`);
     if (s.data_remaining !== undefined) parts.push(`${formatBytes(s.data_remaining)} remaining`);
     if (s.memory_dirty_rate !== undefined) parts.push(`dirty ${s.memory_dirty_rate} pages/s`);
     if (s.memory_iteration !== undefined) parts.push(`iteration ${s.memory_iteration}`);
     const eta = this.eta(s, now);
-    if (eta !== null) parts.push(`ETA ${(eta / 1000).toFixed(1)} s`);
+    if (eta !== null) parts.push(`ETA ${(eta / 1000).toFixed(1)} s${this.rebasedBecause ? ` (up: ${this.rebasedBecause})` : ''}`);
+    else if (s.convergence === 'not converging') parts.push('ETA unknown: not converging');
     return parts.join('  ');
   }
 }

@@ -4,6 +4,7 @@ import { FerryError } from '../errors/index.js';
 import type { AccelSetting } from '../qemu/index.js';
 import { DEFAULT_KEEPALIVE, parseKeepalive, type KeepaliveSettings } from '../api/keepalive.js';
 import { FERRY_VERSION } from '../version.js';
+import type { PolicyMode } from '../migration/convergence.js';
 
 /** A host:port to listen on. */
 export interface ListenAddress {
@@ -27,6 +28,8 @@ export interface DaemonConfig {
   migrationLimits?: { outgoing?: number; incoming?: number };
   /** How this daemon checks that clients and peer daemons are alive, on every connection. */
   keepalive: KeepaliveSettings;
+  /** What an outgoing migration does when it does not converge, unless its request says (see src/migration/convergence.ts). */
+  migrationPolicy: PolicyMode;
   /** libvirt-protocol listeners: a unix socket, plain TCP (needs --insecure), mutual TLS (uses --tls-dir). */
   libvirt: { socket?: string; tcp?: ListenAddress; tls?: ListenAddress };
 }
@@ -76,6 +79,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--max-incoming-migrations <n>', 'migrations to this host that run at once; more wait in a queue (default: the number of cores, at least 2)')
     .option('--keepalive-interval <seconds>', `seconds of silence from a client or peer daemon before it is pinged; 0 turns keepalive off (default ${DEFAULT_KEEPALIVE.intervalS})`)
     .option('--keepalive-count <count>', `unanswered pings after which a client or peer counts as gone: INTERVAL x COUNT seconds of silence (default ${DEFAULT_KEEPALIVE.count})`)
+    .addOption(new Option('--migration-policy <mode>', 'what an outgoing migration that does not converge does unless its request says: none, warn (say so, with the numbers and what would help) or auto (escalate: downtime, throttling, post-copy where allowed, then abort)').choices(['none', 'warn', 'auto']).default('warn'))
     .addOption(new Option('--accel <mode>', 'accelerator: auto (KVM where a probe guest really runs, else TCG), kvm or tcg').choices(['auto', 'kvm', 'tcg']).default('auto'))
     .exitOverride()
     .parse(argv);
@@ -95,6 +99,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     keepaliveInterval?: string;
     keepaliveCount?: string;
     libvirtSocket?: string;
+    migrationPolicy: PolicyMode;
     libvirtListenTcp?: string;
     libvirtListenTls?: string;
   }>();
@@ -105,6 +110,7 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     migrationPorts: parsePortRange(o.migrationPorts, '--migration-ports'),
     keepalive: parseKeepalive(o.keepaliveInterval, o.keepaliveCount),
     libvirt: {},
+    migrationPolicy: o.migrationPolicy,
   };
   if (o.listenTls) {
     if (!o.tlsDir) throw new FerryError('invalid_arg', '--listen-tls needs --tls-dir with the CA and server certificate (make a test set with `ferry tls-setup DIR`)');

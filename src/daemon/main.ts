@@ -19,6 +19,7 @@ import { migrationHandlers } from '../api/migration-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
 import { ApiClient } from '../api/client.js';
 import { layoutQemuTlsDir } from '../migration/qemu-tls.js';
+import { DEFAULT_POLICY } from '../migration/convergence.js';
 import { LibvirtServer } from '../libvirt/server.js';
 import { libvirtHandlers } from '../libvirt/handlers/index.js';
 import { LibvirtClient } from '../libvirt/client.js';
@@ -50,7 +51,7 @@ async function run(): Promise<void> {
   const connectPeer: PeerConnector = async (uri) =>
     isLibvirtUri(uri) ? libvirtDestination(await LibvirtClient.connect(uri, peerOpts), peerOpts) : remoteDestination(await ApiClient.connect(uri, peerOpts), peerOpts);
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
-  const migrations = new Migrations(host, connectPeer, log, qemuTlsDir);
+  const migrations = new Migrations(host, connectPeer, log, qemuTlsDir, { ...DEFAULT_POLICY, mode: cfg.migrationPolicy });
   const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log, cfg.keepalive);
   const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {

@@ -28,8 +28,18 @@ export interface JobCompletedEvent {
   timestamp: string;
 }
 
+/** A step of a migration's convergence policy: a warning, a raised downtime limit, throttling, post-copy, pause or abort. */
+export interface MigrationPolicyEvent {
+  domain: string;
+  uuid: string;
+  step: 'warn' | 'set-downtime' | 'throttle-harder' | 'start-postcopy' | 'pause' | 'abort';
+  message: string;
+  timestamp: string;
+}
+
 /** A typed event published by the host layer. */
 export type HostEvent =
+  | { name: 'domain.migration-policy'; data: MigrationPolicyEvent }
   | { name: 'domain.lifecycle'; data: LifecycleEvent }
   | { name: 'domain.migration-iteration'; data: MigrationIterationEvent }
   | { name: 'domain.job-completed'; data: JobCompletedEvent };
@@ -55,6 +65,11 @@ export class EventBus {
   /** Publishes a job-completed event. */
   jobCompleted(domain: { name: string; uuid: string }, stats: JobStats): void {
     this.publish({ name: 'domain.job-completed', data: { domain: domain.name, uuid: domain.uuid, stats, timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes a step of a migration's convergence policy. */
+  migrationPolicy(domain: { name: string; uuid: string }, step: MigrationPolicyEvent['step'], message: string): void {
+    this.publish({ name: 'domain.migration-policy', data: { domain: domain.name, uuid: domain.uuid, step, message, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes any event. */

@@ -78,6 +78,14 @@ export interface JobStats {
   queue_position?: number;
   /** Ferry's own measurement of the whole job, ms (wall clock). */
   wall_time?: number;
+  /** Where a running migration is: 'first pass', 'iteration N', 'post-copy', 'storage'. */
+  phase?: string;
+  /** The live verdict of the forecast model (see src/migration/convergence.ts). */
+  convergence?: 'converging' | 'not converging' | 'unknown';
+  /** The policy's warning, once the migration was found not to converge. */
+  warning?: string;
+  /** The policy's steps so far, in order. */
+  policy_steps?: string;
   errmsg?: string;
 }
 

@@ -14,6 +14,7 @@ import { runMigration, type DestinationEndpoint, type DriverOutcome, type Source
 import { admitBetweenHosts, admitOnSource } from './admission.js';
 import type { ProbeResult } from './bandwidth-probe.js';
 import { forecastMigration } from './forecast.js';
+import { DEFAULT_POLICY, type MigrationPolicy } from './convergence.js';
 import { measureForecastInputs, type MigrationForecast } from './forecast-inputs.js';
 import { IncomingMigrations } from './incoming.js';
 import type { OutgoingJobControl } from './job-control.js';
@@ -50,8 +51,10 @@ export class Migrations {
     private readonly log: (msg: string) => void,
     /** QEMU-style TLS credentials directory (see qemu-tls.ts), when ferryd has --tls-dir. */
     qemuTlsDir?: string,
+    /** The host's convergence policy, for requests that name none (ferryd --migration-policy). */
+    defaultPolicy: MigrationPolicy = DEFAULT_POLICY,
   ) {
-    this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir);
+    this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir, defaultPolicy);
     this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
     this.jobControl = this.outgoing.control;
     this.recovery = new MigrationRecovery(host, log, (uri, uuid) => this.askOutcome(uri, uuid));

@@ -95,9 +95,8 @@ export class OutgoingJobControl {
     if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const elapsed = Date.now() - job.startedAt;
     if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };
-    const s: JobStats = { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
-    if (s.memory_remaining !== undefined && s.memory_bps) s.time_remaining = Math.round((s.memory_remaining / s.memory_bps) * 1000);
-    return s;
+    // time_remaining comes from the forecast model with live figures (outgoing.ts); none when it cannot be known.
+    return { ...(job.stats ?? { operation: 'Outgoing migration' }), type: 'Unbounded', time_elapsed: elapsed } as JobStats;
   }
 
   /** `migrate-setmaxdowntime` (ms). */
@@ -105,6 +104,9 @@ export class OutgoingJobControl {
     if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 1 || ms > 2_000_000) throw new FerryError('invalid_arg', 'downtime must be an integer number of milliseconds between 1 and 2000000');
     const rt = this.activeRuntime(ref);
     await rt.qemu.qmp.execute('migrate-set-parameters', { 'downtime-limit': ms });
+    // A running job's policy and live forecast reckon with the new limit.
+    const job = this.unended(this.host.registry.lookup(ref));
+    if (job) job.downtimeLimitMs = ms;
   }
 
   /** `migrate-getmaxdowntime` (ms). */

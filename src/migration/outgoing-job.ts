@@ -12,6 +12,7 @@ import type { StorageCookie } from './phase-messages.js';
 import type { MigrationEnd } from './qemu-migration.js';
 import type { DiskMirrors } from './storage-copy.js';
 import type { SlotTicket } from './slots.js';
+import type { MigrationPolicy } from './convergence.js';
 
 /** Where a source job stands. */
 export type OutgoingPhase = 'queued' | 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
@@ -52,6 +53,12 @@ export interface OutgoingJob {
   journalChain?: Promise<void>;
   /** Why the job failed, for `domjobinfo --completed`. */
   errmsg?: string;
+  /** What the job does when it does not converge. */
+  policy: MigrationPolicy;
+  /** The downtime limit in force, ms (QEMU's; the policy and migrate-setmaxdowntime change it). */
+  downtimeLimitMs?: number;
+  /** The policy's warning that the migration does not converge, once given. */
+  warning?: string;
 }
 
 /** A host's outgoing jobs by id; an ended job stays a while so that late queries get an answer. */

@@ -12,7 +12,7 @@ import { FerryError, toFerryError } from '../errors/index.js';
 import { hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
-import { statsFromQemu, type JobStats } from '../host/job-stats.js';
+import { statsFromQemu, type JobStats, type QemuMigrateInfo } from '../host/job-stats.js';
 import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import { admitOnSource } from './admission.js';
 import { OutgoingJobControl, UNLIMITED_SPEED_MIB } from './job-control.js';
@@ -28,6 +28,27 @@ import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js'
 import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
+import { ConvergenceWatch, DEFAULT_POLICY, liveEstimate, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
+
+/** QEMU's default downtime limit, ms. */
+const DEFAULT_DOWNTIME_LIMIT_MS = 300;
+
+/** A live sample for the convergence watch from a `query-migrate` answer; undefined before RAM figures exist. */
+function liveSampleOf(info: QemuMigrateInfo, atMs: number, downtimeLimitMs: number): LiveSample | undefined {
+  const ram = info.ram;
+  if (!ram || ram.remaining === undefined || ram.total === undefined) return undefined;
+  return {
+    atMs,
+    iteration: ram['dirty-sync-count'] ?? 1,
+    remainingBytes: ram.remaining,
+    totalBytes: ram.total,
+    bandwidthBytesPerS: ram.mbps !== undefined ? (ram.mbps * 1e6) / 8 : 0,
+    dirtyBytesPerS: (ram['dirty-pages-rate'] ?? 0) * (ram['page-size'] ?? 4096),
+    downtimeLimitMs,
+    throttlePercent: info['cpu-throttle-percentage'] ?? 0,
+    postcopy: info.status === 'postcopy-active',
+  };
+}
 
 /** The source side of migrations on one host. */
 export class OutgoingMigrations {
@@ -44,6 +65,8 @@ export class OutgoingMigrations {
     /** Asks a destination how a job whose answer was lost ended (see {@link OutcomeQuery}). */
     private readonly askOutcome: OutcomeQuery,
     private readonly qemuTlsDir?: string,
+    /** What a job does when it does not converge, unless its request says otherwise. */
+    private readonly defaultPolicy: MigrationPolicy = DEFAULT_POLICY,
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
     this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
@@ -99,6 +122,7 @@ export class OutgoingMigrations {
     // Every rule of the table, with the guest's state: running, persistent, not paused by an I/O error, ...
     const request = admitOnSource(req, d);
     const { flags, params } = request;
+    const policy = resolvePolicy(req.policy, this.defaultPolicy);
     const copied = new Set(hasFlag(flags, 'NON_SHARED_DISK') || hasFlag(flags, 'NON_SHARED_INC') ? selectedDisks(defNow.disks, params) : []);
     if (!offline && d.runtime) {
       if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, copied);
@@ -127,6 +151,7 @@ export class OutgoingMigrations {
       abortRequested: false,
       ...(typeof req.destUri === 'string' && req.destUri !== '' ? { destUri: req.destUri } : {}),
       ticket: this.slots.claim(),
+      policy,
     };
     this.jobs.set(job.id, job);
     if (owner) {
@@ -210,6 +235,9 @@ export class OutgoingMigrations {
         : {};
       if (hasFlag(job.flags, 'RDMA_PIN_ALL')) await raiseMemlock(rt.qemu.pid, rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB, this.log);
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
+      job.downtimeLimitMs = (await qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters'))['downtime-limit'] ?? DEFAULT_DOWNTIME_LIMIT_MS;
+      const watch = new ConvergenceWatch(job.policy, { throttle: hasFlag(job.flags, 'AUTO_CONVERGE'), postcopy: hasFlag(job.flags, 'POSTCOPY') }, rt.liveDoc.def.memoryKiB * 1024);
+      const streamStart = Date.now();
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
         stoppedAt = Date.now();
         await this.host.migrationStates.pauseForMigration(d, rt);
@@ -247,6 +275,15 @@ export class OutgoingMigrations {
             job.stats = job.mirrors ? withDiskStats(mem, job.mirrors.stats()) : mem;
             if (job.mirrors) void job.mirrors.refresh();
             if (info['cpu-throttle-percentage']) lastThrottle = info['cpu-throttle-percentage'];
+            const sample = liveSampleOf(info, Date.now() - streamStart, job.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS);
+            if (!sample) return;
+            // The ETA and the verdict come from the forecast model fed with QEMU's live figures.
+            const est = liveEstimate(sample);
+            job.stats = { ...job.stats, phase: est.phase, convergence: est.converging === 'unknown' ? 'unknown' : est.converging ? 'converging' : 'not converging' };
+            if (est.etaMs !== null) job.stats.time_remaining = est.etaMs;
+            if (job.warning) job.stats.warning = job.warning;
+            if (watch.steps.length) job.stats.policy_steps = watch.steps.join('; ');
+            for (const action of watch.feed(sample)) void this.carryOut(job, qmp, action);
           },
         });
       const end = await follow(hasFlag(job.flags, 'POSTCOPY'));
@@ -298,6 +335,43 @@ export class OutgoingMigrations {
       qmp.off('event', onEvent);
       // The driving client left while QEMU streamed: roll back now that perform has settled.
       if (job.ownerLost) void this.ownerGone(job.id).catch((e: Error) => this.log(`rollback of migration job ${job.id} failed: ${e.message}`));
+    }
+  }
+
+  /**
+   * Carries out one step of the job's convergence policy (see
+   * convergence.ts), tells the log and the event subscribers, and never
+   * throws: a step QEMU refuses is reported, the migration goes on.
+   */
+  private async carryOut(job: OutgoingJob, qmp: QmpClient, a: PolicyAction): Promise<void> {
+    this.log(`migration of '${job.domain.name}' (job ${job.id}): ${a.message}`);
+    this.host.events.migrationPolicy(job.domain, a.kind, a.message);
+    try {
+      switch (a.kind) {
+        case 'warn':
+          job.warning = a.message;
+          break;
+        case 'set-downtime':
+          await qmp.execute('migrate-set-parameters', { 'downtime-limit': a.ms });
+          job.downtimeLimitMs = a.ms;
+          break;
+        case 'throttle-harder':
+          await qmp.execute('migrate-set-parameters', { 'cpu-throttle-increment': a.incrementPercent });
+          break;
+        case 'start-postcopy':
+          job.postcopyRequested = true;
+          await qmp.execute('migrate-start-postcopy');
+          break;
+        case 'pause':
+          await this.host.lifecycle.suspend(job.domain.uuid);
+          break;
+        case 'abort':
+          job.abortReason = a.message;
+          await this.control.stopStreaming(job);
+          break;
+      }
+    } catch (err) {
+      this.log(`migration of '${job.domain.name}' (job ${job.id}): the policy step '${a.kind}' failed: ${toFerryError(err).message}`);
     }
   }
 

@@ -95,6 +95,8 @@ export interface NbdTarget {
 export interface MigrationRequest {
   flags: number;
   params: Record<string, unknown>;
+  /** What the source does when the migration does not converge (see convergence.ts); the host's default when absent. */
+  policy?: unknown;
 }
 
 /** begin's answer. */

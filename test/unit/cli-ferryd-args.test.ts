@@ -6,12 +6,12 @@ const argv = (...args: string[]) => ['node', 'ferryd', ...args];
 
 describe('parseDaemonArgs', () => {
   it('defaults: /var/lib/ferry, /run/ferry, accel auto, no network listeners', () => {
-    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {} });
+    expect(parseDaemonArgs(argv())).toEqual({ stateDir: '/var/lib/ferry', runDir: '/run/ferry', accel: 'auto', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {}, migrationPolicy: 'warn' });
   });
 
   it('takes directories, identity and accelerator', () => {
     const cfg = parseDaemonArgs(argv('--state-dir', '/s', '--run-dir', '/r', '--host-uuid', '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', '--host-name', 'h1', '--accel', 'tcg'));
-    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {} });
+    expect(cfg).toEqual({ stateDir: '/s', runDir: '/r', hostUuid: '5c4e7a63-8f27-4b6e-9c1d-3a2f0e8b7d14', hostName: 'h1', accel: 'tcg', migrationPorts: { min: 49152, max: 49215 }, keepalive: { intervalS: 5, count: 5 }, libvirt: {}, migrationPolicy: 'warn' });
   });
 
   it('--keepalive-interval and --keepalive-count set how fast a vanished client or peer is noticed; 0 turns it off', () => {

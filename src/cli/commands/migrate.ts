@@ -13,6 +13,8 @@ import { FerryError, toFerryError } from '../../errors/index.js';
 import { MIGRATION_FLAGS, MIGRATION_PARAMS, flagsFromNames, hasFlag, parseCliValue, validateMigrationRequest, type MigrationFlagSpec, type MigrationParamName, type MigrationParamSpec } from '../../flags/index.js';
 import type { JobStats } from '../../host/job-stats.js';
 import type { MigrationForecast } from '../../migration/forecast-inputs.js';
+import { DEFAULT_POLICY, resolvePolicy } from '../../migration/convergence.js';
+import type { MigrationPolicyEvent } from '../../host/events.js';
 import { admitBetweenHosts } from '../../migration/admission.js';
 import { runMigration } from '../../migration/driver.js';
 import type { CliContext } from '../context.js';
@@ -33,6 +35,12 @@ interface MigrateExtras {
   postcopyAfterPrecopy?: boolean;
   direct?: boolean;
   dryRun?: boolean;
+  policy?: string;
+  maxDowntime?: number;
+  downtimeSteps?: number;
+  progressTimeout?: number;
+  completionTimeoutPerGib?: number;
+  completionAction?: string;
 }
 
 /** Registers `migrate`. */
@@ -57,6 +65,12 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     .option('--timeout-postcopy', 'with --timeout: switch to post-copy instead of suspending')
     .option('--postcopy-after-precopy', 'with --postcopy: switch to post-copy once the first pass over memory is done')
     .option('--dry-run', 'migrate nothing: measure the guest and the path, and forecast whether and how the migration would finish')
+    .addOption(new Option('--policy <mode>', 'when the migration does not converge: none, warn (say so, with what would help) or auto (escalate: downtime, throttling, post-copy where the flags allow, then abort); default: the host\'s').choices(['none', 'warn', 'auto']))
+    .option('--max-downtime <ms>', `with --policy auto: the highest downtime limit it may set (default ${DEFAULT_POLICY.maxDowntimeMs})`, (v) => parseNonNegativeInt(v, '--max-downtime'))
+    .option('--downtime-steps <n>', `with --policy auto: steps to raise the downtime limit to --max-downtime (default ${DEFAULT_POLICY.downtimeSteps})`, (v) => parseNonNegativeInt(v, '--downtime-steps'))
+    .option('--progress-timeout <seconds>', `seconds without data remaining shrinking before the migration counts as stalled; 0 = off (default ${DEFAULT_POLICY.progressTimeoutS})`, (v) => parseNonNegativeInt(v, '--progress-timeout'))
+    .option('--completion-timeout-per-gib <seconds>', 'seconds per GiB of guest memory after which --completion-action is taken; 0 = off (default 0)', (v) => parseNonNegativeInt(v, '--completion-timeout-per-gib'))
+    .addOption(new Option('--completion-action <action>', 'what the completion timeout does: abort (default), postcopy (needs --postcopy) or pause').choices(['abort', 'postcopy', 'pause']))
     .action(async (domain: string, destUri: string, opts: Record<string, unknown> & MigrateExtras) => {
       if (opts.direct) throw new FerryError('argument_unsupported', '--direct migration is not offered for QEMU guests; use managed migration (default) or --p2p');
       if ((opts.timeoutPostcopy || opts.postcopyAfterPrecopy) && opts.postcopy !== true) {
@@ -76,6 +90,8 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
       }
       // Fail early, before any host is touched; the daemons check again with what only they know.
       validateMigrationRequest({ flags, params });
+      const policy = policyFromOptions(opts);
+      if (policy) resolvePolicy(policy, DEFAULT_POLICY);
       const source = await ctx.client();
       if (opts.dryRun) {
         const f = await source.call('domain.migrateForecast', { domain, destUri, flags, params }, { timeoutMs: 60_000 });
@@ -116,6 +132,14 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         });
         await source.call('events.subscribe', {}).catch(() => undefined);
       }
+      // The convergence policy's warnings and steps, as they happen.
+      const policyEvents: MigrationPolicyEvent[] = [];
+      source.on('event', (name: string, data: MigrationPolicyEvent) => {
+        if (name !== 'domain.migration-policy' || (data.domain !== domain && data.uuid !== domain)) return;
+        policyEvents.push(data);
+        if (!ctx.output.json) process.stderr.write(`${opts.verbose && process.stderr.isTTY ? '\n' : ''}migrate: ${data.step === 'warn' ? 'warning' : 'policy'}: ${data.message}\n`);
+      });
+      await source.call('events.subscribe', {}).catch(() => undefined);
       const onSigint = () => {
         process.stderr.write('\nmigrate: aborting the job (Ctrl-C)\n');
         void source.call('domain.jobAbort', { domain }).catch(() => undefined);
@@ -125,7 +149,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         let result: { domain?: string; state: string; reason: string; persistent: boolean };
         let stats: JobStats | null = null;
         if (hasFlag(flags, 'PEER2PEER')) {
-          const r = await source.call('domain.migrate', { domain, destUri, flags, params });
+          const r = await source.call('domain.migrate', { domain, destUri, flags, params, ...(policy ? { policy } : {}) });
           result = { domain: r.domain ?? domain, state: r.state, reason: r.reason, persistent: r.persistent };
           stats = r.stats;
         } else {
@@ -138,7 +162,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
             requireProtocolVersion(dstId, `the destination daemon at ${destUri}`);
             // Again with both hosts known: the table's same-host rule.
             admitBetweenHosts({ flags, params }, srcId, dstId);
-            const out = await runMigration(remoteSource(source), dst, domain, { flags, params, destUri });
+            const out = await runMigration(remoteSource(source), dst, domain, { flags, params, ...(policy ? { policy } : {}), destUri });
             if (out.confirmWarning) process.stderr.write(`warning: ${out.confirmWarning}\n`);
             result = { domain: out.finish.domainName, state: out.finish.state, reason: out.finish.reason, persistent: out.finish.persistent };
             stats = out.perform ? { ...out.perform.stats, ...(out.finish.downtimeMs !== undefined ? { downtime: out.finish.downtimeMs } : {}) } : null;
@@ -148,7 +172,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         }
         await progress?.stop(true);
         const wall = Date.now() - start;
-        printResult(ctx.output, { result, stats, wallTimeMs: wall }, () => {
+        printResult(ctx.output, { result, stats, wallTimeMs: wall, policyEvents }, () => {
           const lines = [`Migration: [100 %]`, `Domain '${domain}' migrated to ${destUri} in ${(wall / 1000).toFixed(2)} s: ${result.state} (${result.reason})${result.persistent ? ', persistent' : ''}`];
           if (stats?.downtime !== undefined) lines.push(`downtime ${stats.downtime} ms, ${((stats.data_processed ?? 0) / 1048576).toFixed(1)} MiB sent`);
           return opts.verbose ? lines.join('\n') : lines.slice(1).join('\n');
@@ -162,6 +186,24 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         process.off('SIGINT', onSigint);
       }
     });
+}
+
+/** The policy settings given on the command line, or undefined for the host's. */
+function policyFromOptions(o: MigrateExtras): Record<string, unknown> | undefined {
+  const p: Record<string, unknown> = {};
+  if (o.policy !== undefined) p.mode = o.policy;
+  if (o.maxDowntime !== undefined) p.maxDowntimeMs = o.maxDowntime;
+  if (o.downtimeSteps !== undefined) p.downtimeSteps = o.downtimeSteps;
+  if (o.progressTimeout !== undefined) p.progressTimeoutS = o.progressTimeout;
+  if (o.completionTimeoutPerGib !== undefined) p.completionTimeoutPerGiBS = o.completionTimeoutPerGib;
+  if (o.completionAction !== undefined) p.completionAction = o.completionAction;
+  return Object.keys(p).length ? p : undefined;
+}
+
+/** A whole number option value (0 allowed). */
+function parseNonNegativeInt(v: string, option: string): number {
+  if (!/^\d{1,9}$/.test(v)) throw new FerryError('invalid_arg', `${option} expects a whole number, not '${v}'`);
+  return Number(v);
 }
 
 /** The forecast as `migrate --dry-run` prints it. */
