@@ -6,8 +6,10 @@
 import { FerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
 import type { ListFilter } from '../host/views.js';
+import { ALL_STATS_GROUPS, collectStats, fieldsObject, type StatsGroup } from '../host/domain-stats.js';
+import type { HostedDomain } from '../host/hosted-domain.js';
 import { FERRY_VERSION } from '../version.js';
-import { PROTOCOL_VERSION, type HostApiMethod, type HostIdentity } from './protocol.js';
+import { PROTOCOL_VERSION, type DomainStatsResult, type HostApiMethod, type HostIdentity } from './protocol.js';
 import type { ApiConnection, Handler } from './server.js';
 
 function optBool(params: Record<string, unknown>, key: string): boolean {
@@ -28,6 +30,20 @@ function listFilter(params: Record<string, unknown>): ListFilter {
     f.state = params.state as ListFilter['state'];
   }
   return f;
+}
+
+/** The groups `domain.stats` asks for: those set, or all when none is. */
+function statsGroups(params: Record<string, unknown>): StatsGroup[] {
+  const asked = ALL_STATS_GROUPS.filter((g) => optBool(params, g));
+  return asked.length ? asked : [...ALL_STATS_GROUPS];
+}
+
+/** The domains `domain.stats` names (each must exist), or all of the host's. */
+function statsDomains(host: Host, params: Record<string, unknown>): HostedDomain[] {
+  const refs = params.domains;
+  if (refs === undefined) return host.registry.all();
+  if (!Array.isArray(refs) || refs.length > 16384) throw new FerryError('invalid_arg', "parameter 'domains' must be a list of domain names, ids or UUIDs");
+  return refs.map((r) => host.registry.lookup(r));
 }
 
 /** Builds the handler table for `host`. */
@@ -55,6 +71,11 @@ export function buildHandlers(host: Host, extra: Record<string, Handler> = {}): 
     'domain.autostart': async (p) => l.setAutostart(p.domain, p.enable),
     'domain.consoleLog': async (p) => l.consoleLog(p.domain, p.maxBytes),
     'domain.qemuMonitorCommand': async (p) => l.monitorCommand(p.domain, p.command, optBool(p, 'hmp')),
+    'domain.dirtyRateCalc': async (p) => host.dirtyRates.start(p.domain, p.seconds, p.mode),
+    'domain.stats': async (p): Promise<DomainStatsResult[]> => {
+      const records = await collectStats(statsDomains(host, p), statsGroups(p), { dirtyRates: host.dirtyRates });
+      return records.map((r) => ({ domain: r.domain.name, uuid: r.domain.uuid, stats: fieldsObject(r.fields) }));
+    },
     'events.subscribe': async (_p, conn: ApiConnection) => {
       conn.subscribed = true;
       return { subscribed: true };

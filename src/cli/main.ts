@@ -5,6 +5,7 @@ import { CliContext } from './context.js';
 import { EXIT_OK, EXIT_USAGE, printError, stdOutput } from './output.js';
 import { registerLifecycleCommands } from './commands/domain-lifecycle.js';
 import { registerInfoCommands } from './commands/domain-info.js';
+import { registerStatsCommands } from './commands/domain-stats.js';
 import { registerConsoleCommands } from './commands/console.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerTlsCommands } from './commands/tls-setup.js';
@@ -28,6 +29,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
     .exitOverride();
   registerLifecycleCommands(program, ctx);
   registerInfoCommands(program, ctx);
+  registerStatsCommands(program, ctx);
   registerConsoleCommands(program, ctx);
   registerHostCommands(program, ctx);
   registerTlsCommands(program, ctx);

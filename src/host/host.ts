@@ -8,6 +8,7 @@ import { access, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { status as mkStatus } from '../domain/lifecycle-state.js';
 import { DefinitionStore } from './definition-store.js';
+import { DirtyRates } from './dirty-rate.js';
 import { EventBus } from './events.js';
 import { GuestRunner, hostPaths, type HostPaths } from './guest-runner.js';
 import { HostedDomain } from './hosted-domain.js';
@@ -39,12 +40,15 @@ export class Host {
   /** The domain state changes migrations make (see migration-states.ts). */
   readonly migrationStates: MigrationStates;
   readonly paths: HostPaths;
+  /** Memory dirty-rate measurements of running domains (see dirty-rate.ts). */
+  readonly dirtyRates: DirtyRates;
 
   private constructor(readonly config: HostConfig) {
     this.paths = hostPaths(config.stateDir, config.runDir);
     this.store = new DefinitionStore(config.stateDir, config.log);
     this.runner = new GuestRunner(this.paths, config.accel, this.events, config.log);
     this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log });
+    this.dirtyRates = new DirtyRates(this.registry);
     this.migrationStates = new MigrationStates({ registry: this.registry, runner: this.runner, events: this.events, lifecycle: this.lifecycle, hostName: config.identity.hostName });
   }
 

@@ -9,7 +9,7 @@
 import { FerryError } from '../errors/index.js';
 
 /** The kind of a modify job, used to decide what an async job allows. */
-export type ModifyKind = 'define' | 'undefine' | 'start' | 'destroy' | 'shutdown' | 'suspend' | 'resume' | 'autostart' | 'migration';
+export type ModifyKind = 'define' | 'undefine' | 'start' | 'destroy' | 'shutdown' | 'suspend' | 'resume' | 'autostart' | 'migration' | 'measure';
 
 /** A running async job (e.g. an outgoing migration). */
 export interface AsyncJob {

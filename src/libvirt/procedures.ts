@@ -8,7 +8,7 @@
  */
 import { array, bool, empty, fixedArray, int, struct, uhyper, uint, type Xdr, type XdrValue } from './xdr.js';
 import { MessageStatus, MessageType, type RpcHeader } from './rpc.js';
-import { cookie, domainRef, DOMAIN_LIST_MAX, JOB_STATS_MAX, MIGRATE_PARAMS_MAX, nonnullString, optDomainRef, optString, typedParams, uuid } from './wire-types.js';
+import { cookie, domainRef, DOMAIN_LIST_MAX, DOMAIN_STATS_MAX, JOB_STATS_MAX, MIGRATE_PARAMS_MAX, nonnullString, optDomainRef, optString, typedParams, uuid } from './wire-types.js';
 
 /** libvirt's `remote` program number and version. */
 export const REMOTE_PROGRAM = 0x20008086;
@@ -125,6 +125,15 @@ export const PROCEDURES = {
   DOMAIN_MIGRATE_SET_MAX_SPEED: changes(proc(207, struct({ dom: domainRef, bandwidth: uhyper, flags: uint }), empty, '`virsh migrate-setspeed`: the domain\'s migration bandwidth in MiB/s (0 = no limit), now and for later migrations; with POSTCOPY (1) QEMU\'s post-copy bandwidth of the running domain')),
   DOMAIN_MIGRATE_GET_MAX_SPEED: proc(242, domFlags, struct({ bandwidth: uhyper }), '`virsh migrate-getspeed`: the domain\'s migration bandwidth in MiB/s; with POSTCOPY (1) the post-copy bandwidth of the running domain (0 = no limit)'),
   DOMAIN_MIGRATE_START_POST_COPY: changes(proc(364, domFlags, empty, '`virsh migrate-postcopy`: switches a running migration started with POSTCOPY to post-copy; flags must be 0')),
+
+  // Statistics and measurements
+  CONNECT_GET_ALL_DOMAIN_STATS: proc(
+    344,
+    struct({ doms: array(domainRef, DOMAIN_LIST_MAX), stats: uint, flags: uint }),
+    struct({ retStats: array(struct({ dom: domainRef, params: typedParams(DOMAIN_STATS_MAX) }), DOMAIN_LIST_MAX) }),
+    '`virsh domstats`: a record per domain (those named, skipping any that is gone, or all the host\'s filtered by the list flags ACTIVE, INACTIVE, PERSISTENT, TRANSIENT, RUNNING, PAUSED, SHUTOFF, OTHER) with the groups ferryd has: `state` (1: `state.state`, `state.reason`) and `dirtyrate` (512: `dirtyrate.calc_status`, `calc_start_time`, `calc_period`, `megabytes_per_second` once measured, `calc_mode`; nothing for an inactive domain); stats 0 means both. Other groups yield no fields, or with ENFORCE_STATS (0x80000000) VIR_ERR_ARGUMENT_UNSUPPORTED; NOWAIT and BACKING are accepted without effect, other bits refused',
+  ),
+  DOMAIN_START_DIRTY_RATE_CALC: changes(proc(427, struct({ dom: domainRef, seconds: int, flags: uint }), empty, '`virsh domdirtyrate-calc`: starts QEMU\'s measurement of the running domain\'s memory dirty rate over 1 to 60 seconds (VIR_ERR_INVALID_ARG otherwise); flags pick the mode: 0 page sampling, DIRTY_BITMAP (1) or DIRTY_RING (2), both of which need KVM and are refused with VIR_ERR_OPERATION_UNSUPPORTED for a TCG guest (QEMU 7.2 crashes on them there); the result comes in CONNECT_GET_ALL_DOMAIN_STATS\'s `dirtyrate` group')),
 
   // Events
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: proc(316, struct({ eventID: int, dom: optDomainRef }), struct({ callbackID: int }), '`virsh event`: registers for one event id (0 to 64) of one domain or all; ferryd raises lifecycle (0), migration-iteration (20) and job-completed (21), other ids are accepted and never fire'),

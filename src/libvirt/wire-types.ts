@@ -14,6 +14,8 @@ export const COOKIE_MAX = 4194304;
 export const DOMAIN_LIST_MAX = 16384;
 /** Most typed parameters in a migration call. */
 export const MIGRATE_PARAMS_MAX = 64;
+/** Most typed parameters in one domain's record of CONNECT_GET_ALL_DOMAIN_STATS. */
+export const DOMAIN_STATS_MAX = 262144;
 /** Most typed parameters in job statistics. */
 export const JOB_STATS_MAX = 64;
 

@@ -8,6 +8,7 @@ import { domainHandlers } from './domains.js';
 import { eventHandlers } from './events.js';
 import { jobHandlers } from './jobs.js';
 import { migrationHandlers } from './migration.js';
+import { statsHandlers } from './stats.js';
 
 /** Builds the handlers of every procedure ferryd serves over the libvirt protocol. */
 export function libvirtHandlers(host: Host, migrations: Migrations): ProcedureHandlers {
@@ -15,6 +16,7 @@ export function libvirtHandlers(host: Host, migrations: Migrations): ProcedureHa
     ...connectHandlers(host, defaultQemuVersion),
     ...domainHandlers(host),
     ...jobHandlers(migrations),
+    ...statsHandlers(host),
     ...eventHandlers(),
     ...migrationHandlers(migrations, host.config.identity.hostName),
   };
