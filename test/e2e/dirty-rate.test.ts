@@ -177,7 +177,7 @@ describe('virsh against the libvirt listener', () => {
     expect(Object.keys(parseDomstats((await virshOk(vUri(), ['domstats', '--state', '--list-inactive'])).stdout))).toEqual([OFF]);
   });
 
-  it('errors as virsh prints them: seconds 0 and 61, dirty-ring, an inactive domain; --enforce of a group ferryd lacks', async () => {
+  it('errors as virsh prints them: seconds 0 and 61, dirty-ring and dirty-bitmap, an inactive domain, a read-only connection; --enforce of a group ferryd lacks', async () => {
     for (const s of ['0', '61']) {
       const r = await virsh(vUri(), ['domdirtyrate-calc', WRITER, '--seconds', s]);
       expect(r.code).toBe(1);
@@ -194,6 +194,11 @@ describe('virsh against the libvirt listener', () => {
     const enforce = await virsh(vUri(), ['domstats', '--block', '--enforce', WRITER]);
     expect(enforce.code).toBe(1);
     expect(enforce.stderr).toMatch(/error: argument unsupported: Stats types bits 0x20 are not supported/);
+    // A read-only connection (virsh -r) reads the statistics but may not start a measurement.
+    const ro = await virsh(vUri(), ['-r', 'domdirtyrate-calc', WRITER]);
+    expect(ro.code).toBe(1);
+    expect(ro.stderr).toMatch(/error: operation forbidden/);
+    expect(parseDomstats((await virshOk(vUri(), ['-r', 'domstats', '--state', WRITER])).stdout)[WRITER]).toEqual({ 'state.state': '1', 'state.reason': '1' });
     // Without --enforce, a group ferryd lacks is left out.
     const lax = await virshOk(vUri(), ['domstats', '--block', WRITER]);
     expect(parseDomstats(lax.stdout)).toEqual({ [WRITER]: {} });
