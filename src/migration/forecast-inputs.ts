@@ -11,7 +11,7 @@ import { hasFlag, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import { guestRamResidentKiB } from '../qemu/index.js';
-import type { Forecast, ForecastInput } from './forecast.js';
+import { STREAM_CEILING_BYTES_PER_S, type Forecast, type ForecastInput } from './forecast.js';
 import type { ProbeResult } from './bandwidth-probe.js';
 import { MIB } from './tuning.js';
 
@@ -80,6 +80,11 @@ export async function measureForecastInputs(
     if (measured.bytesPerS <= 0) throw new FerryError('operation_failed', 'the measurement of the path to the destination moved too little to tell a rate; give --bandwidth MiB/s for the forecast');
     bandwidthBytesPerS = measured.bytesPerS;
     bandwidthFrom = `measured path to the destination: ${(measured.bytes / MIB).toFixed(0)} MiB in ${measured.ms.toFixed(0)} ms`;
+  }
+  if (bandwidthBytesPerS > STREAM_CEILING_BYTES_PER_S) {
+    // QEMU under TCG does not fill a fast path (forecast.ts, STREAM_CEILING_BYTES_PER_S).
+    bandwidthFrom = `${bandwidthFrom}; QEMU's stream ceiling ${(STREAM_CEILING_BYTES_PER_S / MIB).toFixed(0)} MiB/s applies`;
+    bandwidthBytesPerS = STREAM_CEILING_BYTES_PER_S;
   }
   const input: ForecastInput = {
     memoryBytes,
