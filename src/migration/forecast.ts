@@ -268,7 +268,7 @@ function adviseFor(i: ForecastInput, stalledAt: number): ForecastAdvice[] {
   const neededDowntime = Math.ceil((stalledAt / B) * 1000 + SWITCHOVER_MS);
   const withDowntime = forecastCore({ ...i, downtimeLimitMs: neededDowntime + 1 });
   out.push({
-    action: `allow ${neededDowntime} ms of downtime (ferry migrate-setmaxdowntime DOMAIN ${neededDowntime}, while the migration runs)`,
+    action: `allow ${neededDowntime} ms of downtime: --policy auto --max-downtime ${neededDowntime} (or ferry migrate-setmaxdowntime DOMAIN ${neededDowntime} while it runs)`,
     effect: withDowntime.converges ? `finishes in about ${(withDowntime.total_ms / 1000).toFixed(1)} s` : 'may still not finish',
     cost: `the guest stops for about ${withDowntime.downtime_ms} ms at the switch-over`,
     total_ms: withDowntime.total_ms,
@@ -278,7 +278,7 @@ function adviseFor(i: ForecastInput, stalledAt: number): ForecastAdvice[] {
     const ac = forecastCore({ ...i, autoConverge: {} });
     if (ac.converges) {
       out.push({
-        action: '--auto-converge (AUTO_CONVERGE)',
+        action: '--auto-converge (AUTO_CONVERGE; with --policy auto the throttle also steepens when it falls short)',
         effect: `finishes in about ${(ac.total_ms / 1000).toFixed(1)} s with ${ac.downtime_ms} ms of downtime`,
         cost: `the guest's vCPUs are throttled, up to ${ac.throttle_percent ?? 0} % of their time taken, until the switch-over`,
         total_ms: ac.total_ms,
@@ -288,7 +288,7 @@ function adviseFor(i: ForecastInput, stalledAt: number): ForecastAdvice[] {
   }
   const pc = forecastCore({ ...i, postcopy: true, autoConverge: undefined });
   out.push({
-    action: '--postcopy --postcopy-after-precopy (POSTCOPY)',
+    action: '--postcopy --policy auto (switches to post-copy once pre-copy stalls), or --postcopy --postcopy-after-precopy (switches after the first pass)',
     effect: `finishes in about ${(pc.total_ms / 1000).toFixed(1)} s with about ${pc.downtime_ms} ms of downtime`,
     cost: `for about ${((pc.postcopy_window_ms ?? 0) / 1000).toFixed(1)} s after the switch the guest's memory is split between the hosts: losing the source host or the link then loses the guest`,
     total_ms: pc.total_ms,
