@@ -17,6 +17,10 @@ export interface MigrationIterationEvent {
   domain: string;
   uuid: string;
   iteration: number;
+  /** The live forecast's time to completion when the pass began, ms; absent when it cannot be known. */
+  time_remaining?: number;
+  /** The live verdict then (see src/migration/convergence.ts). */
+  convergence?: 'converging' | 'not converging' | 'unknown';
   timestamp: string;
 }
 
@@ -58,8 +62,8 @@ export class EventBus {
   }
 
   /** Publishes a migration-iteration event. */
-  migrationIteration(domain: { name: string; uuid: string }, iteration: number): void {
-    this.publish({ name: 'domain.migration-iteration', data: { domain: domain.name, uuid: domain.uuid, iteration, timestamp: new Date().toISOString() } });
+  migrationIteration(domain: { name: string; uuid: string }, iteration: number, estimate: { time_remaining?: number; convergence?: MigrationIterationEvent['convergence'] } = {}): void {
+    this.publish({ name: 'domain.migration-iteration', data: { domain: domain.name, uuid: domain.uuid, iteration, ...estimate, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes a job-completed event. */

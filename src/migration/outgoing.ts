@@ -221,7 +221,13 @@ export class OutgoingMigrations {
     const onEvent = (ev: QmpEvent) => {
       // QEMU's own time of the stop (this host's wall clock), not when the event got here.
       if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = eventTimeMs(ev) ?? Date.now();
-      if (ev.event === 'MIGRATION_PASS') this.host.events.migrationIteration(d, Number((ev.data as { pass?: number } | undefined)?.pass ?? 0));
+      if (ev.event === 'MIGRATION_PASS') {
+        const st = job.stats;
+        this.host.events.migrationIteration(d, Number((ev.data as { pass?: number } | undefined)?.pass ?? 0), {
+          ...(st?.time_remaining !== undefined && st.convergence !== 'not converging' ? { time_remaining: st.time_remaining } : {}),
+          ...(st?.convergence ? { convergence: st.convergence } : {}),
+        });
+      }
       if (ev.event === 'BLOCK_IO_ERROR' && hasFlag(job.flags, 'ABORT_ON_ERROR')) {
         ioError = true;
         void cancelMigration(qmp).catch(() => undefined);
