@@ -102,22 +102,46 @@ export interface LiveEstimate {
 
 const MIB = 1024 * 1024;
 
-/** The live forecast from one sample: the rest of the work as the model sees it now. */
-export function liveEstimate(s: LiveSample): LiveEstimate {
+/** A pass whose start leaves at least this share of the previous pass's start is no progress. */
+const NO_SHRINK = 0.9;
+
+/**
+ * The live forecast from one sample and what each pass started with (the
+ * data remaining right after QEMU's bitmap sync, oldest first). QEMU's
+ * dirty rate is measured per pass: a guest that rewrites its working set
+ * within a pass reads as working set / pass time, which sits just under
+ * the bandwidth whatever the guest really does, so the rate alone cannot
+ * tell a slow convergence from none. What the passes start with can:
+ * once two are known, their ratio is the contraction per pass, and a
+ * ratio near 1 above the downtime threshold means not converging.
+ */
+export function liveEstimate(s: LiveSample, passStarts: readonly number[] = []): LiveEstimate {
   const phase = s.postcopy ? 'post-copy' : s.iteration <= 1 ? 'first pass' : `iteration ${s.iteration}`;
-  if (s.postcopy) return { converging: true, etaMs: s.bandwidthBytesPerS > 0 ? Math.round((s.remainingBytes / s.bandwidthBytesPerS) * 1000) : null, phase };
-  if (s.bandwidthBytesPerS <= 0) return { converging: 'unknown', etaMs: null, phase };
+  const B = s.bandwidthBytesPerS;
+  if (s.postcopy) return { converging: true, etaMs: B > 0 ? Math.round((s.remainingBytes / B) * 1000) : null, phase };
+  if (B <= 0) return { converging: 'unknown', etaMs: null, phase };
   // The first pass's own dirty rate is not yet known to QEMU: only its remaining bytes tell.
-  if (s.iteration <= 1 || s.dirtyBytesPerS <= 0) {
-    return { converging: 'unknown', etaMs: Math.round((s.remainingBytes / s.bandwidthBytesPerS) * 1000), phase };
+  if (s.iteration <= 1) return { converging: 'unknown', etaMs: Math.round((s.remainingBytes / B) * 1000), phase };
+  const threshold = (B * s.downtimeLimitMs) / 1000;
+  if (passStarts.length >= 2) {
+    const last = passStarts[passStarts.length - 1]!;
+    const prev = passStarts[passStarts.length - 2]!;
+    if (last <= threshold) return { converging: true, etaMs: Math.round((s.remainingBytes / B) * 1000 + SWITCHOVER_MS), phase };
+    const q = prev > 0 ? last / prev : 1;
+    if (q >= NO_SHRINK) return { converging: false, etaMs: null, phase };
+    // The passes to come shrink by q each: the rest of this one, then last x q^k until it fits the threshold.
+    let ms = (s.remainingBytes / B) * 1000;
+    for (let next = last * q; next > threshold && ms < 24 * 3600_000; next *= q) ms += (next / B) * 1000;
+    return { converging: true, etaMs: Math.round(ms + SWITCHOVER_MS), phase };
   }
+  if (s.dirtyBytesPerS <= 0) return { converging: 'unknown', etaMs: Math.round((s.remainingBytes / B) * 1000), phase };
   const f = forecastMigration({
     memoryBytes: s.remainingBytes,
     touchedBytes: s.remainingBytes,
-    // What is dirty now is what the guest keeps rewriting, at least.
-    workingSetBytes: Math.max(s.remainingBytes, 1),
+    // What this pass started with is what the guest rewrites between syncs, at least.
+    workingSetBytes: Math.max(passStarts.at(-1) ?? s.remainingBytes, s.remainingBytes, 1),
     dirtyBytesPerS: s.dirtyBytesPerS,
-    bandwidthBytesPerS: s.bandwidthBytesPerS,
+    bandwidthBytesPerS: B,
     downtimeLimitMs: s.downtimeLimitMs,
     setupMs: 0,
   });
@@ -138,6 +162,9 @@ export class ConvergenceWatch {
   private lastStepAtMs = 0;
   private readonly tried: string[] = [];
   private done = false;
+  /** Data remaining at the first sample of each pass after the first (what the pass started with). */
+  private readonly passStarts: number[] = [];
+  private lastIteration = 0;
 
   constructor(
     private readonly policy: MigrationPolicy,
@@ -151,8 +178,22 @@ export class ConvergenceWatch {
     return this.tried;
   }
 
-  /** Feeds one sample; returns what to do now (usually nothing). */
-  feed(s: LiveSample): PolicyAction[] {
+  /**
+   * Takes one sample: the live estimate (ETA, verdict, phase) and what the
+   * policy does now (usually nothing).
+   */
+  sample(s: LiveSample): { estimate: LiveEstimate; actions: PolicyAction[] } {
+    if (s.iteration !== this.lastIteration) {
+      this.lastIteration = s.iteration;
+      if (s.iteration >= 2) this.passStarts.push(s.remainingBytes);
+      if (this.passStarts.length > 16) this.passStarts.shift();
+    }
+    const estimate = liveEstimate(s, this.passStarts);
+    return { estimate, actions: this.feed(s, estimate) };
+  }
+
+  /** The policy's response to sample `s` whose live estimate is `live`. */
+  private feed(s: LiveSample, live: LiveEstimate): PolicyAction[] {
     if (this.done || s.postcopy) return [];
     const out: PolicyAction[] = [];
     this.initialDowntimeMs ??= s.downtimeLimitMs;
@@ -167,7 +208,6 @@ export class ConvergenceWatch {
       return [this.completion(s, timeout)];
     }
     if (this.policy.mode === 'none') return [];
-    const live = liveEstimate(s);
     const stalled = this.policy.progressTimeoutS > 0 && s.atMs - this.bestAtMs >= this.policy.progressTimeoutS * 1000;
     const notConverging = (live.converging === false && s.iteration >= 3) || stalled;
     if (!notConverging) return out;

@@ -59,6 +59,8 @@ export interface OutgoingJob {
   downtimeLimitMs?: number;
   /** The policy's warning that the migration does not converge, once given. */
   warning?: string;
+  /** The policy's steps so far, in order (`domjobinfo`'s policy_steps). */
+  policySteps?: string[];
 }
 
 /** A host's outgoing jobs by id; an ended job stays a while so that late queries get an answer. */

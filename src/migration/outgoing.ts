@@ -28,7 +28,23 @@ import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js'
 import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
-import { ConvergenceWatch, DEFAULT_POLICY, liveEstimate, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
+import { ConvergenceWatch, DEFAULT_POLICY, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
+
+/** How a policy step is listed in the job's `policy_steps`. */
+function policyStepName(a: Exclude<PolicyAction, { kind: 'warn' }>): string {
+  switch (a.kind) {
+    case 'set-downtime':
+      return `downtime limit raised to ${a.ms} ms`;
+    case 'throttle-harder':
+      return `throttle increment raised to ${a.incrementPercent} %`;
+    case 'start-postcopy':
+      return 'switched to post-copy';
+    case 'pause':
+      return 'guest paused to finish';
+    case 'abort':
+      return 'aborted';
+  }
+}
 
 /** QEMU's default downtime limit, ms. */
 const DEFAULT_DOWNTIME_LIMIT_MS = 300;
@@ -284,12 +300,12 @@ export class OutgoingMigrations {
             const sample = liveSampleOf(info, Date.now() - streamStart, job.downtimeLimitMs ?? DEFAULT_DOWNTIME_LIMIT_MS);
             if (!sample) return;
             // The ETA and the verdict come from the forecast model fed with QEMU's live figures.
-            const est = liveEstimate(sample);
+            const { estimate: est, actions } = watch.sample(sample);
             job.stats = { ...job.stats, phase: est.phase, convergence: est.converging === 'unknown' ? 'unknown' : est.converging ? 'converging' : 'not converging' };
             if (est.etaMs !== null) job.stats.time_remaining = est.etaMs;
             if (job.warning) job.stats.warning = job.warning;
-            if (watch.steps.length) job.stats.policy_steps = watch.steps.join('; ');
-            for (const action of watch.feed(sample)) void this.carryOut(job, qmp, action);
+            if (job.policySteps?.length) job.stats.policy_steps = job.policySteps.join('; ');
+            for (const action of actions) void this.carryOut(job, qmp, action);
           },
         });
       const end = await follow(hasFlag(job.flags, 'POSTCOPY'));
@@ -351,11 +367,17 @@ export class OutgoingMigrations {
    */
   private async carryOut(job: OutgoingJob, qmp: QmpClient, a: PolicyAction): Promise<void> {
     this.log(`migration of '${job.domain.name}' (job ${job.id}): ${a.message}`);
+    // The job's statistics say it before the event goes out: a client that asks on the event sees it.
+    if (a.kind === 'warn') job.warning = a.message;
+    else (job.policySteps ??= []).push(policyStepName(a));
+    if (job.stats) {
+      if (job.warning) job.stats.warning = job.warning;
+      if (job.policySteps?.length) job.stats.policy_steps = job.policySteps.join('; ');
+    }
     this.host.events.migrationPolicy(job.domain, a.kind, a.message);
     try {
       switch (a.kind) {
         case 'warn':
-          job.warning = a.message;
           break;
         case 'set-downtime':
           await qmp.execute('migrate-set-parameters', { 'downtime-limit': a.ms });
