@@ -26,8 +26,9 @@ export type MigrationEnd =
 
 /**
  * Waits until the migration on `qmp` ends, calling `onProgress` with
- * `query-migrate` answers every `pollMs`. Also ends (as failed) if the QMP
- * connection closes, i.e. QEMU died.
+ * `query-migrate` answers every `pollMs` and at the start of each pass
+ * over memory. Also ends (as failed) if the QMP connection closes, i.e.
+ * QEMU died.
  */
 export function followMigration(
   qmp: QmpClient,
@@ -76,6 +77,8 @@ export function followMigration(
       }
     };
     const onEvent = (ev: QmpEvent) => {
+      // A new pass: sample at once, so the pass's starting size is seen right after QEMU's bitmap sync.
+      if (ev.event === 'MIGRATION_PASS') return void poll();
       if (ev.event !== 'MIGRATION') return;
       const st = (ev.data as { status?: string } | undefined)?.status;
       if (st === 'completed' || st === 'failed' || st === 'cancelled' || st === 'postcopy-active' || st === 'postcopy-paused') void poll();
