@@ -113,7 +113,9 @@ const NO_SHRINK = 0.9;
  * the bandwidth whatever the guest really does, so the rate alone cannot
  * tell a slow convergence from none. What the passes start with can:
  * once two are known, their ratio is the contraction per pass, and a
- * ratio near 1 above the downtime threshold means not converging.
+ * ratio near 1 above the downtime threshold means not converging; two
+ * shrinking ratios in a row mean converging, with the passes to come
+ * extrapolated; anything between is unknown, with no ETA.
  */
 export function liveEstimate(s: LiveSample, passStarts: readonly number[] = []): LiveEstimate {
   const phase = s.postcopy ? 'post-copy' : s.iteration <= 1 ? 'first pass' : `iteration ${s.iteration}`;
@@ -129,6 +131,9 @@ export function liveEstimate(s: LiveSample, passStarts: readonly number[] = []):
     if (last <= threshold) return { converging: true, etaMs: Math.round((s.remainingBytes / B) * 1000 + SWITCHOVER_MS), phase };
     const q = prev > 0 ? last / prev : 1;
     if (q >= NO_SHRINK) return { converging: false, etaMs: null, phase };
+    // One shrinking pass may be noise (a guest starved of CPU for a moment writes less): it takes two in a row.
+    const before = passStarts.length >= 3 ? passStarts[passStarts.length - 3]! : undefined;
+    if (before === undefined || prev / before >= NO_SHRINK) return { converging: 'unknown', etaMs: null, phase };
     // The passes to come shrink by q each: the rest of this one, then last x q^k until it fits the threshold.
     let ms = (s.remainingBytes / B) * 1000;
     for (let next = last * q; next > threshold && ms < 24 * 3600_000; next *= q) ms += (next / B) * 1000;
