@@ -281,7 +281,7 @@ export class OutgoingMigrations {
         await mirrors.waitReady({
           aborted: () => job.abortRequested || ioError,
           onProgress: (disk) => {
-            job.stats = withDiskStats({ type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: Date.now() - job.startedAt }, disk);
+            job.stats = withDiskStats({ type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: Date.now() - job.startedAt, phase: 'storage' }, disk);
           },
         });
       }
