@@ -383,6 +383,11 @@ export function renderJobStats(s: JobStats): string {
     const v = s[key];
     if (typeof v === 'number') fields.push([label, fmt(v)]);
   }
+  // Ferry's own lines, after virsh's: where the job is, the live verdict, and the convergence policy's doings.
+  if (s.phase) fields.push(['Phase', s.phase]);
+  if (s.convergence) fields.push(['Convergence', s.convergence]);
+  if (s.warning) fields.push(['Warning', s.warning]);
+  if (s.policy_steps) fields.push(['Policy steps', s.policy_steps]);
   if (s.errmsg) fields.push(['Error message', s.errmsg]);
   return renderFields(fields);
 }
