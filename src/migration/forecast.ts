@@ -140,6 +140,8 @@ export interface Forecast {
   postcopy_window_ms?: number;
   /** Auto-converge: the vCPU throttle reached, percent. */
   throttle_percent?: number;
+  /** The dirty rate is within the measurement's noise of the bandwidth: the verdict could go either way. */
+  borderline?: boolean;
   /** Why it converges or not, in one sentence with the numbers. */
   reason: string;
   /** For one that does not converge: what would help. */
@@ -237,8 +239,21 @@ function simulatePostcopy(i: ForecastInput): Omit<Forecast, 'advice' | 'reason'>
 /** Forecasts the migration described by `i`, with advice when it would not finish. */
 export function forecastMigration(i: ForecastInput): Forecast {
   const { stalledAt, ...f } = forecastCore(i);
-  return f.converges ? f : { ...f, advice: adviseFor(i, stalledAt) };
+  const out = f.converges ? f : { ...f, advice: adviseFor(i, stalledAt) };
+  // A dirty rate this close to the bandwidth is within the measurement's noise: say the verdict could go either way.
+  const ratio = i.bandwidthBytesPerS > 0 ? i.dirtyBytesPerS / i.bandwidthBytesPerS : 0;
+  if (!i.postcopy && ratio > 1 - BORDERLINE && ratio < 1 + BORDERLINE) {
+    return { ...out, borderline: true, reason: `${out.reason} (the dirty rate is within ${Math.round(BORDERLINE * 100)} % of the bandwidth, inside the measurement's noise: the verdict could go either way)` };
+  }
+  return out;
 }
+
+/**
+ * How close the dirty rate may be to the bandwidth before the verdict is
+ * called borderline: a steady writer's 1 s page-sampling figure moves by
+ * about +-15 % (measured: 26 to 34 MiB/s for a 30 MiB/s writer).
+ */
+export const BORDERLINE = 0.15;
 
 /** The forecast without advice, and for one that does not finish, what each pass leaves dirty. */
 function forecastCore(i: ForecastInput): Forecast & { stalledAt: number } {

@@ -460,3 +460,16 @@ describe('bandwidth probe over loopback', () => {
     expect(r.bytesPerS).toBeGreaterThan(0);
   });
 });
+
+describe('borderline verdicts', () => {
+  it('a dirty rate within the measurement noise of the bandwidth is flagged, and the reason says the verdict could go either way', () => {
+    const base = { memoryBytes: 256 * MiB, touchedBytes: 74 * MiB, workingSetBytes: 64 * MiB, bandwidthBytesPerS: 32 * MiB, downtimeLimitMs: 300 };
+    const near = forecastMigration({ ...base, dirtyBytesPerS: 34 * MiB });
+    expect(near.borderline).toBe(true);
+    expect(near.reason).toMatch(/either way/);
+    const far = forecastMigration({ ...base, dirtyBytesPerS: 10 * MiB });
+    expect(far.borderline).toBeUndefined();
+    expect(forecastMigration({ ...base, dirtyBytesPerS: 60 * MiB }).borderline).toBeUndefined();
+  });
+});
+
