@@ -11,7 +11,7 @@
  * Needs `npm run build`, `make -C guest` and libvirt-clients.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyDaemon, ferry, ferryOk, makeTempDir, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle } from '../support/daemon.js';
+import { emptyDaemon, ferry, ferryOk, makeTempDir, startDaemon, restartIfDied, useDaemonCleanup, waitFor, type FerrydHandle } from '../support/daemon.js';
 import { heartbeats, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import { libvirtUnixUri, virsh, virshOk } from '../support/virsh.js';
 
@@ -26,13 +26,7 @@ let d: FerrydHandle;
 let xmlDir: string;
 const measured: Record<string, number> = {};
 
-useDaemonCleanup(async () => {
-  if (d && !d.alive()) {
-    const tail = d.stderr().slice(-3000);
-    await d.restart();
-    throw new Error(`ferryd died during this test; its log ends:\n${tail}`);
-  }
-});
+useDaemonCleanup(restartIfDied(() => d));
 
 beforeAll(async () => {
   xmlDir = makeTempDir('ferry-dirty-rate-xml-');

@@ -16,7 +16,7 @@ import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { emptyDaemon, ferryOk, makeTempDir, runDaemonToExit, startDaemon, useDaemonCleanup, waitFor, type FerrydHandle, type ListRow } from '../support/daemon.js';
+import { emptyDaemon, ferryOk, makeTempDir, runDaemonToExit, startDaemon, restartIfDied, useDaemonCleanup, waitFor, type FerrydHandle, type ListRow } from '../support/daemon.js';
 import { counterAbove, heartbeats, waitForHeartbeat, writeGuestXml } from '../support/guest-xml.js';
 import {
   KEEPALIVE_PING,
@@ -43,13 +43,7 @@ let xmlDir: string;
  * tail, and the daemon is started again so that the other tests still say
  * something about the server.
  */
-useDaemonCleanup(async () => {
-  if (d && !d.alive()) {
-    const tail = d.stderr().slice(-3000);
-    await d.restart();
-    throw new Error(`ferryd died during this test; its log ends:\n${tail}`);
-  }
-});
+useDaemonCleanup(restartIfDied(() => d));
 
 beforeAll(async () => {
   xmlDir = makeTempDir('ferry-virsh-xml-');

@@ -576,3 +576,20 @@ export async function emptyDaemon(uri: string): Promise<void> {
     c.close();
   }
 }
+
+/**
+ * A `between` hook for {@link useDaemonCleanup}: a daemon that died during
+ * the test is restarted for the next one, and the test fails with the end
+ * of its log.
+ */
+export function restartIfDied(get: () => FerrydHandle | undefined): () => Promise<void> {
+  return async () => {
+    const d = get();
+    if (d && !d.alive()) {
+      const tail = d.stderr().slice(-3000);
+      await d.restart();
+      throw new Error(`ferryd died during this test; its log ends:\n${tail}`);
+    }
+  };
+}
+

@@ -11,24 +11,14 @@ import { FrameDecoder, FrameKind, encodeJsonFrame, encodeStreamFrame } from '../
 import { ERROR_CODES, FerryError } from '../../src/errors/index.js';
 import { RawPeer } from '../support/raw-peer.js';
 import { rejection } from '../support/refusal.js';
+import { createHolds } from '../support/holds.js';
 
 /**
  * Replies the test releases: `hold` answers its `tag` once {@link release}
  * opened it (before or after the call arrives), so tests order replies by
  * events, not by sleeping.
  */
-const holds = new Map<string, { promise: Promise<void>; open: () => void }>();
-function holdOf(tag: string): { promise: Promise<void>; open: () => void } {
-  let h = holds.get(tag);
-  if (!h) {
-    let open!: () => void;
-    const promise = new Promise<void>((r) => (open = r));
-    h = { promise, open };
-    holds.set(tag, h);
-  }
-  return h;
-}
-const release = (tag: string): void => holdOf(tag).open();
+const { holdOf, release } = createHolds();
 
 /** The coded error a promise rejects with. */
 function handlers(): Map<string, Handler> {

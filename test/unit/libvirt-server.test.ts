@@ -18,20 +18,10 @@ import { LibvirtConnection, type PendingAccount, type ProcedureHandlers } from '
 import { LibvirtClient } from '../../src/libvirt/client.js';
 import { decodeRemoteError, encodeWire, KEEPALIVE_PING, KEEPALIVE_PONG, KEEPALIVE_PROGRAM, MsgStatus, MsgType, REMOTE_PROGRAM, WireReader, xdrString, xdrUint, type WireMessage } from '../support/libvirt-wire.js';
 import { rejection } from '../support/refusal.js';
+import { createHolds } from '../support/holds.js';
 
 /** Replies the test releases by tag, so tests order replies by events, not by sleeping. */
-const holds = new Map<string, { promise: Promise<void>; open: () => void }>();
-function holdOf(tag: string): { promise: Promise<void>; open: () => void } {
-  let h = holds.get(tag);
-  if (!h) {
-    let open!: () => void;
-    const promise = new Promise<void>((r) => (open = r));
-    h = { promise, open };
-    holds.set(tag, h);
-  }
-  return h;
-}
-const release = (tag: string): void => holdOf(tag).open();
+const { holdOf, release } = createHolds();
 
 /** What the fake stream sink of a tunnelled prepare saw, by the tag in its cookie. */
 interface StreamRecord {
