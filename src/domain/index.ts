@@ -4,6 +4,11 @@ export type {
   BackingStoreDef,
   BootDevice,
   CharDevDef,
+  CpuDef,
+  CpuFeatureDef,
+  CpuFeaturePolicy,
+  CpuMatch,
+  CpuMode,
   DiskCache,
   DiskDef,
   DiskErrorPolicy,
@@ -21,3 +26,4 @@ export { MAX_XML_BYTES, MAX_XML_DEPTH } from './xml-limits.js';
 export { DISK_TARGET_PATTERN } from './read-disk.js';
 export { NIC_MODELS } from './read-interface.js';
 export { MAX_VCPUS } from './read-domain.js';
+export { CPU_FEATURE_POLICIES, CPU_NAME_PATTERN } from './read-cpu.js';

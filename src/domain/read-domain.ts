@@ -6,6 +6,7 @@ import { attr, childElements, optionalChild, refuseStrayText, requiredAttr, requ
 import { readMemorySizes } from './memory.js';
 import { hostPathProblem } from './paths.js';
 import { readCharDevs } from './read-chardev.js';
+import { readCpu } from './read-cpu.js';
 import { readDisk } from './read-disk.js';
 import { readInterface } from './read-interface.js';
 import { readOs } from './read-os.js';
@@ -195,6 +196,7 @@ export function readDomain(doc: Document): DomainDef {
     ...(cpuMode !== undefined && {
       cpuMode: choose(cpuMode, { what: '<cpu mode>', supported: ['host-passthrough', 'host-model', 'custom', 'maximum'] as const }),
     }),
+    ...(cpu !== undefined && { cpu: readCpu(cpu) }),
     ...(offset !== undefined && {
       clockOffset: choose(offset, {
         what: '<clock offset>',

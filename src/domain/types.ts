@@ -71,6 +71,39 @@ export interface InterfaceDef {
   model?: string;
 }
 
+/** `<cpu mode>`: libvirt's modes; Ferry maps each to a QEMU `-cpu` (see qemu/command-line.ts). */
+export type CpuMode = 'host-passthrough' | 'host-model' | 'custom' | 'maximum';
+
+/** `<cpu match>` of a custom CPU: how closely the host must provide the model. */
+export type CpuMatch = 'exact' | 'minimum' | 'strict';
+
+/** `<feature policy>`: libvirt's five policies. */
+export type CpuFeaturePolicy = 'force' | 'require' | 'optional' | 'disable' | 'forbid';
+
+/** One `<cpu><feature>`. */
+export interface CpuFeatureDef {
+  /** A QEMU/libvirt feature name such as `avx2` or `sse4.2` (checked against {@link CPU_NAME_PATTERN} in read-cpu.ts). */
+  name: string;
+  policy: CpuFeaturePolicy;
+}
+
+/** The `<cpu>` element, as far as it decides the guest's CPU. `<topology>`, `<cache>`, `<numa>` are kept in the XML, not here. */
+export interface CpuDef {
+  mode: CpuMode;
+  /** custom: libvirt's default is `exact` when a model is given. */
+  match?: CpuMatch;
+  /** `<cpu check>`: `none` turns Ferry's "can this host provide it" check off, as libvirt's check does. */
+  check?: 'none' | 'partial' | 'full';
+  /** `<model>` text: required for custom when features are listed. */
+  model?: string;
+  /** `<model fallback>`; libvirt's default `allow`. Ferry has no closest-model fallback, so both refuse an unknown model. */
+  fallback?: 'allow' | 'forbid';
+  /** host-passthrough and maximum: `migratable` (on by default in QEMU). */
+  migratable?: 'on' | 'off';
+  /** The `<feature>` children in document order. */
+  features: CpuFeatureDef[];
+}
+
 /** A `<boot dev=...>` entry of `<os>`, in boot order. */
 export type BootDevice = 'hd' | 'cdrom' | 'network' | 'fd';
 
@@ -99,8 +132,10 @@ export interface DomainDef {
   };
   /** Names of the child elements of `<features>` (e.g. 'acpi', 'apic'). */
   features: string[];
-  /** `<cpu mode=...>`, if any. */
-  cpuMode?: 'host-passthrough' | 'host-model' | 'custom' | 'maximum';
+  /** `<cpu mode=...>`, if any (the same as `cpu.mode`; kept for callers that only need the mode). */
+  cpuMode?: CpuMode;
+  /** The `<cpu>` element, if any. */
+  cpu?: CpuDef;
   /** `<clock offset=...>`, if any. */
   clockOffset?: 'utc' | 'localtime';
   onPoweroff: LifecycleAction;

@@ -8,10 +8,11 @@ import type {
   DomainDef,
   InterfaceDef,
 } from '../domain/types.js';
+import { CPU_NAME_PATTERN } from '../domain/read-cpu.js';
 import { canonicalUuid } from '../domain/uuid.js';
 import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
-import { assertPlainString, jsonOption, legacyOption } from './option-syntax.js';
+import { assertPlainString, jsonOption, legacyOption, optionWord } from './option-syntax.js';
 
 /** The accelerator QEMU runs the guest with. */
 export type Accel = 'kvm' | 'tcg';
@@ -107,7 +108,7 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   args.push('-no-user-config', '-nodefaults');
   args.push('-machine', legacyOption(machine, [['acpi', def.features.includes('acpi') ? 'on' : 'off']], 'machine'));
   args.push('-accel', opts.accel);
-  args.push('-cpu', cpuModel(def, opts.accel));
+  args.push('-cpu', cpuOption(def, opts.accel));
   // QEMU takes a `k` suffix: pass the size exactly as defined, never rounded.
   args.push('-m', `${def.memoryKiB}k`);
   args.push('-smp', String(def.vcpus));
@@ -172,22 +173,73 @@ function validateTopLevel(def: DomainDef, machine: string): void {
 }
 
 /**
- * The guest CPU model. `host` exists only with KVM; under TCG the nearest
- * thing to "pass the host through" is `max` (everything TCG can emulate).
- * Without a `<cpu>` element, or for a custom model Ferry doesn't model,
- * `qemu64` keeps the guest's CPUID the same on every host, which is what
- * makes live migration safe between differing hosts.
+ * The guest CPU: QEMU's `-cpu` value for the definition's `<cpu>`.
+ *
+ * - no `<cpu>`, or custom without a model: `qemu64`, the same CPUID on every
+ *   host, which is what keeps live migration safe between differing hosts;
+ * - custom with a model: the model, then `+name` for features with policy
+ *   `force`, `require` or `optional` (QEMU drops an optional one the
+ *   accelerator lacks, which is libvirt's meaning of optional) and `-name`
+ *   for `disable` and `forbid`. Whether this host can provide the model and
+ *   the required features is checked before QEMU starts (cpu-check.ts);
+ * - host-passthrough and host-model: `host` under KVM. Under TCG there is no
+ *   `host` CPU: the nearest thing is `max`, everything TCG can emulate, and
+ *   that is what runs (ferryd logs it when the guest starts, see
+ *   {@link cpuModeNote});
+ * - maximum: `max`. `migratable='off'` on host-passthrough or maximum adds
+ *   `migratable=off`, as libvirt does.
+ *
+ * Names were checked when the XML was read; they are checked again here,
+ * because `-cpu` has no escaping and a definition may be built another way.
  */
-function cpuModel(def: DomainDef, accel: Accel): string {
-  switch (def.cpuMode) {
+export function cpuOption(def: Pick<DomainDef, 'cpu' | 'cpuMode'>, accel: Accel): string {
+  const cpu = def.cpu ?? (def.cpuMode !== undefined ? { mode: def.cpuMode, features: [] } : undefined);
+  if (cpu === undefined) return 'qemu64';
+  let base: string;
+  switch (cpu.mode) {
     case 'host-passthrough':
     case 'host-model':
-      return accel === 'kvm' ? 'host' : 'max';
+      base = accel === 'kvm' ? 'host' : 'max';
+      break;
     case 'maximum':
-      return 'max';
+      base = 'max';
+      break;
+    case 'custom':
+      base = cpu.model === undefined ? 'qemu64' : optionWord(cpu.model, CPU_NAME_PATTERN, 'CPU model');
+      break;
     default:
-      return 'qemu64';
+      throw unsupported(`CPU mode ${showValue(cpu.mode)} is not supported`);
   }
+  const parts = [base];
+  if (cpu.migratable === 'off' && (cpu.mode === 'host-passthrough' || cpu.mode === 'maximum')) parts.push('migratable=off');
+  for (const f of cpu.features) {
+    const name = optionWord(f.name, CPU_NAME_PATTERN, 'CPU feature');
+    switch (f.policy) {
+      case 'force':
+      case 'require':
+      case 'optional':
+        parts.push(`+${name}`);
+        break;
+      case 'disable':
+      case 'forbid':
+        parts.push(`-${name}`);
+        break;
+      default:
+        throw unsupported(`CPU feature ${name}: policy ${showValue(f.policy)} is not supported`);
+    }
+  }
+  return parts.join(',');
+}
+
+/**
+ * What the accelerator makes of the definition's CPU mode, when that is not
+ * what the name says: under TCG host-passthrough and host-model run as
+ * QEMU's `max` CPU. Undefined when there is nothing to say.
+ */
+export function cpuModeNote(def: Pick<DomainDef, 'cpu' | 'cpuMode'>, accel: Accel): string | undefined {
+  const mode = def.cpu?.mode ?? def.cpuMode;
+  if (accel !== 'tcg' || (mode !== 'host-passthrough' && mode !== 'host-model')) return undefined;
+  return `<cpu mode='${mode}'> runs as QEMU's 'max' CPU: under TCG there is no host CPU to pass through, and 'max' is everything TCG can emulate`;
 }
 
 /**

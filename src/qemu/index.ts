@@ -2,6 +2,8 @@
 export {
   buildQemuArgs,
   buildQemuCommand,
+  cpuModeNote,
+  cpuOption,
   diskNodeNames,
   type Accel,
   type DiskNodeNames,
@@ -54,3 +56,15 @@ export {
 } from './status-file.js';
 export { readLogTail, shellQuote } from './log-file.js';
 export { tetherToDaemon, type Tether } from './tether.js';
+export {
+  checkGuestCpu,
+  compareHostCpus,
+  cpuRefusal,
+  cpuShortfall,
+  hostCpuFeatures,
+  hostPassthroughRefusal,
+  parseCapabilities,
+  probeCpuCapabilities,
+  type CpuCapabilities,
+  type CpuShortfall,
+} from './cpu-check.js';

@@ -63,6 +63,22 @@ export function jsonOption(value: Record<string, unknown>, what: string): string
 }
 
 /**
+ * A value for an option that QEMU parses without any escaping, such as
+ * `-cpu MODEL,+FEATURE,...` (x86's feature string is split on every comma):
+ * the only safe value is one that cannot contain a separator at all, so
+ * `value` must match `pattern` in full or it is refused, never escaped.
+ *
+ * @param pattern an anchored pattern that admits no `,` `=` `+` or space
+ * @throws FerryError `config_unsupported` when `value` does not match
+ */
+export function optionWord(value: string, pattern: RegExp, what: string): string {
+  if (!pattern.test(value) || /[,=+\s]/.test(value)) {
+    throw new FerryError('config_unsupported', `${what} ${showValue(value)} cannot be passed to QEMU safely: use letters, digits, '.', '_' and '-'`);
+  }
+  return value;
+}
+
+/**
  * Refuses strings that can't be passed safely anywhere on a command line.
  *
  * @throws FerryError `config_unsupported` on NUL, CR or LF

@@ -334,6 +334,7 @@ describe('model', () => {
       os: { type: 'hvm', arch: 'x86_64', machine: 'pc-q35-8.2', boot: ['hd', 'cdrom'] },
       features: ['acpi', 'apic', 'vmport'],
       cpuMode: 'host-passthrough',
+      cpu: { mode: 'host-passthrough', check: 'none', migratable: 'on', features: [] },
       clockOffset: 'utc',
       onPoweroff: 'destroy',
       onReboot: 'restart',
