@@ -195,7 +195,7 @@ export const MIGRATION_FLAGS = [
       'whether or not the guest runs. The guest must be persistent, and PERSIST_DEST is required, since the saved ' +
       'definition is all that arrives. Refuses ' +
       'LIVE, PAUSED, TUNNELLED, storage copy and every option about the memory stream (POSTCOPY, COMPRESSED, ' +
-      'AUTO_CONVERGE, PARALLEL, RDMA_PIN_ALL). Disk images and other files the guest uses (such as a firmware ' +
+      'AUTO_CONVERGE, PARALLEL, RDMA_PIN_ALL, ZEROCOPY). Disk images and other files the guest uses (such as a firmware ' +
       'variable store) are not copied. If the definition cannot be saved on the destination, nothing changes on the ' +
       'source.',
     availability: 'supported',
@@ -295,6 +295,43 @@ export const MIGRATION_FLAGS = [
       'it. Refused with OFFLINE.',
     availability: 'supported',
   },
+  {
+    name: 'NON_SHARED_SYNCHRONOUS_WRITES',
+    libvirtName: 'VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES',
+    bit: 18,
+    value: 1 << 18,
+    option: '--copy-storage-synchronous-writes',
+    summary: "write the guest's disk writes to the destination as they happen",
+    doc:
+      'With a storage copy, every write the guest makes to a copied disk also goes to the destination before the ' +
+      "guest is told it is done (QEMU's write-blocking mirror mode), while the rest of the disk is copied in the " +
+      'background as usual. The copy then always catches up, even for a guest that writes its disks faster than ' +
+      'the link carries data, at the cost of guest disk writes running at the speed of the link while the copy ' +
+      'lasts. Without it (background mode) the guest writes at full speed and a disk it rewrites faster than the ' +
+      'link carries never catches up, so the memory copy never starts. Requires NON_SHARED_DISK or NON_SHARED_INC. ' +
+      'If the migration fails, the copies are abandoned and the guest keeps using its own images on the source ' +
+      '(writes that reached the destination meanwhile are simply lost with its copy).',
+    availability: 'supported',
+  },
+  {
+    name: 'ZEROCOPY',
+    libvirtName: 'VIR_MIGRATE_ZEROCOPY',
+    bit: 20,
+    value: 1 << 20,
+    option: '--zerocopy',
+    summary: 'send memory pages without copying them (Linux MSG_ZEROCOPY)',
+    doc:
+      "The source QEMU sends guest memory straight from the guest's pages (QEMU's `zero-copy-send`, Linux " +
+      "MSG_ZEROCOPY) instead of copying each page into a socket buffer first, to spend less CPU per byte sent. The " +
+      'kernel pins the pages queued for sending, which counts against the locked-memory limit: the source QEMU\'s ' +
+      'limit (RLIMIT_MEMLOCK) is raised for the migration to the memory hard limit (`<memtune><hard_limit>`) or, ' +
+      'without one, to the guest memory plus 1 GiB, as libvirt does, and put back afterwards; where the host does ' +
+      'not allow raising it the migration is refused before it starts. Requires PARALLEL; refused with COMPRESSED ' +
+      'and with TLS (pages that must be compressed or encrypted are copied anyway), and with OFFLINE. Only the ' +
+      'sending side changes. If QEMU or the kernel cannot send this way, the migration fails with their reason and ' +
+      'the guest stays on the source.',
+    availability: 'supported',
+  },
 ] as const satisfies readonly MigrationFlagSpec[];
 
 /** A migration flag's short name, e.g. `LIVE`. */
@@ -349,9 +386,22 @@ export function checkFlagsWord(value: number): void {
     for (let bit = 0; bit < 32; bit++) if ((unknown >>> bit) & 1) bits.push(bit);
     throw new FerryError(
       'invalid_arg',
-      `unsupported migration flags 0x${unknown.toString(16)} (bit${bits.length > 1 ? 's' : ''} ${bits.join(', ')}): Ferry knows bits 0 to ${MIGRATION_FLAGS.length - 1}`,
+      `unsupported migration flags 0x${unknown.toString(16)} (bit${bits.length > 1 ? 's' : ''} ${bits.join(', ')}): Ferry knows bits ${knownBitRanges()}`,
     );
   }
+}
+
+/** The known bits as ranges, e.g. `0 to 18 and 20`: libvirt's bits are not all implemented, so the set may have gaps. */
+function knownBitRanges(): string {
+  const ranges: string[] = [];
+  const bits = MIGRATION_FLAGS.map((f) => f.bit as number).sort((a, b) => a - b);
+  for (let i = 0; i < bits.length; ) {
+    let j = i;
+    while (j + 1 < bits.length && bits[j + 1] === bits[j]! + 1) j++;
+    ranges.push(j > i ? `${bits[i]} to ${bits[j]}` : String(bits[i]));
+    i = j + 1;
+  }
+  return ranges.length > 1 ? `${ranges.slice(0, -1).join(', ')} and ${ranges[ranges.length - 1]}` : ranges.join('');
 }
 
 /**

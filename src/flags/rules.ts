@@ -111,7 +111,9 @@ function listed(items: readonly string[], conjunction: 'and' | 'or' = 'and'): st
 }
 
 const STORAGE_COPY: readonly MigrationFlagName[] = ['NON_SHARED_DISK', 'NON_SHARED_INC'];
-const OFFLINE_EXCLUDES: readonly MigrationFlagName[] = ['LIVE', 'PAUSED', 'POSTCOPY', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'RDMA_PIN_ALL'];
+const OFFLINE_EXCLUDES: readonly MigrationFlagName[] = ['LIVE', 'PAUSED', 'POSTCOPY', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'RDMA_PIN_ALL', 'ZEROCOPY'];
+/** What zero-copy sending cannot be combined with: data that is transformed before it is sent is copied anyway. */
+const ZEROCOPY_EXCLUDES: readonly MigrationFlagName[] = ['COMPRESSED', 'TLS'];
 const TUNNEL_EXCLUDES: readonly MigrationParamName[] = ['migrate_uri', 'listen_address', 'disks_port', 'disks_uri'];
 const DISK_PARAMS: readonly MigrationParamName[] = ['migrate_disks', 'disks_port', 'disks_uri'];
 const COMPRESSION_PARAMS = MIGRATION_PARAMS.map((q) => q.name).filter((n) => n === 'compression' || n.startsWith('compression.'));
@@ -219,6 +221,15 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
         : undefined,
   },
   {
+    id: 'synchronous-writes-need-storage-copy',
+    code: 'operation_unsupported',
+    description: `${fd('NON_SHARED_SYNCHRONOUS_WRITES')} requires ${STORAGE_DOC}.`,
+    check: (input) =>
+      has(input, 'NON_SHARED_SYNCHRONOUS_WRITES') && !copiesStorage(input)
+        ? `${f('NON_SHARED_SYNCHRONOUS_WRITES')} requires ${STORAGE_REF}: only a storage copy has disk writes to make synchronous`
+        : undefined,
+  },
+  {
     id: 'offline-needs-persist',
     code: 'operation_invalid',
     description: `${fd('OFFLINE')} requires ${fd('PERSIST_DEST')}.`,
@@ -284,6 +295,27 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
       has(input, 'POSTCOPY') && has(input, 'TUNNELLED')
         ? `${f('POSTCOPY')} excludes ${f('TUNNELLED')}: post-copy needs a direct connection between the two QEMU processes`
         : undefined,
+  },
+  {
+    id: 'zerocopy-needs-parallel',
+    code: 'operation_invalid',
+    description: `${fd('ZEROCOPY')} requires ${fd('PARALLEL')}.`,
+    check: (input) =>
+      has(input, 'ZEROCOPY') && !has(input, 'PARALLEL')
+        ? `zero-copy is only available for parallel migration: ${f('ZEROCOPY')} requires ${f('PARALLEL')} (QEMU sends without copying only on multifd channels)`
+        : undefined,
+  },
+  {
+    id: 'zerocopy-excludes-transforms',
+    code: 'operation_invalid',
+    description: `${fd('ZEROCOPY')} excludes ${listed(ZEROCOPY_EXCLUDES.map(fd))}.`,
+    check: (input) => {
+      if (!has(input, 'ZEROCOPY')) return undefined;
+      const set = ZEROCOPY_EXCLUDES.filter((n) => has(input, n));
+      return set.length > 0
+        ? `${f('ZEROCOPY')} cannot be used with ${listed(set.map(f))}: zero copy is only available for non-compressed non-TLS multifd migration (pages that are compressed or encrypted are copied on the way)`
+        : undefined;
+    },
   },
   {
     id: 'tunnelled-excludes-data-address',

@@ -21,7 +21,7 @@ import { cancelMigration, followMigration, prepareQemuForMigration } from './qem
 import { MIB, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
-import { raiseMemlock } from './memlock.js';
+import { MEMLOCK_OVERHEAD_KIB, raiseMemlock, raiseMemlockForZeroCopy } from './memlock.js';
 import { DiskMirrors, describeStorage, withDiskStats } from './storage-copy.js';
 import { MigrationJournal, type JournalPhase } from './journal.js';
 import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js';
@@ -234,6 +234,7 @@ export class OutgoingMigrations {
     let ioError = false;
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
+    let restoreMemlock: (() => Promise<void>) | undefined;
     const onEvent = (ev: QmpEvent) => {
       // QEMU's own time of the stop (this host's wall clock), not when the event got here.
       if (ev.event === 'STOP' && stoppedAt === undefined) stoppedAt = eventTimeMs(ev) ?? Date.now();
@@ -256,6 +257,11 @@ export class OutgoingMigrations {
         ? { tlsCredsId: await addTlsCreds(qmp, this.qemuTlsDir, 'client'), tlsHostname: job.params['tls.destination'] ?? qemuInetHost(args.migrateUri) ?? args.migrateUri }
         : {};
       if (hasFlag(job.flags, 'RDMA_PIN_ALL')) await raiseMemlock(rt.qemu.pid, rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB, this.log);
+      if (hasFlag(job.flags, 'ZEROCOPY')) {
+        // As libvirt: the hard limit when the guest has one, else all its memory plus QEMU's own share.
+        const kib = rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB + MEMLOCK_OVERHEAD_KIB;
+        restoreMemlock = await raiseMemlockForZeroCopy(rt.qemu.pid, kib, '--zerocopy (ZEROCOPY)');
+      }
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       job.downtimeLimitMs = (await qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters'))['downtime-limit'] ?? DEFAULT_DOWNTIME_LIMIT_MS;
       const watch = new ConvergenceWatch(job.policy, { throttle: hasFlag(job.flags, 'AUTO_CONVERGE'), postcopy: hasFlag(job.flags, 'POSTCOPY') }, rt.liveDoc.def.memoryKiB * 1024);
@@ -275,8 +281,9 @@ export class OutgoingMigrations {
           nbd: args.nbd,
           ...(tls.tlsCredsId ? { tls: { credsId: tls.tlsCredsId, hostname: job.params['tls.destination'] ?? args.nbd.host ?? tls.tlsHostname } } : {}),
           ...(bw !== undefined ? { speedBytes: bw * MIB } : {}),
+          syncWrites: hasFlag(job.flags, 'NON_SHARED_SYNCHRONOUS_WRITES'),
         });
-        this.log(`copying ${job.storage.disks.length} disk(s) of '${d.name}' (${job.storage.sync}) before its memory`);
+        this.log(`copying ${job.storage.disks.length} disk(s) of '${d.name}' (${job.storage.sync}${hasFlag(job.flags, 'NON_SHARED_SYNCHRONOUS_WRITES') ? ', synchronous writes' : ''}) before its memory`);
         const mirrors = job.mirrors;
         await mirrors.waitReady({
           aborted: () => job.abortRequested || ioError,
@@ -352,6 +359,8 @@ export class OutgoingMigrations {
       await cancelMigration(qmp).catch(() => undefined);
       // The disk copies stop too; the source keeps running on its own images.
       await job.mirrors?.abort().catch(() => undefined);
+      // The guest stays here: its QEMU goes back to the locked-memory limit it had.
+      await restoreMemlock?.();
       throw err;
     } finally {
       qmp.off('event', onEvent);

@@ -95,7 +95,19 @@ export class DiskMirrors {
    */
   static async start(
     qmp: QmpClient,
-    opts: { disks: readonly StorageDiskInfo[]; sync: 'full' | 'top'; nbd: NbdTarget; tls?: { credsId: string; hostname: string }; speedBytes?: number },
+    opts: {
+      disks: readonly StorageDiskInfo[];
+      sync: 'full' | 'top';
+      nbd: NbdTarget;
+      tls?: { credsId: string; hostname: string };
+      speedBytes?: number;
+      /**
+       * NON_SHARED_SYNCHRONOUS_WRITES: QEMU's write-blocking copy mode, in which a guest write completes only
+       * once it is on the destination too, so the copy converges however fast the guest writes; the default
+       * (background) mode lets the guest write at full speed and copies dirty regions afterwards.
+       */
+      syncWrites?: boolean;
+    },
   ): Promise<DiskMirrors> {
     const server =
       opts.nbd.transport === 'unix'
@@ -124,6 +136,7 @@ export class DiskMirrors {
           target: targetNode(disk.target),
           sync: opts.sync,
           'auto-dismiss': false,
+          ...(opts.syncWrites ? { 'copy-mode': 'write-blocking' } : {}),
           ...(opts.speedBytes !== undefined ? { speed: opts.speedBytes } : {}),
         });
       }

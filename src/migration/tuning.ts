@@ -81,6 +81,9 @@ export function migrationSetup(flags: number, params: MigrationParams, side: 'so
     caps['postcopy-ram'] = true;
     if (source && params['bandwidth.postcopy'] !== undefined) p['max-postcopy-bandwidth'] = params['bandwidth.postcopy'] * MIB;
   }
+  // Zero-copy sending is the source's alone (the destination receives as usual). Set off otherwise: a QEMU
+  // that sent one migration with it keeps it, and QEMU refuses it next to a migration without multifd.
+  if (source) caps['zero-copy-send'] = hasFlag(flags, 'ZEROCOPY');
   // rdma-pin-all is only set when asked: QEMU builds without RDMA reject the capability name.
   if (hasFlag(flags, 'RDMA_PIN_ALL')) caps['rdma-pin-all'] = true;
   if (hasFlag(flags, 'TLS') && ctx.tlsCredsId) {

@@ -35,6 +35,7 @@ const CASES: Case[] = [
   ['known-params', ['LIVE'], { speed: 1 }, {}, 'invalid_arg', "unknown migration parameter 'speed'"],
   ['tunnelled-needs-p2p', ['LIVE', 'TUNNELLED'], {}, {}, 'invalid_arg', '--tunnelled (TUNNELLED) requires --p2p (PEER2PEER)'],
   ['storage-copy-exclusive', ['LIVE', 'NON_SHARED_DISK', 'NON_SHARED_INC'], {}, {}, 'invalid_arg', '--copy-storage-all (NON_SHARED_DISK) and --copy-storage-inc (NON_SHARED_INC) exclude each other'],
+  ['synchronous-writes-need-storage-copy', ['LIVE', 'NON_SHARED_SYNCHRONOUS_WRITES'], {}, {}, 'operation_unsupported', '--copy-storage-synchronous-writes (NON_SHARED_SYNCHRONOUS_WRITES) requires --copy-storage-all (NON_SHARED_DISK) or --copy-storage-inc (NON_SHARED_INC)'],
   ['offline-needs-persist', ['OFFLINE'], {}, {}, 'operation_invalid', '--offline (OFFLINE) requires --persistent (PERSIST_DEST)'],
   ['offline-excludes-storage-copy', ['OFFLINE', 'PERSIST_DEST', 'NON_SHARED_INC'], {}, {}, 'operation_invalid', '--offline (OFFLINE) excludes --copy-storage-inc (NON_SHARED_INC)'],
   ['offline-excludes-tunnelled', ['OFFLINE', 'PERSIST_DEST', 'PEER2PEER', 'TUNNELLED'], {}, {}, 'operation_invalid', '--offline (OFFLINE) excludes --tunnelled (TUNNELLED)'],
@@ -43,7 +44,12 @@ const CASES: Case[] = [
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'COMPRESSED', 'AUTO_CONVERGE'], {}, {}, 'invalid_arg', '--compressed (COMPRESSED) and --auto-converge (AUTO_CONVERGE)'],
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'PARALLEL'], {}, {}, 'invalid_arg', '--parallel (PARALLEL)'],
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'RDMA_PIN_ALL'], { migrate_uri: 'rdma://h' }, {}, 'invalid_arg', '--rdma-pin-all (RDMA_PIN_ALL)'],
+  ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'ZEROCOPY'], {}, {}, 'invalid_arg', '--zerocopy (ZEROCOPY)'],
   ['postcopy-needs-live', ['POSTCOPY'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) requires --live (LIVE)'],
+  ['zerocopy-needs-parallel', ['LIVE', 'ZEROCOPY'], {}, {}, 'operation_invalid', 'zero-copy is only available for parallel migration', '--zerocopy (ZEROCOPY) requires --parallel (PARALLEL)'],
+  ['zerocopy-excludes-transforms', ['LIVE', 'PARALLEL', 'ZEROCOPY', 'COMPRESSED'], { compression: ['zstd'] }, {}, 'operation_invalid', '--zerocopy (ZEROCOPY) cannot be used with --compressed (COMPRESSED)', 'non-compressed non-TLS'],
+  ['zerocopy-excludes-transforms', ['LIVE', 'PARALLEL', 'ZEROCOPY', 'TLS'], {}, {}, 'operation_invalid', '--zerocopy (ZEROCOPY) cannot be used with --tls (TLS)'],
+  ['zerocopy-excludes-transforms', ['LIVE', 'PARALLEL', 'ZEROCOPY', 'TLS', 'COMPRESSED'], { compression: ['zlib'] }, {}, 'operation_invalid', '--compressed (COMPRESSED) and --tls (TLS)'],
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'POSTCOPY'], {}, {}, 'invalid_arg', '--postcopy (POSTCOPY)'],
   ['postcopy-excludes-paused', ['LIVE', 'POSTCOPY', 'PAUSED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --suspend (PAUSED)'],
   ['postcopy-excludes-tunnelled', ['LIVE', 'POSTCOPY', 'PEER2PEER', 'TUNNELLED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --tunnelled (TUNNELLED)'],
@@ -109,7 +115,7 @@ describe('each rule refuses with its code and a sentence naming the flags', () =
 });
 
 describe('known-flags', () => {
-  it.each([[1 << 18], [0x80000000], [-1], [0.5]])('refuses flags word %s', (flags) => {
+  it.each([[1 << 19], [1 << 21], [0x80000000], [-1], [0.5]])('refuses flags word %s', (flags) => {
     const err = refusal(() => validateMigrationRequest({ flags, params: {} }));
     expect(err.code).toBe('invalid_arg');
     expect(err.message).toMatch(/migration flags/);
@@ -161,6 +167,10 @@ describe('accepted requests', () => {
     ['RDMA pinning', ['LIVE', 'RDMA_PIN_ALL'], { migrate_uri: 'rdma://10.0.0.2:4444' }, LATER],
     ['tunnelled storage copy', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_INC'], { migrate_disks: ['vda'] }, {}],
     ['memory over a unix socket', ['LIVE'], { migrate_uri: 'unix:///run/ferry/m.sock' }, {}],
+    ['storage copy with synchronous writes', ['LIVE', 'PEER2PEER', 'NON_SHARED_DISK', 'NON_SHARED_SYNCHRONOUS_WRITES'], {}, {}],
+    ['incremental tunnelled storage copy with synchronous writes', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_INC', 'NON_SHARED_SYNCHRONOUS_WRITES'], {}, {}],
+    ['parallel zero-copy', ['LIVE', 'PARALLEL', 'ZEROCOPY'], { 'parallel.connections': 4 }, {}],
+    ['parallel zero-copy with auto-converge and post-copy', ['LIVE', 'PARALLEL', 'ZEROCOPY', 'AUTO_CONVERGE', 'POSTCOPY'], {}, {}],
   ])('%s', (_title, flags, params, options) => {
     const out = validate(flags, params, {}, options);
     expect(out.flags).toBe(flagsFromNames(flags));

@@ -33,9 +33,11 @@ const LIBVIRT_FLAGS: Array<[string, number, string]> = [
   ['POSTCOPY', 32768, '--postcopy'],
   ['TLS', 65536, '--tls'],
   ['PARALLEL', 131072, '--parallel'],
+  ['NON_SHARED_SYNCHRONOUS_WRITES', 262144, '--copy-storage-synchronous-writes'],
+  ['ZEROCOPY', 1048576, '--zerocopy'],
 ];
 
-const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED', 'NON_SHARED_DISK', 'NON_SHARED_INC'];
+const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED', 'NON_SHARED_DISK', 'NON_SHARED_INC', 'NON_SHARED_SYNCHRONOUS_WRITES', 'ZEROCOPY'];
 
 /** libvirt's typed parameters: field, constant, type and virsh option. */
 const LIBVIRT_PARAMS: Array<[string, string, string, string]> = [
@@ -89,8 +91,8 @@ describe('flag table', () => {
     expect(MIGRATION_FLAGS.filter((f) => f.availability === 'supported').map((f) => f.name).sort()).toEqual([...SUPPORTED].sort());
   });
 
-  it('KNOWN_FLAG_BITS covers bits 0 to 17', () => {
-    expect(KNOWN_FLAG_BITS).toBe(2 ** 18 - 1);
+  it('KNOWN_FLAG_BITS covers bits 0 to 18 and 20 (19, POSTCOPY_RESUME, is not in the table)', () => {
+    expect(KNOWN_FLAG_BITS).toBe((2 ** 19 - 1) | 2 ** 20);
   });
 });
 
@@ -114,13 +116,14 @@ describe('flag helpers', () => {
   });
 
   it.each([
-    ['bit 18 (libvirt NON_SHARED_SYNCHRONOUS_WRITES, unknown to Ferry)', 1 << 18, '0x40000'],
+    ['bit 19 (libvirt POSTCOPY_RESUME, unknown to Ferry)', 1 << 19, '0x80000'],
     ['bit 31', 0x80000000, '0x80000000'],
-    ['a known and an unknown bit', 1 | (1 << 20), '0x100000'],
+    ['a known and an unknown bit', 1 | (1 << 21), '0x200000'],
   ])('namesFromFlags refuses %s', (_title, value, hex) => {
     const err = refusal(() => namesFromFlags(value));
     expect(err.code).toBe('invalid_arg');
     expect(err.message).toContain(hex);
+    expect(err.message).toContain('Ferry knows bits 0 to 18 and 20');
   });
 
   it.each([[-1], [1.5], [2 ** 32], [Number.NaN]])('namesFromFlags refuses %s as a flags word', (value) => {
