@@ -172,9 +172,9 @@ function expectProgressDone(r: VirshResult): void {
 }
 
 /** Runs test/support/libvirt_migrate.py with Debian's /usr/bin/python3 on `from`; its JSON on stdout. */
-function pythonMigrate(from: TestHost, to: TestHost, name: string, bandwidth: number): Promise<{ code: number; stdout: string; stderr: string; json: any }> {
+function pythonMigrate(from: TestHost, to: TestHost, name: string, bandwidth: number, api: 'p2p-params' | 'managed-v3' = 'p2p-params'): Promise<{ code: number; stdout: string; stderr: string; json: any }> {
   const script = join(REPO_ROOT, 'test', 'support', 'libvirt_migrate.py');
-  const cmd = inNetns(from.ns, ['/usr/bin/python3', script, from.uri, to.uri, name, String(bandwidth)]);
+  const cmd = inNetns(from.ns, ['/usr/bin/python3', script, from.uri, to.uri, name, String(bandwidth), api]);
   const env = libvirtClientEnv();
   for (const k of Object.keys(env)) if (k.startsWith('PYTHON')) delete env[k];
   return new Promise((res, rej) => {
@@ -261,6 +261,15 @@ describe('virsh migrate, the guest going back and forth between two ferryd hosts
     for (const key of ['memory_total', 'memory_processed', 'data_total', 'data_processed']) {
       expect(s[key], `completed job stats ${key}: ${JSON.stringify(s)}`).toBeGreaterThan(0);
     }
+  });
+
+  it('python3-libvirt, the older API: dom.migrate(dconn, LIVE, None, None, 50) drives the v3 procedures without typed parameters', async () => {
+    const where = await locate();
+    const r = await pythonMigrate(where.from, where.to, G, 50, 'managed-v3');
+    expect(r.json, `libvirt_migrate.py\n${output(r)}`).toBeDefined();
+    expect(r.json.error, `libvirt_migrate.py\n${output(r)}`).toBeUndefined();
+    await expectMigrated(r, G, where);
+    expect(r.json.state).toBe((r.json.constants as Record<string, number>).VIR_DOMAIN_RUNNING);
   });
 
   // postcopy-needs-live (src/flags/rules.ts): libvirt refuses it too, with VIR_ERR_ARGUMENT_UNSUPPORTED.

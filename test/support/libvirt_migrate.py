@@ -2,11 +2,13 @@
 """Live-migrates a domain the way a python3-libvirt program does, for the
 end-to-end tests (test/e2e/libvirt-migrate.test.ts).
 
-    /usr/bin/python3 libvirt_migrate.py SOURCE_URI DEST_URI NAME [BANDWIDTH_MIB_S]
+    /usr/bin/python3 libvirt_migrate.py SOURCE_URI DEST_URI NAME [BANDWIDTH_MIB_S [API]]
 
 Opens SOURCE_URI, looks NAME up, calls dom.migrateToURI3(DEST_URI, params,
 VIR_MIGRATE_LIVE | VIR_MIGRATE_PEER2PEER) with VIR_MIGRATE_PARAM_BANDWIDTH,
-then opens DEST_URI and prints one JSON object on stdout: the destination
+or with API `managed-v3` the older virDomainMigrate(dconn, VIR_MIGRATE_LIVE,
+None, None, BANDWIDTH) that libvirt drives with the v3 procedures without
+typed parameters, then opens DEST_URI and prints one JSON object on stdout: the destination
 domain's state and reason, whether it is persistent, its completed job
 statistics (dom.jobStats(VIR_DOMAIN_JOB_STATS_COMPLETED)), and the binding's
 values of the constants to compare them with. A libvirt error
@@ -21,18 +23,24 @@ import libvirt
 
 
 def main(argv):
-    if len(argv) not in (4, 5):
+    if len(argv) not in (4, 5, 6):
         print(__doc__, file=sys.stderr)
         return 2
     src_uri, dst_uri, name = argv[1], argv[2], argv[3]
-    bandwidth = int(argv[4]) if len(argv) == 5 else 100
+    bandwidth = int(argv[4]) if len(argv) >= 5 else 100
+    api = argv[5] if len(argv) == 6 else "p2p-params"
     # libvirt prints every error on stderr itself unless told otherwise: the JSON says it once.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         src = libvirt.open(src_uri)
         dom = src.lookupByName(name)
-        params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth}
-        dom.migrateToURI3(dst_uri, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+        if api == "managed-v3":
+            dconn = libvirt.open(dst_uri)
+            dom.migrate(dconn, libvirt.VIR_MIGRATE_LIVE, None, None, bandwidth)
+            dconn.close()
+        else:
+            params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth}
+            dom.migrateToURI3(dst_uri, params, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
         src.close()
 
         dst = libvirt.open(dst_uri)

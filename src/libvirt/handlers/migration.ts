@@ -57,7 +57,7 @@ export function migrationHandlers(m: Migrations, hostName: string): ProcedureHan
     return { prepared, sourceJobId: begin.cookie.jobId };
   };
 
-  return {
+  const v3: ProcedureHandlers = {
     DOMAIN_MIGRATE_BEGIN3_PARAMS: async (a, { conn }) => {
       const begin = await m.outgoing.begin(lookupKey(a.dom), request(a.flags, a.params), conn.closedSignal);
       return { cookieOut: writeCookie('begin', { cookie: begin.cookie }), xml: begin.xml };
@@ -135,6 +135,29 @@ export function migrationHandlers(m: Migrations, hostName: string): ProcedureHan
       return {};
     },
   };
+  // The same phases for clients of virDomainMigrate / virDomainMigrateToURI2 (v3 without typed parameters):
+  // their fixed fields become the typed parameters they stand for.
+  const h = v3 as Required<Pick<ProcedureHandlers, 'DOMAIN_MIGRATE_BEGIN3_PARAMS' | 'DOMAIN_MIGRATE_PREPARE3_PARAMS' | 'DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS' | 'DOMAIN_MIGRATE_PERFORM3_PARAMS' | 'DOMAIN_MIGRATE_FINISH3_PARAMS' | 'DOMAIN_MIGRATE_CONFIRM3_PARAMS'>>;
+  return {
+    ...v3,
+    DOMAIN_MIGRATE_BEGIN3: (a, call) => h.DOMAIN_MIGRATE_BEGIN3_PARAMS({ dom: a.dom, params: legacyParams({ destination_xml: a.xmlin, destination_name: a.dname, bandwidth: a.resource }), flags: a.flags }, call),
+    DOMAIN_MIGRATE_PREPARE3: (a, call) => h.DOMAIN_MIGRATE_PREPARE3_PARAMS({ cookieIn: a.cookieIn, params: legacyParams({ destination_xml: a.domXml, destination_name: a.dname, bandwidth: a.resource, migrate_uri: a.uriIn }), flags: a.flags }, call),
+    DOMAIN_MIGRATE_PREPARE_TUNNEL3: (a, call) => h.DOMAIN_MIGRATE_PREPARE_TUNNEL3_PARAMS({ cookieIn: a.cookieIn, params: legacyParams({ destination_xml: a.domXml, destination_name: a.dname, bandwidth: a.resource }), flags: a.flags }, call),
+    DOMAIN_MIGRATE_PERFORM3: (a, call) => h.DOMAIN_MIGRATE_PERFORM3_PARAMS({ dom: a.dom, dconnuri: a.dconnuri, cookieIn: a.cookieIn, params: legacyParams({ destination_xml: a.xmlin, destination_name: a.dname, bandwidth: a.resource, migrate_uri: a.uri }), flags: a.flags }, call),
+    DOMAIN_MIGRATE_FINISH3: (a, call) => h.DOMAIN_MIGRATE_FINISH3_PARAMS({ cookieIn: a.cookieIn, params: legacyParams({ destination_name: a.dname, migrate_uri: a.uri }), flags: a.flags, cancelled: a.cancelled }, call),
+    DOMAIN_MIGRATE_CONFIRM3: (a, call) => h.DOMAIN_MIGRATE_CONFIRM3_PARAMS({ dom: a.dom, params: [], cookieIn: a.cookieIn, flags: a.flags, cancelled: a.cancelled }, call),
+  };
+}
+
+/** The fixed fields of the v3 procedures without typed parameters, as the typed parameters they stand for (absent, empty and 0 mean unset). */
+function legacyParams(fields: { destination_xml?: string | null; destination_name?: string | null; migrate_uri?: string | null; bandwidth?: number }): TypedParam[] {
+  const out: TypedParam[] = [];
+  for (const key of ['destination_xml', 'destination_name', 'migrate_uri'] as const) {
+    const v = fields[key];
+    if (typeof v === 'string' && v !== '') out.push({ field: key, value: { type: 'string', value: v } });
+  }
+  if (fields.bandwidth) out.push({ field: 'bandwidth', value: { type: 'ullong', value: fields.bandwidth } });
+  return out;
 }
 
 /**
