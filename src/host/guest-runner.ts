@@ -13,6 +13,9 @@ import {
   QemuProcess,
   isProcessAlive,
   buildQemuCommand,
+  resolveQemuBinary,
+  checkGuestCpu,
+  cpuModeNote,
   readAllStatusFiles,
   removeStatusFile,
   statusFilePath,
@@ -84,6 +87,10 @@ export class GuestRunner {
    */
   async launch(d: HostedDomain, liveDoc: DomainDocument, opts: { paused: boolean; incoming?: boolean }): Promise<DomainRuntime> {
     const def = liveDoc.def;
+    // Before anything changes: a CPU this host cannot provide is refused with libvirt's error, not found out from QEMU's log.
+    await checkGuestCpu(def, this.accel, resolveQemuBinary(def.emulator));
+    const note = cpuModeNote(def, this.accel);
+    if (note !== undefined) this.log(`domain '${def.name}': ${note}`);
     const serialLog = this.serialLogPath(def.name);
     await writeFile(serialLog, '', { flag: 'a', mode: 0o600 });
     await truncate(serialLog, 0);

@@ -16,13 +16,14 @@ import { listenForProbe } from './bandwidth-probe.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
-import type { QmpClient } from '../qemu/index.js';
+import { checkGuestCpu, hostCpuFeatures, hostPassthroughRefusal, probeCpuCapabilities, resolveQemuBinary, type QmpClient } from '../qemu/index.js';
+import type { DomainDef } from '../domain/index.js';
 import { admitBetweenHosts } from './admission.js';
 import { raiseMemlock } from './memlock.js';
 import { migrationSetup } from './tuning.js';
 import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
-import { requireKnownCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phase-messages.js';
+import { requireKnownCookie, type MigrationCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phase-messages.js';
 import { DEFAULT_MIGRATION_PORTS, PortReservations } from './ports.js';
 import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
@@ -96,6 +97,8 @@ export class IncomingMigrations {
     if (doc.def.uuid !== args.cookie.domain.uuid) {
       throw new FerryError('invalid_arg', `the destination XML has uuid ${doc.def.uuid}, but the migrating domain is ${args.cookie.domain.uuid}`);
     }
+    // Before this host changes anything: can it give the guest its CPU?
+    if (!hasFlag(args.flags, 'OFFLINE')) await this.checkGuestCpuHere(doc.def, args.cookie, request.flags);
     const persistentXml = args.cookie.persistentXml !== undefined && typeof dname === 'string' ? DomainDocument.parse(args.cookie.persistentXml).withName(dname).toXml() : args.cookie.persistentXml;
     if (persistentXml !== undefined) DomainDocument.parse(persistentXml);
 
@@ -261,6 +264,33 @@ export class IncomingMigrations {
     const path = channel === 'nbd' ? job.nbdTunnelPath : job.tunnelPath;
     if (job.state !== 'prepared' || !path) throw new FerryError('operation_invalid', `incoming migration job ${jobId} is not waiting for a ${channel === 'nbd' ? 'disk ' : ''}tunnel`);
     return path;
+  }
+
+  /**
+   * prepare's CPU check, made before this host changes anything (no domain
+   * adopted, no image created, no QEMU started): this host's QEMU must
+   * provide the guest's CPU model and required features (libvirt's
+   * "guest CPU doesn't match specification: missing features: ...",
+   * `operation_failed`), and a host-passthrough guest may only come from a
+   * host whose CPU looks the same unless the request is UNSAFE. The source's
+   * host CPU travels as `hostCpu` (sorted feature names, see
+   * `hostCpuFeatures`) in the cookie; a source that sends none cannot be
+   * compared, and the migration goes ahead as libvirt's would.
+   */
+  private async checkGuestCpuHere(def: DomainDef, cookie: MigrationCookie, flags: number): Promise<void> {
+    const me = this.host.config.identity.hostName;
+    const accel = this.host.config.accel;
+    const binary = resolveQemuBinary(def.emulator);
+    await checkGuestCpu(def, accel, binary, `on ${me}`);
+    if (def.cpu?.mode !== 'host-passthrough') return;
+    const sourceCpu = (cookie as { hostCpu?: unknown }).hostCpu;
+    if (!Array.isArray(sourceCpu) || !sourceCpu.every((x) => typeof x === 'string')) {
+      this.log(`incoming host-passthrough guest '${def.name}': the source sent no description of its CPU, so it cannot be compared with this host's`);
+      return;
+    }
+    const mine = hostCpuFeatures(await probeCpuCapabilities(binary, accel));
+    const refusal = hostPassthroughRefusal(def.name, sourceCpu as string[], mine, hasFlag(flags, 'UNSAFE'), `to ${me}`);
+    if (refusal !== undefined) throw refusal;
   }
 
   /** Starts the destination QEMU's NBD server for a storage copy (see {@link startNbdServer}) and records it in the job. */
