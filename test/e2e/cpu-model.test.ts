@@ -8,6 +8,8 @@
  *   policy='require' name='sse4.2'/></cpu>` starts (QEMU runs with `-cpu
  *   qemu64,+sse4.2`), dumps its `<cpu>` back unchanged and migrates to B
  *   with its heartbeat carrying on at the source's last count + 1;
+ * - a host-passthrough guest runs as `-cpu max` under TCG, ferryd's log
+ *   says so, and it migrates between these two hosts (one machine);
  * - a guest asking for a model TCG lacks features for (`match='exact'`), or
  *   for a required feature TCG lacks, is defined but refused at start with
  *   libvirt's "guest CPU doesn't match specification: missing features:
@@ -117,6 +119,22 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
     const stB = statusOf(B.d.runDir, name)!;
     const argvB = qemuArgv(stB.pid);
     expect(argvB[argvB.indexOf('-cpu') + 1]).toBe('qemu64,+sse4.2');
+    expectOk(await B.ferry(['destroy', name]), 'destroy on B');
+    expectOk(await B.ferry(['undefine', name]), 'undefine on B');
+  });
+
+  it("host-passthrough under TCG runs as -cpu max, ferryd says so, and migrates between these hosts (same machine, same QEMU)", async () => {
+    const name = 'cpu-passthrough';
+    const cpu = "<cpu mode='host-passthrough' migratable='on'/>";
+    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, randomUUID(), cpu))]), 'define');
+    expectOk(await A.ferry(['start', name]), 'start');
+    await waitHeartbeats(hb(A), name);
+    const argv = qemuArgv(statusOf(A.d.runDir, name)!.pid);
+    expect(argv[argv.indexOf('-cpu') + 1]).toBe('max');
+    expect(A.d.stderr()).toContain(`domain '${name}': <cpu mode='host-passthrough'> runs as QEMU's 'max' CPU`);
+    expectOk(await A.ferry(['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, B.tcpUri], { json: true, timeoutMs: 90_000 }), 'migrate A -> B');
+    await expectContinuity(name, hb(A), hb(B));
+    expect((await B.ferry(['dumpxml', name])).stdout).toContain(cpu);
     expectOk(await B.ferry(['destroy', name]), 'destroy on B');
     expectOk(await B.ferry(['undefine', name]), 'undefine on B');
   });
