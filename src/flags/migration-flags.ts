@@ -325,8 +325,10 @@ export const MIGRATION_FLAGS = [
       "MSG_ZEROCOPY) instead of copying each page into a socket buffer first, to spend less CPU per byte sent. The " +
       'kernel pins the pages queued for sending, which counts against the locked-memory limit: the source QEMU\'s ' +
       'limit (RLIMIT_MEMLOCK) is raised for the migration to the memory hard limit (`<memtune><hard_limit>`) or, ' +
-      'without one, to the guest memory plus 1 GiB, as libvirt does, and put back afterwards; where the host does ' +
-      'not allow raising it the migration is refused before it starts. Requires PARALLEL; refused with COMPRESSED ' +
+      'without one, to the guest memory plus 1 GiB, as libvirt does, and put back if the migration fails; where the host does ' +
+      'not allow raising it the migration is refused before it starts, unless QEMU holds CAP_IPC_LOCK (the kernel ' +
+      'does not count its pinned pages against the limit, so that is logged and the migration goes on). Requires ' +
+      'PARALLEL; refused with COMPRESSED ' +
       'and with TLS (pages that must be compressed or encrypted are copied anyway), and with OFFLINE. Only the ' +
       'sending side changes. If QEMU or the kernel cannot send this way, the migration fails with their reason and ' +
       'the guest stays on the source.',

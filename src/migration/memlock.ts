@@ -46,6 +46,21 @@ function prlimitReason(err: unknown): string {
   return (e.stderr ?? e.message).trim();
 }
 
+/** CAP_IPC_LOCK's bit in a capability set. */
+const CAP_IPC_LOCK = 14n;
+
+/**
+ * Whether `pid` holds CAP_IPC_LOCK in its effective set (/proc/PID/status
+ * CapEff). The kernel does not count pages that MSG_ZEROCOPY pins against
+ * RLIMIT_MEMLOCK for such a process (`mm_account_pinned_pages`), so its
+ * limit does not matter for zero-copy sending.
+ */
+export async function hasIpcLock(pid: number): Promise<boolean> {
+  const text = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const m = text.match(/^CapEff:\s*([0-9a-f]+)/im);
+  return m !== null && ((BigInt(`0x${m[1]!}`) >> CAP_IPC_LOCK) & 1n) === 1n;
+}
+
 /** Whether `limit` already allows locking `bytes`. */
 const covers = (limit: MemlockBytes, bytes: number): boolean => limit === 'unlimited' || limit >= bytes;
 
@@ -71,11 +86,14 @@ export async function raiseMemlock(pid: number, kib: number, log: (msg: string) 
  * the previous limits back once the migration has failed (a source that
  * migrated away stops anyway). Unlike RDMA's, a limit that cannot be raised
  * refuses the migration before its stream starts: zero-copy sending would
- * otherwise fail part-way, or pin memory the host has not allowed.
+ * otherwise fail part-way, or pin memory the host has not allowed. The
+ * exception is a QEMU holding CAP_IPC_LOCK (QEMU run as root), for which
+ * the kernel does not apply the limit to pinned pages: that is logged and
+ * the migration goes on.
  *
  * @throws FerryError `operation_failed` naming the limit wanted and the host's reason.
  */
-export async function raiseMemlockForZeroCopy(pid: number, kib: number, flag: string): Promise<() => Promise<void>> {
+export async function raiseMemlockForZeroCopy(pid: number, kib: number, flag: string, log: (msg: string) => void): Promise<() => Promise<void>> {
   const bytes = kib * 1024;
   const before = await readMemlock(pid);
   if (before && covers(before.soft, bytes) && covers(before.hard, bytes)) return async () => undefined;
@@ -86,6 +104,13 @@ export async function raiseMemlockForZeroCopy(pid: number, kib: number, flag: st
   try {
     await setMemlock(pid, wanted);
   } catch (err) {
+    if (await hasIpcLock(pid)) {
+      log(
+        `cannot raise the locked-memory limit of QEMU (pid ${pid}) to ${kib} KiB for ${flag} (${prlimitReason(err)}); ` +
+          'going on: QEMU holds CAP_IPC_LOCK, so the kernel does not count the pages zero-copy pins against that limit',
+      );
+      return async () => undefined;
+    }
     throw new FerryError(
       'operation_failed',
       `cannot raise the locked-memory limit (RLIMIT_MEMLOCK) of QEMU (pid ${pid}) to ${kib} KiB for ${flag}: ${prlimitReason(err)}. ` +

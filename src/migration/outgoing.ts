@@ -260,7 +260,7 @@ export class OutgoingMigrations {
       if (hasFlag(job.flags, 'ZEROCOPY')) {
         // As libvirt: the hard limit when the guest has one, else all its memory plus QEMU's own share.
         const kib = rt.liveDoc.def.hardLimitKiB ?? rt.liveDoc.def.memoryKiB + MEMLOCK_OVERHEAD_KIB;
-        restoreMemlock = await raiseMemlockForZeroCopy(rt.qemu.pid, kib, '--zerocopy (ZEROCOPY)');
+        restoreMemlock = await raiseMemlockForZeroCopy(rt.qemu.pid, kib, '--zerocopy (ZEROCOPY)', this.log);
       }
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       job.downtimeLimitMs = (await qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters'))['downtime-limit'] ?? DEFAULT_DOWNTIME_LIMIT_MS;

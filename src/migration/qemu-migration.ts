@@ -8,11 +8,18 @@ import type { QmpClient, QmpEvent } from '../qemu/index.js';
 import type { QemuMigrateInfo } from '../host/job-stats.js';
 import type { QemuMigrationSetup } from './tuning.js';
 
-/** Applies one side's capabilities and parameters (see tuning.ts) before the stream starts. */
+/**
+ * Applies one side's capabilities and parameters (see tuning.ts) before the
+ * stream starts. `zero-copy-send` is switched on last, after the
+ * parameters: QEMU checks it against the compression and TLS parameters
+ * already in place, which may still be a previous migration's.
+ */
 export async function prepareQemuForMigration(qmp: QmpClient, setup: QemuMigrationSetup): Promise<void> {
-  const capabilities = Object.entries(setup.capabilities).map(([capability, state]) => ({ capability, state }));
+  const zeroCopy = setup.capabilities['zero-copy-send'] === true;
+  const capabilities = Object.entries(setup.capabilities).map(([capability, state]) => ({ capability, state: capability === 'zero-copy-send' ? false : state }));
   await qmp.execute('migrate-set-capabilities', { capabilities });
   if (Object.keys(setup.parameters).length) await qmp.execute('migrate-set-parameters', setup.parameters);
+  if (zeroCopy) await qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'zero-copy-send', state: true }] });
 }
 
 /**
