@@ -246,6 +246,13 @@ describe('virsh migrate, the guest going back and forth between two ferryd hosts
     expect(log).not.toMatch(new RegExp(`incoming migration of '${G}' .*listening on`));
   });
 
+  it('zero-copy: virsh migrate --live --p2p --parallel --zerocopy --verbose (flag bit 20 passed through)', async () => {
+    const where = await locate();
+    const r = await virshMigrate(where.from, where.to, ['--live', '--p2p', '--parallel', '--zerocopy', '--verbose']);
+    await expectMigrated(r, G, where);
+    expectProgressDone(r);
+  });
+
   it('python3-libvirt: migrateToURI3(dest, {bandwidth: 100}, LIVE | PEER2PEER), then the completed job statistics on the destination', async () => {
     const where = await locate();
     const r = await pythonMigrate(where.from, where.to, G, 100);
@@ -333,7 +340,7 @@ describe('virsh migrate --offline', () => {
 });
 
 describe('virsh migrate --copy-storage-all', () => {
-  it('a guest with a qcow2 disk: B creates the image named by --xml and receives its contents; the guest carries on', async () => {
+  it('a guest with a qcow2 disk, with --copy-storage-synchronous-writes: B creates the image named by --xml and receives its contents; the guest carries on', async () => {
     const name = 'lvm-disk';
     const uuid = randomUUID();
     const cmdline = 'ws=16 rate=2 hb=200';
@@ -355,7 +362,8 @@ describe('virsh migrate --copy-storage-all', () => {
     // Like ferry migrate (and unlike libvirt without a storage pool), the destination creates the missing image itself.
     expect(existsSync(imgB)).toBe(false);
 
-    const r = await virshMigrate(A, B, ['--live', '--copy-storage-all', '--verbose', '--xml', destXml], name);
+    const logFrom = A.d.stderr().length;
+    const r = await virshMigrate(A, B, ['--live', '--copy-storage-all', '--copy-storage-synchronous-writes', '--verbose', '--xml', destXml], name);
     await expectMigrated(r, name, where);
     expectProgressDone(r);
     const info = JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', imgB], { encoding: 'utf8' })) as { format: string; 'virtual-size': number };
@@ -363,6 +371,8 @@ describe('virsh migrate --copy-storage-all', () => {
     expect(info['virtual-size']).toBe(32 * 1024 * 1024);
     // The guest writes nothing to its disk: B's image holds what A's did.
     expect(execFileSync('qemu-img', ['compare', '-U', imgA, imgB], { encoding: 'utf8' }).trim()).toBe('Images are identical.');
+    // Bit 18 came through libvirt's protocol: the mirror ran in write-blocking mode.
+    expect(A.d.stderr().slice(logFrom)).toMatch(new RegExp(`copying 1 disk\\(s\\) of '${name}' \\(full, synchronous writes\\)`));
     const domblk = await vshOk(B, ['domblklist', name]);
     expect(domblk.stdout).toContain(imgB);
     await native(B, ['destroy', name]);
