@@ -66,7 +66,14 @@
  * memory bytes, and total = disk + memory (libvirt's own "Data processed"
  * counts memory only; it is kept in the JSON).
  *
- *   flock /tmp/ferry-bench.lock npx tsx bench/storage-compare.ts [--runs 3] [--disk-mib 256] [--disk-rate 400] [--rate 0] [--memory-mib 257] [--contenders raw,ferry,libvirt]
+ * `--sync-writes` runs every contender with synchronous disk writes
+ * (NON_SHARED_SYNCHRONOUS_WRITES): `--copy-storage-synchronous-writes` for
+ * Ferry and virsh, `copy-mode: write-blocking` on the raw mirror. The
+ * default mode against synchronous writes with a writer faster than a
+ * shaped link is test/e2e/storage-sync.test.ts (figures in
+ * docs/performance.md).
+ *
+ *   flock /tmp/ferry-bench.lock npx tsx bench/storage-compare.ts [--runs 3] [--disk-mib 256] [--disk-rate 400] [--rate 0] [--memory-mib 257] [--contenders raw,ferry,libvirt] [--sync-writes]
  *
  * Needs root, `npm run build` and `make -C guest`; starts and stops the
  * libvirt hosts itself (bench/libvirt/hosts.sh, which installs libvirt when
@@ -88,6 +95,7 @@ import { startFerryd, type Ferryd } from './ferryd.js';
 import {
   CLI,
   ROOT,
+  argFlag,
   argInt,
   argValue,
   fmtSummary,
@@ -119,6 +127,9 @@ const WS_MIB = Math.min(200, MEMORY_MIB - 40);
 const RATE = wholeNumber('rate', 0);
 /** Disk writer, sectors/s (0: off). */
 const DISK_RATE = wholeNumber('disk-rate', 400);
+/** Synchronous disk writes (write-blocking mirrors) for every contender. */
+const SYNC_WRITES = argFlag('sync-writes');
+const SYNC_ARGS = SYNC_WRITES ? ['--copy-storage-synchronous-writes'] : [];
 const HB_MS = 250;
 const WARM_HEARTBEATS = 4;
 /** Heartbeats the destination must show after the resume. */
@@ -465,7 +476,7 @@ runMain(async () => {
         MIGRATION_TIMEOUT_MS,
       );
       r.mirrorStartMs = Date.now() - t0;
-      await src.qmp.execute('blockdev-mirror', { 'job-id': MIRROR_JOB, device: NODE, target: NBD_NODE, sync: 'full', 'auto-dismiss': false });
+      await src.qmp.execute('blockdev-mirror', { 'job-id': MIRROR_JOB, device: NODE, target: NBD_NODE, sync: 'full', 'auto-dismiss': false, ...(SYNC_WRITES ? { 'copy-mode': 'write-blocking' } : {}) });
       const readyEv = await ready.promise;
       r.readyMs = eventMs(readyEv) - t0;
       r.diskBytesAtReady = Number(readyEv.data.len);
@@ -554,7 +565,7 @@ runMain(async () => {
       })();
       const logLen = read(fd[0].logPath).length;
       const t0 = Date.now();
-      const m = await ferry(0, fd[0], ['--json', 'migrate', '--live', '--p2p', '--copy-storage-all', '--suspend', '--xml', xmlB, name, FERRY_URI[1]!], MIGRATION_TIMEOUT_MS);
+      const m = await ferry(0, fd[0], ['--json', 'migrate', '--live', '--p2p', '--copy-storage-all', ...SYNC_ARGS, '--suspend', '--xml', xmlB, name, FERRY_URI[1]!], MIGRATION_TIMEOUT_MS);
       polling = false;
       await poller;
       r.wallMs = m.ms;
@@ -615,7 +626,7 @@ runMain(async () => {
       // Let it register its callback (it prints nothing until an event comes).
       await sleep(1000);
       const t0 = Date.now();
-      const m = await virsh(0, ['migrate', '--live', '--p2p', '--copy-storage-all', '--suspend', '--xml', xmlB, name, LV_URI[1]!], MIGRATION_TIMEOUT_MS);
+      const m = await virsh(0, ['migrate', '--live', '--p2p', '--copy-storage-all', ...SYNC_ARGS, '--suspend', '--xml', xmlB, name, LV_URI[1]!], MIGRATION_TIMEOUT_MS);
       r.wallMs = m.ms;
       const ev = await watcher.stop();
       watcher = undefined;
@@ -747,16 +758,16 @@ runMain(async () => {
   const load = (l: number[]) => l.map((x) => x.toFixed(1)).join(', ');
   const header =
     `## Storage copy: raw QEMU NBD mirror, Ferry and libvirt 9.0 (${RUNS} runs each, alternated; ${DISK_MIB} MiB raw image of random data, ` +
-    `guest ${MEMORY_MIB} MiB, ws=${WS_MIB} MiB, rate=${RATE}, disk writer ${DISK_RATE} sectors/s; two network namespaces (veth); medians (min-max) of OK runs; MB = 10^6 bytes)`;
+    `guest ${MEMORY_MIB} MiB, ws=${WS_MIB} MiB, rate=${RATE}, disk writer ${DISK_RATE} sectors/s${SYNC_WRITES ? ', synchronous writes (write-blocking mirrors)' : ''}; two network namespaces (veth); medians (min-max) of OK runs; MB = 10^6 bytes)`;
   process.stdout.write(
     `${header}\n\n${table}\n\n### Ratios\n\n${ratioTable}\n\n### Every run\n\n${runsTable}\n\n` +
       `(${results.length} migrations in ${elapsedS.toFixed(0)} s; load average ${load(loadStart)} at the start, ${load(loadEnd)} at the end, on ${os.cpus().length} CPUs)\n`,
   );
-  const file = writeResults('storage-compare', {
+  const file = writeResults(SYNC_WRITES ? 'storage-compare-sync' : 'storage-compare', {
     benchmark: 'storage-compare',
     date: new Date().toISOString(),
     machine: machineInfo(),
-    settings: { runs: RUNS, contenders: CONTENDERS, diskMiB: DISK_MIB, memoryMiB: MEMORY_MIB, wsMiB: WS_MIB, rate: RATE, diskRate: DISK_RATE, hbMs: HB_MS },
+    settings: { runs: RUNS, contenders: CONTENDERS, syncWrites: SYNC_WRITES, diskMiB: DISK_MIB, memoryMiB: MEMORY_MIB, wsMiB: WS_MIB, rate: RATE, diskRate: DISK_RATE, hbMs: HB_MS },
     summaries: CONTENDERS.map((c) => ({ contender: c, ok: okOf(c).length, ...Object.fromEntries(Object.entries(figures).map(([k, f]) => [k, sum(c, f)])) })),
     ratios: Object.fromEntries(ratioRows.map(([label, fr, fl, lr]) => [label, { ferryToRaw: fr, ferryToLibvirt: fl, libvirtToRaw: lr }])),
     results,
