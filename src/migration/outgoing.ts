@@ -13,7 +13,7 @@ import { hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../f
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import { statsFromQemu, type JobStats, type QemuMigrateInfo } from '../host/job-stats.js';
-import { eventTimeMs, type QmpClient, type QmpEvent } from '../qemu/index.js';
+import { eventTimeMs, hostCpuFeatures, probeCpuCapabilities, resolveQemuBinary, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import { admitOnSource } from './admission.js';
 import { OutgoingJobControl, UNLIMITED_SPEED_MIB } from './job-control.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phase-messages.js';
@@ -192,6 +192,9 @@ export class OutgoingMigrations {
       await this.note(job, 'begun', 'fatal');
       await holdPoint(this.host.config.runDir, 'source-begun', this.log);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
+      // A host-passthrough guest sees this host's CPU: the destination compares its own with it.
+      const liveDef = d.runtime?.liveDoc.def;
+      const hostCpu = liveDef?.cpu?.mode === 'host-passthrough' && d.runtime ? hostCpuFeatures(await probeCpuCapabilities(resolveQemuBinary(liveDef.emulator), d.runtime.accel)) : undefined;
       return {
         jobId: job.id,
         xml,
@@ -203,6 +206,7 @@ export class OutgoingMigrations {
           ...(persistentXml !== undefined ? { persistentXml } : {}),
           wasRunning: job.wasRunning,
           ...(storage ? { storage } : {}),
+          ...(hostCpu ? { hostCpu } : {}),
         },
       };
     } catch (err) {

@@ -49,6 +49,8 @@ export interface MigrationCookie {
   wasRunning: boolean;
   /** NON_SHARED_DISK / NON_SHARED_INC: the disks the source will copy, as the destination must prepare them. */
   storage?: StorageCookie;
+  /** A host-passthrough guest: the source host's CPU features (sorted), for the destination to compare with its own. */
+  hostCpu?: string[];
 }
 
 /** The disks of a storage copy, described by the source for the destination. */
