@@ -209,5 +209,28 @@ export function readDomain(doc: Document): DomainDef {
     onCrash: readLifecycle(root, 'on_crash', 'destroy'),
     ...readDevices(root, os),
   };
+  const ignored = ignoredElements(root);
+  if (ignored.length > 0) def.ignored = ignored;
   return def;
+}
+
+/** Children of `<domain>` Ferry reads or that only describe the domain (kept and shown as they are). */
+const READ_AT_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'memtune', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
+/** Children of `<devices>` Ferry runs the guest with. */
+const READ_IN_DEVICES = new Set(['emulator', 'disk', 'serial', 'console', 'interface']);
+
+/**
+ * The elements of `<domain>` and `<devices>` (in libvirt's namespace) that
+ * are kept but have no effect, as `name` or `name (type)`, each once.
+ */
+function ignoredElements(root: Element): string[] {
+  const out = new Set<string>();
+  const label = (el: Element): string => {
+    const type = attr(el, 'type') ?? attr(el, 'model');
+    return type !== undefined ? `${el.localName} (${type})` : el.localName!;
+  };
+  for (const el of childElements(root)) if (!READ_AT_TOP.has(el.localName!)) out.add(label(el));
+  const devices = optionalChild(root, 'devices');
+  if (devices !== undefined) for (const el of childElements(devices)) if (!READ_IN_DEVICES.has(el.localName!)) out.add(label(el));
+  return [...out];
 }

@@ -152,4 +152,10 @@ export interface DomainDef {
   /** The `<console>` elements; each repeats the serial entry with its `targetPort`. Creates no device. */
   consoles: CharDevDef[];
   interfaces: InterfaceDef[];
+  /**
+   * Elements kept verbatim in the XML that have no effect on the guest
+   * (`graphics (vnc)`, `memballoon`, `pm`, ...), each once; absent when
+   * there are none. Reported at define and in `dominfo`, never silently.
+   */
+  ignored?: string[];
 }

@@ -37,6 +37,7 @@ export class Lifecycle {
   async define(xml: unknown): Promise<DomainSummary> {
     const doc = DomainDocument.parse(requireXml(xml));
     const { registry, store, events } = this.deps;
+    this.reportIgnored(doc);
     return this.exclusive(async () => {
       const existing = registry.getByUuid(doc.def.uuid) ?? registry.getByName(doc.def.name);
       if (!existing) {
@@ -100,6 +101,7 @@ export class Lifecycle {
   async create(xml: unknown, paused: boolean): Promise<DomainSummary> {
     const doc = DomainDocument.parse(requireXml(xml));
     const { registry } = this.deps;
+    this.reportIgnored(doc);
     return this.exclusive(async () => {
       const existing = registry.getByUuid(doc.def.uuid) ?? registry.getByName(doc.def.name);
       if (existing) {
@@ -193,6 +195,11 @@ export class Lifecycle {
     });
   }
 
+  /** Says once, at define or create, which elements of a definition are kept but have no effect. */
+  private reportIgnored(doc: DomainDocument): void {
+    if (doc.def.ignored) this.deps.log(`domain '${doc.def.name}': kept in its XML with no effect on the guest (docs/domain-xml.md): ${doc.def.ignored.join(', ')}`);
+  }
+
   /** `list`. */
   list(filter: ListFilter): DomainSummary[] {
     return this.deps.registry.list(filter);
@@ -215,6 +222,7 @@ export class Lifecycle {
       vcpus: def.vcpus,
       cpuTimeSeconds,
       accel: d.runtime?.accel ?? null,
+      ...(def.ignored ? { ignored: def.ignored } : {}),
     };
   }
 

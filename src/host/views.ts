@@ -23,6 +23,8 @@ export interface DomainInfo extends DomainSummary {
   cpuTimeSeconds: number | null;
   /** The accelerator the guest runs under, while active. */
   accel: 'kvm' | 'tcg' | null;
+  /** Elements of its XML that are kept but have no effect (see docs/domain-xml.md); absent when none. */
+  ignored?: string[];
 }
 
 /** Filters of `list`, mirroring virsh's options; combined with AND, like virsh. */

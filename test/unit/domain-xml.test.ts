@@ -378,6 +378,8 @@ describe('model', () => {
       serials: [{ element: 'serial', type: 'pty', targetPort: 0 }],
       consoles: [{ element: 'console', type: 'pty', targetPort: 0 }],
       interfaces: [{ type: 'user', mac: '52:54:00:3a:7c:01', model: 'virtio' }],
+      // Kept in the XML, no effect on the guest: each once, with its type, never dropped silently.
+      ignored: ['resource', 'pm', 'seclabel (dynamic)', 'controller (usb)', 'controller (pci)', 'controller (sata)', 'channel (unix)', 'input (tablet)', 'input (mouse)', 'graphics (spice)', 'video', 'memballoon (virtio)', 'rng (virtio)', 'watchdog (itco)', 'frobnicator'],
     });
   });
 

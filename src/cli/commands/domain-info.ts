@@ -82,6 +82,8 @@ export function registerInfoCommands(program: Command, ctx: CliContext): void {
           ['Autostart', i.autostart ? 'enable' : 'disable'],
           ['Managed save', 'no'],
           ['Accelerator', i.accel ?? '-'],
+          // Ferry's own line: what the definition holds that has no effect on the guest.
+          ...(i.ignored?.length ? ([['Ignored', i.ignored.join(', ')]] as Array<[string, string]>) : []),
         ]),
       );
     });

@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { FerryError } from '../../errors/index.js';
+import type { ApiClient } from '../../api/client.js';
 import type { CliContext } from '../context.js';
 import { printResult } from '../output.js';
 
@@ -21,7 +22,9 @@ export function registerLifecycleCommands(program: Command, ctx: CliContext): vo
     .argument('<file>', 'domain XML file, or - for standard input')
     .action(async (file: string) => {
       const xml = await readXmlFile(file);
-      const d = await (await ctx.client()).call('domain.define', { xml });
+      const client = await ctx.client();
+      const d = await client.call('domain.define', { xml });
+      await warnIgnored(client, d.uuid, ctx);
       printResult(ctx.output, d, () => `Domain '${d.name}' defined from ${file}`);
     });
 
@@ -102,3 +105,11 @@ export function registerLifecycleCommands(program: Command, ctx: CliContext): vo
       printResult(ctx.output, d, () => (d.autostart ? `Domain '${d.name}' marked as autostarted` : `Domain '${d.name}' unmarked as autostarted`));
     });
 }
+
+/** Prints, once, what the definition holds that Ferry keeps but does not act on (also in `dominfo`). */
+async function warnIgnored(client: ApiClient, uuid: string, ctx: CliContext): Promise<void> {
+  if (ctx.output.json) return;
+  const info = await client.call('domain.info', { domain: uuid }).catch(() => undefined);
+  if (info?.ignored?.length) process.stderr.write(`warning: kept in the XML with no effect on the guest (docs/domain-xml.md): ${info.ignored.join(', ')}\n`);
+}
+
