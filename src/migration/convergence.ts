@@ -178,7 +178,7 @@ export class ConvergenceWatch {
     private readonly memoryBytes: number,
   ) {}
 
-  /** The steps taken so far, for the job's record. */
+  /** The steps taken so far, each recorded before its action is returned (the job's `policy_steps`). */
   get steps(): readonly string[] {
     return this.tried;
   }
@@ -271,6 +271,7 @@ export class ConvergenceWatch {
   private completion(s: LiveSample, timeoutMs: number): PolicyAction {
     const after = `the completion timeout (${this.policy.completionTimeoutPerGiBS} s per GiB: ${Math.round(timeoutMs / 1000)} s) expired with ${(s.remainingBytes / MIB).toFixed(1)} MiB remaining`;
     this.done = true;
+    this.tried.push(`completion timeout expired (action ${this.policy.completionAction})`);
     if (this.policy.completionAction === 'postcopy') {
       if (this.allowed.postcopy) return { kind: 'start-postcopy', message: `${after}: switching to post-copy` };
       return { kind: 'abort', message: `${after}; its action is post-copy, but the migration was started without --postcopy (POSTCOPY): aborting; the guest keeps running on the source` };

@@ -12,7 +12,7 @@ import type { StorageCookie } from './phase-messages.js';
 import type { MigrationEnd } from './qemu-migration.js';
 import type { DiskMirrors } from './storage-copy.js';
 import type { SlotTicket } from './slots.js';
-import type { MigrationPolicy } from './convergence.js';
+import type { ConvergenceWatch, MigrationPolicy } from './convergence.js';
 
 /** Where a source job stands. */
 export type OutgoingPhase = 'queued' | 'begun' | 'performing' | 'performed' | 'perform-failed' | 'confirmed' | 'cancelled';
@@ -59,8 +59,8 @@ export interface OutgoingJob {
   downtimeLimitMs?: number;
   /** The policy's warning that the migration does not converge, once given. */
   warning?: string;
-  /** The policy's steps so far, in order (`domjobinfo`'s policy_steps). */
-  policySteps?: string[];
+  /** The running migration's convergence watch: its steps are `domjobinfo`'s policy_steps. */
+  convergence?: ConvergenceWatch;
 }
 
 /** A host's outgoing jobs by id; an ended job stays a while so that late queries get an answer. */

@@ -30,22 +30,6 @@ import { holdPoint } from './test-hold.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
 import { ConvergenceWatch, DEFAULT_POLICY, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
 
-/** How a policy step is listed in the job's `policy_steps`. */
-function policyStepName(a: Exclude<PolicyAction, { kind: 'warn' }>): string {
-  switch (a.kind) {
-    case 'set-downtime':
-      return `downtime limit raised to ${a.ms} ms`;
-    case 'throttle-harder':
-      return `throttle increment raised to ${a.incrementPercent} %`;
-    case 'start-postcopy':
-      return 'switched to post-copy';
-    case 'pause':
-      return 'guest paused to finish';
-    case 'abort':
-      return 'aborted';
-  }
-}
-
 /** QEMU's default downtime limit, ms. */
 const DEFAULT_DOWNTIME_LIMIT_MS = 300;
 
@@ -269,6 +253,7 @@ export class OutgoingMigrations {
       await prepareQemuForMigration(qmp, migrationSetup(job.flags, job.params, 'source', { ...(speed !== undefined && speed < UNLIMITED_SPEED_MIB ? { speedMiB: speed } : {}), ...tls }));
       job.downtimeLimitMs = (await qmp.execute<{ 'downtime-limit'?: number }>('query-migrate-parameters'))['downtime-limit'] ?? DEFAULT_DOWNTIME_LIMIT_MS;
       const watch = new ConvergenceWatch(job.policy, { throttle: hasFlag(job.flags, 'AUTO_CONVERGE'), postcopy: hasFlag(job.flags, 'POSTCOPY') }, rt.liveDoc.def.memoryKiB * 1024);
+      job.convergence = watch;
       const streamStart = Date.now();
       if (!hasFlag(job.flags, 'LIVE') && d.status.state === 'running') {
         stoppedAt = Date.now();
@@ -315,7 +300,7 @@ export class OutgoingMigrations {
             job.stats = { ...job.stats, phase: est.phase, convergence: est.converging === 'unknown' ? 'unknown' : est.converging ? 'converging' : 'not converging' };
             if (est.etaMs !== null) job.stats.time_remaining = est.etaMs;
             if (job.warning) job.stats.warning = job.warning;
-            if (job.policySteps?.length) job.stats.policy_steps = job.policySteps.join('; ');
+            if (watch.steps.length) job.stats.policy_steps = watch.steps.join('; ');
             for (const action of actions) void this.carryOut(job, qmp, action);
           },
         });
@@ -382,10 +367,10 @@ export class OutgoingMigrations {
     this.log(`migration of '${job.domain.name}' (job ${job.id}): ${a.message}`);
     // The job's statistics say it before the event goes out: a client that asks on the event sees it.
     if (a.kind === 'warn') job.warning = a.message;
-    else (job.policySteps ??= []).push(policyStepName(a));
+    const steps = job.convergence?.steps ?? [];
     if (job.stats) {
       if (job.warning) job.stats.warning = job.warning;
-      if (job.policySteps?.length) job.stats.policy_steps = job.policySteps.join('; ');
+      if (steps.length) job.stats.policy_steps = steps.join('; ');
     }
     this.host.events.migrationPolicy(job.domain, a.kind, a.message);
     try {
