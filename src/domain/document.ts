@@ -1,7 +1,8 @@
 /** The domain document: a libvirt domain XML DOM that keeps everything, plus the model derived from it. */
 import type { Document, Element } from '@xmldom/xmldom';
 import { FerryError, showValue } from '../errors/index.js';
-import { appendIndented, attr, childElements, insertBefore, optionalChild, removeIndented, setText } from './dom.js';
+import { appendIndented, attr, childElements, insertAfter, insertBefore, optionalChild, removeIndented, setText } from './dom.js';
+import { ifnameProblem } from './ifname.js';
 import { normaliseDomain } from './normalise.js';
 import { hostPathProblem } from './paths.js';
 import { domainRoot, readDomain } from './read-domain.js';
@@ -149,6 +150,38 @@ export class DomainDocument {
         const backing = optionalChild(el, 'backingStore');
         if (backing !== undefined) removeIndented(backing);
       }
+    });
+  }
+
+  /**
+   * The same definition with interface number `index` (0-based, in document
+   * order) naming `dev` in its `<target dev>`: the live definition of a
+   * running guest shows the tap it really uses, as libvirt's does. A missing
+   * `<target>` is added after `<source>` (or `<mac>`, or first), where
+   * libvirt writes it; its other attributes are kept.
+   *
+   * @throws FerryError `invalid_arg` for an unknown index, an interface that
+   *   has no tap, or a name that breaks Linux's interface name rules.
+   */
+  withInterfaceTarget(index: number, dev: string): DomainDocument {
+    const nic = this.def.interfaces[index];
+    if (nic === undefined || nic.type === 'user') {
+      throw new FerryError('invalid_arg', `domain '${this.def.name}' has no tap interface number ${index}`);
+    }
+    const problem = ifnameProblem(dev);
+    if (problem !== undefined) throw new FerryError('invalid_arg', `invalid tap name ${showValue(dev)}: ${problem}`);
+    return this.#edit((root, doc) => {
+      const el = childElements(optionalChild(root, 'devices')!, 'interface')[index]!;
+      let target = optionalChild(el, 'target');
+      if (target === undefined) {
+        target = doc.createElement('target');
+        const after = optionalChild(el, 'source') ?? optionalChild(el, 'mac');
+        const first = childElements(el)[0];
+        if (after !== undefined) insertAfter(after, target);
+        else if (first !== undefined) insertBefore(first, target);
+        else appendIndented(el, target);
+      }
+      target.setAttribute('dev', dev);
     });
   }
 

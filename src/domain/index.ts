@@ -25,5 +25,6 @@ export { hostPathProblem } from './paths.js';
 export { MAX_XML_BYTES, MAX_XML_DEPTH } from './xml-limits.js';
 export { DISK_TARGET_PATTERN } from './read-disk.js';
 export { NIC_MODELS } from './read-interface.js';
+export { AUTO_TAP_PREFIX, MAX_IFNAME_LENGTH, ifnameProblem, isAutoTapName } from './ifname.js';
 export { MAX_VCPUS } from './read-domain.js';
 export { CPU_FEATURE_POLICIES, CPU_NAME_PATTERN } from './read-cpu.js';

@@ -64,11 +64,23 @@ export interface CharDevDef {
   targetPort: number;
 }
 
-/** An `<interface>` element. */
+/**
+ * An `<interface>` element: `user` (QEMU's slirp), `bridge` (a tap Ferry
+ * creates and enslaves to `<source bridge>`) or `ethernet` (a tap Ferry
+ * creates and leaves unattached).
+ */
 export interface InterfaceDef {
-  type: 'user';
+  type: 'user' | 'bridge' | 'ethernet';
   mac?: string;
   model?: string;
+  /** bridge: `<source bridge>`, the host bridge the tap joins. */
+  bridge?: string;
+  /**
+   * bridge and ethernet: `<target dev>`, the tap's name. In a definition, a
+   * wish (used when free; `vnetN` names are always chosen afresh); in the
+   * live definition, the tap QEMU really uses.
+   */
+  targetDev?: string;
 }
 
 /** `<cpu mode>`: libvirt's modes; Ferry maps each to a QEMU `-cpu` (see qemu/command-line.ts). */

@@ -72,7 +72,7 @@ export function renderMigrationFlagsDoc(): string {
     '|---|---|---|---|---|---|',
     ...MIGRATION_PARAMS.map((q: MigrationParamSpec) => {
       const option = `\`${q.option} ${q.valueName}\``;
-      return `| \`${q.name}\` | \`${q.libvirtName}\` | ${TYPE_NAMES[q.type]} | ${option} | ${cell(limits(q))} | ${availability(q.availability)} |`;
+      return `| \`${q.name}\` | ${q.libvirtName !== undefined ? `\`${q.libvirtName}\`` : 'none (Ferry only)'} | ${TYPE_NAMES[q.type]} | ${option} | ${cell(limits(q))} | ${availability(q.availability)} |`;
     }),
     '',
   );

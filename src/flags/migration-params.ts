@@ -22,8 +22,8 @@ export interface UriScheme {
 export interface MigrationParamSpec {
   /** libvirt's field name, also Ferry's wire name, e.g. `migrate_uri`. */
   readonly name: string;
-  /** libvirt's constant, e.g. `VIR_MIGRATE_PARAM_URI`. */
-  readonly libvirtName: string;
+  /** libvirt's constant, e.g. `VIR_MIGRATE_PARAM_URI`; absent for Ferry's own parameters, which libvirt does not have. */
+  readonly libvirtName?: string;
   readonly type: ParamType;
   /** virsh `migrate` option, e.g. `--migrateuri`. */
   readonly option: string;
@@ -348,6 +348,66 @@ export const MIGRATION_PARAMS = [
     doc:
       "The name the destination's certificate must carry, when it differs from the host name in the destination " +
       'URI. Requires TLS.',
+    availability: 'supported',
+  },
+  // Ferry's own: QEMU's self-announce after the switch-over (libvirt has no parameter for it). The
+  // destination QEMU sends the guest's MACs in RARP frames so that switches learn where the guest is now.
+  {
+    name: 'announce_initial',
+    type: 'int',
+    option: '--announce-initial',
+    valueName: 'MS',
+    unit: 'ms',
+    min: 0,
+    max: 100000,
+    summary: "interval after the destination's first announcement of the guest's MACs",
+    doc:
+      "After the switch-over the destination's QEMU announces each of the guest's MAC addresses on its network " +
+      '(self-announce: RARP frames, ethertype 0x8035), so that switches send the guest\'s traffic to its new host. ' +
+      'The first round goes out as soon as the guest runs there; this is the interval before the second, ' +
+      "QEMU's `announce-initial` (default 50 ms). Ferry's own parameter: " +
+      'libvirt has none (and a libvirt destination refuses it).',
+    availability: 'supported',
+  },
+  {
+    name: 'announce_max',
+    type: 'int',
+    option: '--announce-max',
+    valueName: 'MS',
+    unit: 'ms',
+    min: 0,
+    max: 100000,
+    summary: 'longest interval between two announcement rounds',
+    doc:
+      "The interval between announcement rounds grows by announce_step up to this, QEMU's `announce-max` " +
+      "(default 550 ms). Ferry's own parameter: libvirt has none.",
+    availability: 'supported',
+  },
+  {
+    name: 'announce_rounds',
+    type: 'int',
+    option: '--announce-rounds',
+    valueName: 'COUNT',
+    min: 0,
+    max: 1000,
+    summary: "how many times the destination announces the guest's MACs",
+    doc:
+      "The number of announcement rounds after the switch-over, one RARP frame per guest NIC each, QEMU's " +
+      "`announce-rounds` (default 5); 0 announces nothing. Ferry's own parameter: libvirt has none.",
+    availability: 'supported',
+  },
+  {
+    name: 'announce_step',
+    type: 'int',
+    option: '--announce-step',
+    valueName: 'MS',
+    unit: 'ms',
+    min: 1,
+    max: 10000,
+    summary: 'how much the interval between announcement rounds grows',
+    doc:
+      "The first interval between rounds and its increase each round, QEMU's `announce-step` (default 100 ms). " +
+      "Ferry's own parameter: libvirt has none.",
     availability: 'supported',
   },
 ] as const satisfies readonly MigrationParamSpec[];

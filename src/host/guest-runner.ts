@@ -25,6 +25,7 @@ import {
   type QmpEvent,
 } from '../qemu/index.js';
 import type { EventBus } from './events.js';
+import { checkBridges, createTaps, removeTaps, tapsOf } from './taps.js';
 import type { DomainRuntime, HostedDomain } from './hosted-domain.js';
 
 /** Where a host keeps its files. */
@@ -89,8 +90,22 @@ export class GuestRunner {
     const def = liveDoc.def;
     // Before anything changes: a CPU this host cannot provide is refused with libvirt's error, not found out from QEMU's log.
     await checkGuestCpu(def, this.accel, resolveQemuBinary(def.emulator));
+    // Likewise a bridge this host lacks: refused with libvirt's error before a tap exists.
+    await checkBridges(def);
     const note = cpuModeNote(def, this.accel);
     if (note !== undefined) this.log(`domain '${def.name}': ${note}`);
+    // From here on the guest has taps (bridge and ethernet interfaces), named in the live definition.
+    const net = await createTaps(liveDoc, this.log);
+    try {
+      return await this.launchWithTaps(d, net.doc, opts);
+    } catch (err) {
+      await removeTaps(net.taps, this.log);
+      throw err;
+    }
+  }
+
+  private async launchWithTaps(d: HostedDomain, liveDoc: DomainDocument, opts: { paused: boolean; incoming?: boolean }): Promise<DomainRuntime> {
+    const def = liveDoc.def;
     const serialLog = this.serialLogPath(def.name);
     await writeFile(serialLog, '', { flag: 'a', mode: 0o600 });
     await truncate(serialLog, 0);
@@ -133,8 +148,13 @@ export class GuestRunner {
    * Finds QEMUs left running by an earlier ferryd and re-attaches to them.
    * Status files of QEMUs that are gone are removed and reported via `gone`.
    */
-  async reattachAll(gone: (status: QemuStatus) => void): Promise<ReattachedGuest[]> {
+  async reattachAll(reportGone: (status: QemuStatus) => void): Promise<ReattachedGuest[]> {
     const found: ReattachedGuest[] = [];
+    // A QEMU that is gone (or stopped here) leaves its taps behind: remove those its live definition names.
+    const gone = (st: QemuStatus): void => {
+      void this.removeTapsOf(st);
+      reportGone(st);
+    };
     for (const entry of await readAllStatusFiles(this.paths.qemuDir)) {
       if ('error' in entry) {
         this.log(`ignoring status file ${entry.path}: ${entry.error.message}`);
@@ -220,6 +240,8 @@ export class GuestRunner {
     void runtime.qemu.exited.then((reason) => {
       // The pid is free now: the tether must not kill whatever takes it later.
       runtime.tether?.release();
+      // Persistent taps outlive QEMU: whatever ended it, its taps go with it.
+      void removeTaps(tapsOf(runtime.liveDoc.def), this.log);
       if (d.runtime === runtime) onExit(d, runtime, reason);
     });
   }
@@ -233,6 +255,17 @@ export class GuestRunner {
     d.setStatus(next);
     this.events.lifecycle(d, kind, detail);
     return this.writeStatus(d, runtime, next, runtime.qemu.startTime).catch((err) => this.log(`cannot update status file of '${d.name}': ${(err as Error).message}`));
+  }
+
+  /** Removes the taps named in a status file's live definition (of a QEMU that is gone). */
+  private async removeTapsOf(st: QemuStatus): Promise<void> {
+    let taps: string[];
+    try {
+      taps = tapsOf(DomainDocument.parse(st.liveXml ?? '').def);
+    } catch {
+      return;
+    }
+    await removeTaps(taps, this.log);
   }
 
   /** Removes the status file of a domain whose QEMU ended. */

@@ -14,6 +14,7 @@ import type { Host } from '../host/host.js';
 import type { DomainSummary } from '../host/views.js';
 import { listenForProbe } from './bandwidth-probe.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
+import { checkBridges } from '../host/taps.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
 import { checkGuestCpu, hostCpuFeatures, hostPassthroughRefusal, probeCpuCapabilities, resolveQemuBinary, type QmpClient } from '../qemu/index.js';
@@ -99,6 +100,7 @@ export class IncomingMigrations {
     }
     // Before this host changes anything: can it give the guest its CPU?
     if (!hasFlag(args.flags, 'OFFLINE')) await this.checkGuestCpuHere(doc.def, args.cookie, request.flags);
+    if (!hasFlag(args.flags, 'OFFLINE')) await checkBridges(doc.def); // and every bridge the guest joins (libvirt's error when one is missing)
     const persistentXml = args.cookie.persistentXml !== undefined && typeof dname === 'string' ? DomainDocument.parse(args.cookie.persistentXml).withName(dname).toXml() : args.cookie.persistentXml;
     if (persistentXml !== undefined) DomainDocument.parse(persistentXml);
 

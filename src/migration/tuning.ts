@@ -86,6 +86,13 @@ export function migrationSetup(flags: number, params: MigrationParams, side: 'so
   if (source) caps['zero-copy-send'] = hasFlag(flags, 'ZEROCOPY');
   // rdma-pin-all is only set when asked: QEMU builds without RDMA reject the capability name.
   if (hasFlag(flags, 'RDMA_PIN_ALL')) caps['rdma-pin-all'] = true;
+  // The destination's QEMU announces the guest's MACs once it runs the guest: the announce parameters are its own.
+  if (!source) {
+    if (params.announce_initial !== undefined) p['announce-initial'] = params.announce_initial;
+    if (params.announce_max !== undefined) p['announce-max'] = params.announce_max;
+    if (params.announce_rounds !== undefined) p['announce-rounds'] = params.announce_rounds;
+    if (params.announce_step !== undefined) p['announce-step'] = params.announce_step;
+  }
   if (hasFlag(flags, 'TLS') && ctx.tlsCredsId) {
     p['tls-creds'] = ctx.tlsCredsId;
     if (source && ctx.tlsHostname) p['tls-hostname'] = ctx.tlsHostname;

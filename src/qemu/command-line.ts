@@ -9,6 +9,7 @@ import type {
   InterfaceDef,
 } from '../domain/types.js';
 import { CPU_NAME_PATTERN } from '../domain/read-cpu.js';
+import { ifnameProblem } from '../domain/ifname.js';
 import { canonicalUuid } from '../domain/uuid.js';
 import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
@@ -563,10 +564,18 @@ const NIC_MODELS: Readonly<Record<string, string>> = {
 };
 const MAC_RE = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/i;
 
+/**
+ * The guest's NICs: a `-netdev` backend and a `-device` each, both JSON.
+ * `user` is QEMU's slirp. `bridge` and `ethernet` attach to the tap named in
+ * the (live) definition's `<target dev>`, which ferryd created before QEMU
+ * starts (host/taps.ts): a persistent tap QEMU opens by name
+ * (`ifname`), with `script`/`downscript` `no` so QEMU runs nothing and
+ * never touches the bridge. The names travel as JSON strings, never in
+ * QEMU's comma syntax, and are checked against Linux's rules again here.
+ */
 function interfaceArgs(interfaces: InterfaceDef[]): string[] {
   const args: string[] = [];
   interfaces.forEach((nic, i) => {
-    if (nic.type !== 'user') throw unsupported(`interface ${i}: type ${showValue(nic.type)} is not supported; only user`);
     // libvirt's default NIC model on x86.
     const model = nic.model ?? 'rtl8139';
     const driver = NIC_MODELS[model];
@@ -578,10 +587,27 @@ function interfaceArgs(interfaces: InterfaceDef[]): string[] {
       if ((parseInt(nic.mac.slice(0, 2), 16) & 1) === 1) throw unsupported(`interface ${i}: ${nic.mac} is a multicast MAC address`);
     }
     // QEMU 7.2 takes JSON for -netdev too, so even Ferry's own values use it.
-    args.push('-netdev', jsonOption({ type: 'user', id: `hostnet${i}` }, `interface ${i} backend`));
+    args.push('-netdev', jsonOption(netdevBackend(nic, i), `interface ${i} backend`));
     args.push('-device', jsonOption({ driver, netdev: `hostnet${i}`, id: `net${i}`, mac: nic.mac?.toLowerCase() }, `interface ${i}`));
   });
   return args;
+}
+
+function netdevBackend(nic: InterfaceDef, i: number): Record<string, unknown> {
+  switch (nic.type) {
+    case 'user':
+      return { type: 'user', id: `hostnet${i}` };
+    case 'bridge':
+    case 'ethernet': {
+      const tap = nic.targetDev;
+      if (tap === undefined) throw unsupported(`interface ${i}: type ${nic.type} needs its tap's name in <target dev> (ferryd creates the tap before QEMU starts)`);
+      const problem = ifnameProblem(tap);
+      if (problem !== undefined) throw unsupported(`interface ${i}: tap name ${showValue(tap)} is not usable: ${problem}`);
+      return { type: 'tap', id: `hostnet${i}`, ifname: tap, script: 'no', downscript: 'no' };
+    }
+    default:
+      throw unsupported(`interface ${i}: type ${showValue((nic as { type: unknown }).type)} is not supported; only user, bridge and ethernet`);
+  }
 }
 
 // ---------------------------------------------------------------- helpers

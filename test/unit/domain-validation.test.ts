@@ -460,7 +460,25 @@ describe('<serial> and <console>', () => {
 describe('<interface>', () => {
   const nic = (xml: string) => domain({ devices: xml });
   table([
-    ['bridge', nic("<interface type='bridge'><source bridge='br0'/></interface>"), 'config_unsupported', "'bridge'", '<interface type>'],
+    ['vhostuser', nic("<interface type='vhostuser'><source type='unix' path='/tmp/s' mode='client'/></interface>"), 'config_unsupported', "'vhostuser'", '<interface type>'],
+    ['bridge without source', nic("<interface type='bridge'/>"), 'xml_error', "<source bridge='NAME'/>"],
+    ['bridge source without name', nic("<interface type='bridge'><source network='x'/></interface>"), 'xml_error', 'bridge'],
+    ['bridge name too long', nic("<interface type='bridge'><source bridge='abcdefghijklmnop'/></interface>"), 'xml_error', "'abcdefghijklmnop'", 'at most 15'],
+    ['bridge name with slash', nic("<interface type='bridge'><source bridge='br/0'/></interface>"), 'xml_error', "'/'"],
+    ['bridge name with space', nic("<interface type='bridge'><source bridge='br 0'/></interface>"), 'xml_error', 'whitespace'],
+    ['bridge name with colon', nic("<interface type='bridge'><source bridge='br0:1'/></interface>"), 'xml_error', "':'"],
+    ['bridge name dot', nic("<interface type='bridge'><source bridge='.'/></interface>"), 'xml_error', "'.' and '..'"],
+    ['bridge name dot dot', nic("<interface type='bridge'><source bridge='..'/></interface>"), 'xml_error', "'.' and '..'"],
+    ['bridge name empty', nic("<interface type='bridge'><source bridge=''/></interface>"), 'xml_error', 'empty'],
+    ['bridge name option-like', nic("<interface type='bridge'><source bridge='-br'/></interface>"), 'xml_error', "'-'"],
+    ['bridge name non-ASCII', nic("<interface type='bridge'><source bridge='brü'/></interface>"), 'xml_error', 'ASCII'],
+    ['tap name too long', nic("<interface type='ethernet'><target dev='tap-0123456789ab'/></interface>"), 'xml_error', '<target dev>', 'at most 15'],
+    ['tap name with tab', nic("<interface type='ethernet'><target dev='tap&#9;0'/></interface>"), 'xml_error', 'whitespace'],
+    ['ethernet with a source', nic("<interface type='ethernet'><source bridge='br0'/></interface>"), 'config_unsupported', '<source>', "type='bridge'"],
+    ['unmanaged tap', nic("<interface type='ethernet'><target dev='tap0' managed='no'/></interface>"), 'config_unsupported', "'no'", '<target managed>'],
+    ['script', nic("<interface type='bridge'><source bridge='br0'/><script path='/etc/qemu-ifup'/></interface>"), 'config_unsupported', '<script>'],
+    ['openvswitch port', nic("<interface type='bridge'><source bridge='ovs0'/><virtualport type='openvswitch'/></interface>"), 'config_unsupported', '<virtualport>'],
+    ['vlan tag', nic("<interface type='bridge'><source bridge='br0'/><vlan><tag id='42'/></vlan></interface>"), 'config_unsupported', '<vlan>'],
     ['network', nic("<interface type='network'><source network='default'/></interface>"), 'config_unsupported', "'network'"],
     ['direct', nic("<interface type='direct'><source dev='eth0' mode='bridge'/></interface>"), 'config_unsupported', "'direct'"],
     ['unknown type', nic("<interface type='wormhole'/>"), 'xml_error', "'wormhole'"],
@@ -470,6 +488,40 @@ describe('<interface>', () => {
     ['ne2k model', nic("<interface type='user'><model type='ne2k_pci'/></interface>"), 'config_unsupported', "'ne2k_pci'", '<model type>'],
     ['passt backend', nic("<interface type='user'><backend type='passt'/></interface>"), 'config_unsupported', "'passt'"],
   ]);
+
+  it('reads bridge and ethernet interfaces, and dumps them back unchanged', () => {
+    const devices =
+      "<interface type='bridge'><mac address='52:54:00:AB:cd:02'/><source bridge='brguest'/><target dev='tapguest'/><model type='virtio'/><address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/></interface>" +
+      "<interface type='ethernet'><mac address='52:54:00:ab:cd:03'/><model type='e1000'/></interface>" +
+      "<interface type='bridge'><source bridge='br0,vhost=on'/></interface>";
+    const doc = DomainDocument.parse(nic(devices));
+    expect(doc.def.interfaces).toEqual([
+      { type: 'bridge', mac: '52:54:00:ab:cd:02', model: 'virtio', bridge: 'brguest', targetDev: 'tapguest' },
+      { type: 'ethernet', mac: '52:54:00:ab:cd:03', model: 'e1000' },
+      // Linux allows ',' in a name; it never reaches QEMU's comma syntax (JSON -netdev).
+      { type: 'bridge', bridge: 'br0,vhost=on' },
+    ]);
+    const xml = doc.toXml();
+    expect(xml).toContain("<source bridge='brguest'/><target dev='tapguest'/><model type='virtio'/><address type='pci'");
+    expect(DomainDocument.parse(xml).toXml()).toBe(xml);
+  });
+
+  it('names the tap in <target dev> of the live definition, where libvirt writes it', () => {
+    const doc = DomainDocument.parse(
+      nic(
+        "<interface type='user'/>\n" +
+          "    <interface type='bridge'>\n      <mac address='52:54:00:ab:cd:04'/>\n      <source bridge='brguest'/>\n      <model type='virtio'/>\n    </interface>\n" +
+          "    <interface type='ethernet'><target dev='vnet7'/></interface>",
+      ),
+    );
+    const live = doc.withInterfaceTarget(1, 'vnet0').withInterfaceTarget(2, 'vnet1');
+    expect(live.def.interfaces.map((n) => n.targetDev)).toEqual([undefined, 'vnet0', 'vnet1']);
+    expect(live.toXml()).toContain("<source bridge='brguest'/>\n      <target dev='vnet0'/>\n      <model type='virtio'/>");
+    expect(live.toXml()).toContain("<interface type='ethernet'><target dev='vnet1'/></interface>");
+    expect(doc.def.interfaces[1]!.targetDev).toBeUndefined();
+    expect(() => doc.withInterfaceTarget(0, 'vnet0')).toThrow(/no tap interface/);
+    expect(() => doc.withInterfaceTarget(1, 'bad name')).toThrow(/whitespace/);
+  });
 
   it('reads user networking with each allowed model', () => {
     for (const model of ['virtio', 'e1000', 'e1000e', 'rtl8139']) {

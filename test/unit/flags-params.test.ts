@@ -29,6 +29,10 @@ describe('parseParams', () => {
       'auto_converge.increment': 10,
       'parallel.connections': 255,
       'tls.destination': 'dest.example',
+      announce_initial: 0,
+      announce_max: 100000,
+      announce_rounds: 1000,
+      announce_step: 1,
     };
     expect(Object.keys(raw).sort()).toEqual(MIGRATION_PARAMS.map((p) => p.name).sort());
     expect(parseParams(raw)).toEqual(raw);

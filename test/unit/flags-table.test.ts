@@ -11,6 +11,7 @@ import {
   paramRef,
   renderMigrationFlagsDoc,
 } from '../../src/flags/index.js';
+import type { MigrationParamSpec } from '../../src/flags/index.js';
 import { refusal } from '../support/refusal.js';
 
 /** libvirt's virDomainMigrateFlags, name, value and virsh option, written out independently of the table. */
@@ -145,7 +146,20 @@ describe('flag helpers', () => {
 
 describe('parameter table', () => {
   it("has libvirt's parameters, constants, types and virsh options", () => {
-    expect(MIGRATION_PARAMS.map((p) => [p.name, p.libvirtName, p.type, p.option])).toEqual(LIBVIRT_PARAMS);
+    const libvirts = (MIGRATION_PARAMS as readonly MigrationParamSpec[]).filter((p) => p.libvirtName !== undefined);
+    expect(libvirts.map((p) => [p.name, p.libvirtName, p.type, p.option])).toEqual(LIBVIRT_PARAMS);
+  });
+
+  it("has Ferry's own parameters, which libvirt lacks, after libvirt's: QEMU's self-announce", () => {
+    const own = (MIGRATION_PARAMS as readonly MigrationParamSpec[]).filter((p) => p.libvirtName === undefined);
+    expect(own.map((p) => [p.name, p.type, p.option])).toEqual([
+      ['announce_initial', 'int', '--announce-initial'],
+      ['announce_max', 'int', '--announce-max'],
+      ['announce_rounds', 'int', '--announce-rounds'],
+      ['announce_step', 'int', '--announce-step'],
+    ]);
+    for (const p of own) expect(p.doc).toContain('libvirt has none');
+    expect(MIGRATION_PARAMS.slice(-own.length)).toEqual(own);
   });
 
   it.each(MIGRATION_PARAMS.map((p) => [p.name, p] as const))('%s is documented', (_name, p) => {
@@ -171,6 +185,10 @@ describe('parameter table', () => {
       'auto_converge.initial': [1, 99],
       'auto_converge.increment': [1, 99],
       'parallel.connections': [1, 255],
+      announce_initial: [0, 100000],
+      announce_max: [0, 100000],
+      announce_rounds: [0, 1000],
+      announce_step: [1, 10000],
     });
   });
 
@@ -203,7 +221,8 @@ describe('generated document', () => {
     for (const p of MIGRATION_PARAMS) {
       expect(doc).toContain(`### \`${p.name}\` (\`${p.option} ${p.valueName}\`)`);
       expect(doc).toContain(p.doc);
-      expect(doc).toContain(`| \`${p.name}\` | \`${p.libvirtName}\` |`);
+      const libvirtName = (p as MigrationParamSpec).libvirtName;
+      expect(doc).toContain(`| \`${p.name}\` | ${libvirtName !== undefined ? `\`${libvirtName}\`` : 'none (Ferry only)'} |`);
     }
   });
 

@@ -471,6 +471,37 @@ describe('serial ports and network', () => {
     ]);
   });
 
+  it('attaches bridge and ethernet NICs to their named taps by JSON netdev, with no scripts', () => {
+    const args = buildQemuArgs(
+      domain({
+        interfaces: [
+          { type: 'bridge', bridge: 'brguest', targetDev: 'vnet0', mac: '52:54:00:ab:cd:01', model: 'virtio' },
+          { type: 'ethernet', targetDev: 't,vhost=on', model: 'e1000' },
+        ],
+      }),
+      OPTS,
+    );
+    expect(jsonValues(args, '-netdev')).toEqual([
+      { type: 'tap', id: 'hostnet0', ifname: 'vnet0', script: 'no', downscript: 'no' },
+      // A comma in a tap name is a character of a JSON string, not an option separator.
+      { type: 'tap', id: 'hostnet1', ifname: 't,vhost=on', script: 'no', downscript: 'no' },
+    ]);
+    expect(jsonValues(args, '-device')).toEqual([
+      { driver: 'virtio-net-pci', netdev: 'hostnet0', id: 'net0', mac: '52:54:00:ab:cd:01' },
+      { driver: 'e1000', netdev: 'hostnet1', id: 'net1' },
+    ]);
+    // Every -netdev is one JSON object: QEMU never splits it at the comma.
+    for (const [i, a] of args.entries()) if (args[i - 1] === '-netdev') expect(a.startsWith('{') && a.endsWith('}')).toBe(true);
+    // The bridge is ferryd's business (ip link set TAP master BRIDGE), never QEMU's.
+    expect(args.join(' ')).not.toContain('brguest');
+  });
+
+  it('refuses a tap NIC without a tap name or with a name Linux would refuse', () => {
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'bridge', bridge: 'br0' }] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'ethernet', targetDev: 'a/b' }] }), OPTS))).toBe('config_unsupported');
+    expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'ethernet', targetDev: 'x'.repeat(16) }] }), OPTS))).toBe('config_unsupported');
+  });
+
   it('refuses bad MACs and unknown models', () => {
     expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '52:54:00:ab:cd' }] }), OPTS))).toBe('config_unsupported');
     expect(codeOf(() => buildQemuArgs(domain({ interfaces: [{ type: 'user', mac: '01:00:5e:00:00:01' }] }), OPTS))).toBe('config_unsupported');
