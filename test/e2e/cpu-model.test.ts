@@ -28,8 +28,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeCpuCapabilities } from '../../src/qemu/cpu-check.js';
 import { resolveQemuBinary } from '../../src/qemu/binary.js';
+import { domainNames, expectCliError, expectCliOk } from '../support/cli-result.js';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { makeTempDir, processAlive, qemuPidsMentioning, resetDaemons, statusOf, useDaemonCleanup, type CliResult } from '../support/daemon.js';
+import { makeTempDir, processAlive, qemuPidsMentioning, resetDaemons, statusOf, useDaemonCleanup } from '../support/daemon.js';
 import { testGuestXml } from '../support/guest-xml.js';
 import { expectContinuity, expectHeartbeatCarriesOn, waitHeartbeats, type HeartbeatHost } from '../support/heartbeat.js';
 import { netnsAvailable } from '../support/netns.js';
@@ -66,25 +67,6 @@ function writeXml(file: string, xml: string): string {
   return path;
 }
 
-function expectOk(r: CliResult, what: string): void {
-  expect(r.code, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
-}
-
-/** A --json command that must fail with `code` and `number`; returns the message. */
-function expectError(r: CliResult, code: string, number: number, what: string): string {
-  expect(r.code, `${what} should fail\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
-  const err = r.json?.error as { code: string; number: number; message: string } | undefined;
-  expect(err, `${what}: no JSON error in ${r.stdout}`).toBeDefined();
-  expect({ code: err!.code, number: err!.number }, `${what}: ${err!.message}`).toEqual({ code, number });
-  return err!.message;
-}
-
-async function names(h: ClusterHost): Promise<string[]> {
-  const r = await h.ferry(['list', '--all', '--name']);
-  expectOk(r, `list on ${h.name}`);
-  return r.stdout.split('\n').map((x) => x.trim()).filter((x) => x !== '');
-}
-
 /** QEMU's argv of a running guest, from /proc. */
 function qemuArgv(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -102,8 +84,8 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
   it('a qemu64 guest requiring sse4.2 starts with -cpu qemu64,+sse4.2, keeps its <cpu> and migrates with its heartbeat carrying on', async () => {
     const name = 'cpu-ok';
     const cpu = "<cpu mode='custom' match='exact' check='partial'><model fallback='forbid'>qemu64</model><feature policy='require' name='sse4.2'/></cpu>";
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, randomUUID(), cpu))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, randomUUID(), cpu))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     const st = statusOf(A.d.runDir, name)!;
     const argv = qemuArgv(st.pid);
@@ -112,31 +94,31 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
     expect(dump.stdout).toContain(cpu);
 
     const r = await A.ferry(['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, B.tcpUri], { json: true, timeoutMs: 90_000 });
-    expectOk(r, 'migrate A -> B');
+    expectCliOk(r, 'migrate A -> B');
     await expectContinuity(name, hb(A), hb(B));
-    expect(await names(A)).not.toContain(name);
+    expect(await domainNames(A)).not.toContain(name);
     expect((await B.ferry(['dumpxml', name])).stdout).toContain(cpu);
     const stB = statusOf(B.d.runDir, name)!;
     const argvB = qemuArgv(stB.pid);
     expect(argvB[argvB.indexOf('-cpu') + 1]).toBe('qemu64,+sse4.2');
-    expectOk(await B.ferry(['destroy', name]), 'destroy on B');
-    expectOk(await B.ferry(['undefine', name]), 'undefine on B');
+    expectCliOk(await B.ferry(['destroy', name]), 'destroy on B');
+    expectCliOk(await B.ferry(['undefine', name]), 'undefine on B');
   });
 
   it("host-passthrough under TCG runs as -cpu max, ferryd says so, and migrates between these hosts (same machine, same QEMU)", async () => {
     const name = 'cpu-passthrough';
     const cpu = "<cpu mode='host-passthrough' migratable='on'/>";
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, randomUUID(), cpu))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, randomUUID(), cpu))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     const argv = qemuArgv(statusOf(A.d.runDir, name)!.pid);
     expect(argv[argv.indexOf('-cpu') + 1]).toBe('max');
     expect(A.d.stderr()).toContain(`domain '${name}': <cpu mode='host-passthrough'> runs as QEMU's 'max' CPU`);
-    expectOk(await A.ferry(['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, B.tcpUri], { json: true, timeoutMs: 90_000 }), 'migrate A -> B');
+    expectCliOk(await A.ferry(['migrate', '--live', '--p2p', '--persistent', '--undefinesource', name, B.tcpUri], { json: true, timeoutMs: 90_000 }), 'migrate A -> B');
     await expectContinuity(name, hb(A), hb(B));
     expect((await B.ferry(['dumpxml', name])).stdout).toContain(cpu);
-    expectOk(await B.ferry(['destroy', name]), 'destroy on B');
-    expectOk(await B.ferry(['undefine', name]), 'undefine on B');
+    expectCliOk(await B.ferry(['destroy', name]), 'destroy on B');
+    expectCliOk(await B.ferry(['undefine', name]), 'undefine on B');
   });
 
   it('a model TCG lacks features for, or a required feature TCG lacks, is refused at start: no QEMU', async () => {
@@ -145,8 +127,8 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
       { name: 'cpu-avx512', cpu: "<cpu mode='custom'><model>qemu64</model><feature policy='require' name='avx512f'/></cpu>", missing: ['avx512f'] },
     ];
     for (const c of cases) {
-      expectOk(await A.ferry(['define', writeXml(`${c.name}.xml`, guestXml(c.name, randomUUID(), c.cpu))]), `define ${c.name}`);
-      const msg = expectError(await A.ferry(['start', c.name], { json: true }), 'operation_failed', 9, `start ${c.name}`);
+      expectCliOk(await A.ferry(['define', writeXml(`${c.name}.xml`, guestXml(c.name, randomUUID(), c.cpu))]), `define ${c.name}`);
+      const msg = expectCliError(await A.ferry(['start', c.name], { json: true }), 'operation_failed', 9, `start ${c.name}`);
       expect(msg).toContain("guest CPU doesn't match specification: missing features: ");
       for (const f of c.missing) expect(msg).toContain(f);
       expect(msg).toContain(c.name);
@@ -154,12 +136,12 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
       expect(qemuPidsMentioning(c.name)).toEqual([]);
       const state = await A.ferry(['domstate', c.name]);
       expect(state.stdout.trim()).toBe('shut off');
-      expectOk(await A.ferry(['undefine', c.name]), `undefine ${c.name}`);
+      expectCliOk(await A.ferry(['undefine', c.name]), `undefine ${c.name}`);
     }
     const unknown = 'cpu-unknown';
-    expectOk(await A.ferry(['define', writeXml(`${unknown}.xml`, guestXml(unknown, randomUUID(), "<cpu><model fallback='forbid'>Pentium9000</model></cpu>"))]), 'define unknown');
-    expect(expectError(await A.ferry(['start', unknown], { json: true }), 'config_unsupported', 67, 'start unknown')).toContain("CPU model 'Pentium9000' is not supported by hypervisor");
-    expectOk(await A.ferry(['undefine', unknown]), 'undefine unknown');
+    expectCliOk(await A.ferry(['define', writeXml(`${unknown}.xml`, guestXml(unknown, randomUUID(), "<cpu><model fallback='forbid'>Pentium9000</model></cpu>"))]), 'define unknown');
+    expect(expectCliError(await A.ferry(['start', unknown], { json: true }), 'config_unsupported', 67, 'start unknown')).toContain("CPU model 'Pentium9000' is not supported by hypervisor");
+    expectCliOk(await A.ferry(['undefine', unknown]), 'undefine unknown');
   });
 
   it("a migration whose destination XML requires a feature B's QEMU lacks is refused in prepare: nothing changes on either host", async () => {
@@ -167,15 +149,15 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
     const uuid = randomUUID();
     const cpuA = "<cpu mode='custom'><model>qemu64</model><feature policy='require' name='sse4.2'/></cpu>";
     const cpuB = "<cpu mode='custom'><model>qemu64</model><feature policy='require' name='sse4.2'/><feature policy='require' name='avx512f'/></cpu>";
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, uuid, cpuA))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, uuid, cpuA))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     const q = statusOf(A.d.runDir, name)!;
     const destXml = writeXml(`${name}-dest.xml`, guestXml(name, uuid, cpuB));
 
     for (const flags of [['--live', '--p2p', '--persistent', '--undefinesource'], ['--live']]) {
       const r = await A.ferry(['migrate', ...flags, '--xml', destXml, name, B.tcpUri], { json: true, timeoutMs: 90_000 });
-      const msg = expectError(r, 'operation_failed', 9, `migrate ${flags.join(' ')}`);
+      const msg = expectCliError(r, 'operation_failed', 9, `migrate ${flags.join(' ')}`);
       expect(msg).toContain("guest CPU doesn't match specification: missing features: avx512f");
       expect(msg).toContain(B.name);
       // A: the same QEMU, running, the definition kept, the heartbeat going on with no restart.
@@ -184,12 +166,12 @@ describe.skipIf(!netnsAvailable())('CPU models under TCG', () => {
       expect(statusOf(A.d.runDir, name)?.pid).toBe(q.pid);
       await expectHeartbeatCarriesOn(hb(A), name);
       // B: no domain, no QEMU, no serial log.
-      expect(await names(B)).toEqual([]);
+      expect(await domainNames(B)).toEqual([]);
       expect(statusOf(B.d.runDir, name)).toBeUndefined();
       expect(existsSync(join(B.d.stateDir, 'logs', `${name}.serial.log`)), "B's serial log of the guest").toBe(false);
     }
     expect(qemuPidsMentioning(name)).toEqual([q.pid]);
-    expectOk(await A.ferry(['destroy', name]), 'destroy');
-    expectOk(await A.ferry(['undefine', name]), 'undefine');
+    expectCliOk(await A.ferry(['destroy', name]), 'destroy');
+    expectCliOk(await A.ferry(['undefine', name]), 'undefine');
   });
 });

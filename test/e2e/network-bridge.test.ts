@@ -27,8 +27,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addBridge, captureFrames, deleteLink, linkInfo, tapsIn, type FrameCapture } from '../support/bridges.js';
+import { domainNames, expectCliError, expectCliOk } from '../support/cli-result.js';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { makeTempDir, processAlive, qemuPidsMentioning, resetDaemons, statusOf, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
+import { makeTempDir, processAlive, qemuPidsMentioning, resetDaemons, statusOf, useDaemonCleanup, waitFor } from '../support/daemon.js';
 import { testGuestXml } from '../support/guest-xml.js';
 import { expectContinuity, expectHeartbeatCarriesOn, waitHeartbeats, type HeartbeatHost } from '../support/heartbeat.js';
 import { netnsAvailable } from '../support/netns.js';
@@ -76,23 +77,6 @@ function bridgedNic(mac: string): string {
   return `    <interface type='bridge'>\n      <mac address='${mac}'/>\n      <source bridge='${BRIDGE}'/>\n      <model type='virtio'/>\n    </interface>`;
 }
 
-function expectOk(r: CliResult, what: string): void {
-  expect(r.code, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
-}
-
-function expectError(r: CliResult, code: string, number: number, what: string): string {
-  expect(r.code, `${what} should fail\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(1);
-  const err = r.json?.error as { code: string; number: number; message: string } | undefined;
-  expect(err, `${what}: no JSON error in ${r.stdout} (stderr: ${r.stderr})`).toBeDefined();
-  expect({ code: err!.code, number: err!.number }, `${what}: ${err!.message}`).toEqual({ code, number });
-  return err!.message;
-}
-
-async function names(h: ClusterHost): Promise<string[]> {
-  const r = await h.ferry(['list', '--all', '--name']);
-  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
-}
-
 /** The QEMU command line of pid, NUL-separated arguments joined by spaces. */
 function cmdline(pid: number): string {
   return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
@@ -102,8 +86,8 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
   it("a bridged virtio guest starts on A's bridge, migrates live to B, is announced on B's bridge and leaves no tap on A", async () => {
     const name = 'net-bridged';
     const mac = '52:54:00:4e:00:01';
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic(mac)))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic(mac)))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
 
     // A: one tap, vnet0, a port of brguest, up, with the guest's MAC under 0xfe; QEMU opens it by name.
@@ -125,7 +109,7 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
         ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', '--announce-rounds', String(rounds), '--announce-step', '20', name, B.tcpUri],
         { json: true, timeoutMs: 90_000 },
       );
-      expectOk(r, 'migrate A -> B');
+      expectCliOk(r, 'migrate A -> B');
       const mine = (): typeof capture.frames => capture.frames.filter((f) => f.src === mac);
       await capture.waitUntil(`${rounds} RARP announcements of ${mac} on B's ${BRIDGE}`, () => mine().length >= rounds);
       for (const f of mine()) {
@@ -142,25 +126,25 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     expect(tapsIn(B.ns)).toEqual(['vnet0']);
     expect(linkInfo(B.ns, 'vnet0')!.master).toBe(BRIDGE);
     expect((await B.ferry(['dumpxml', name])).stdout).toContain("<target dev='vnet0'/>");
-    expect(await names(A)).toEqual([]);
+    expect(await domainNames(A)).toEqual([]);
     await expectContinuity(name, hb(A), hb(B));
     await expectHeartbeatCarriesOn(hb(B), name, false);
 
-    expectOk(await B.ferry(['destroy', name]), 'destroy on B');
+    expectCliOk(await B.ferry(['destroy', name]), 'destroy on B');
     await waitFor("B's tap to go after destroy", () => tapsIn(B.ns).length === 0, 20_000);
-    expectOk(await B.ferry(['undefine', name]), 'undefine on B');
+    expectCliOk(await B.ferry(['undefine', name]), 'undefine on B');
   });
 
   it("a migration to a host without the bridge is refused in prepare with libvirt's error, changing nothing on either host", async () => {
     const name = 'net-refused';
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:02')))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:02')))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     const q = statusOf(A.d.runDir, name)!;
 
     for (const flags of [['--live', '--p2p', '--persistent', '--undefinesource'], ['--live']]) {
       const r = await A.ferry(['migrate', ...flags, name, C.tcpUri], { json: true, timeoutMs: 90_000 });
-      const msg = expectError(r, 'system_error', 38, `migrate ${flags.join(' ')} to C`);
+      const msg = expectCliError(r, 'system_error', 38, `migrate ${flags.join(' ')} to C`);
       expect(msg).toContain(`Cannot get interface MTU on '${BRIDGE}': No such device`);
       // A: the same QEMU, running, its tap still on the bridge, the heartbeat going on with no restart.
       expect((await A.ferry(['domstate', '--reason', name])).stdout.trim()).toBe('running (booted)');
@@ -170,15 +154,15 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
       expect(linkInfo(A.ns, 'vnet0')!.master).toBe(BRIDGE);
       await expectHeartbeatCarriesOn(hb(A), name);
       // C: no domain, no QEMU, no tap, no serial log.
-      expect(await names(C)).toEqual([]);
+      expect(await domainNames(C)).toEqual([]);
       expect(statusOf(C.d.runDir, name)).toBeUndefined();
       expect(tapsIn(C.ns)).toEqual([]);
       expect(existsSync(join(C.d.stateDir, 'logs', `${name}.serial.log`)), "C's serial log of the guest").toBe(false);
     }
     expect(qemuPidsMentioning(name)).toEqual([q.pid]);
-    expectOk(await A.ferry(['destroy', name]), 'destroy');
+    expectCliOk(await A.ferry(['destroy', name]), 'destroy');
     await waitFor("A's tap to go after destroy", () => tapsIn(A.ns).length === 0, 20_000);
-    expectOk(await A.ferry(['undefine', name]), 'undefine');
+    expectCliOk(await A.ferry(['undefine', name]), 'undefine');
   });
 
   it('ethernet interfaces get their taps (the wished name when free, vnetN when not) on no bridge, and lose them on destroy', async () => {
@@ -189,8 +173,8 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     const nics =
       "    <interface type='ethernet'><mac address='52:54:00:4e:00:03'/><target dev='tapeth0'/><model type='e1000'/></interface>\n" +
       "    <interface type='ethernet'><mac address='52:54:00:4e:00:04'/><target dev='tapbusy'/><model type='virtio'/></interface>";
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, nics))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, nics))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     expect(tapsIn(A.ns).sort()).toEqual(['tapeth0', 'vnet0']);
     for (const tap of ['tapeth0', 'vnet0']) {
@@ -205,17 +189,17 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     // The definition keeps the wish.
     expect((await A.ferry(['dumpxml', '--inactive', name])).stdout).toContain("<target dev='tapbusy'/>");
 
-    expectOk(await A.ferry(['destroy', name]), 'destroy');
+    expectCliOk(await A.ferry(['destroy', name]), 'destroy');
     await waitFor('the taps to go after destroy', () => tapsIn(A.ns).length === 0, 20_000);
     expect(linkInfo(A.ns, 'tapbusy'), 'the other link is left alone').toBeDefined();
     deleteLink(A.ns, 'tapbusy');
-    expectOk(await A.ferry(['undefine', name]), 'undefine');
+    expectCliOk(await A.ferry(['undefine', name]), 'undefine');
   });
 
   it('a QEMU that died while ferryd was down leaves no tap once ferryd is back', async () => {
     const name = 'net-orphan';
-    expectOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:05')))]), 'define');
-    expectOk(await A.ferry(['start', name]), 'start');
+    expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:05')))]), 'define');
+    expectCliOk(await A.ferry(['start', name]), 'start');
     await waitHeartbeats(hb(A), name);
     const q = statusOf(A.d.runDir, name)!;
     expect(tapsIn(A.ns)).toEqual(['vnet0']);
@@ -226,7 +210,7 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     await A.d.restart();
     await waitFor('the orphaned tap to go', () => tapsIn(A.ns).length === 0, 20_000);
     expect((await A.ferry(['domstate', name])).stdout.trim()).toBe('shut off');
-    expectOk(await A.ferry(['undefine', name]), 'undefine');
+    expectCliOk(await A.ferry(['undefine', name]), 'undefine');
   });
 });
 
