@@ -114,7 +114,8 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
       return { ok: true };
     },
     'domain.jobAbort': async (p) => {
-      await m.jobControl.abort(requireString(p, 'domain'));
+      if (p.postcopy !== undefined && typeof p.postcopy !== 'boolean') throw new FerryError('invalid_arg', 'postcopy must be true or false');
+      await m.jobControl.abort(requireString(p, 'domain'), { postcopy: p.postcopy === true });
       return { aborted: true };
     },
     'domain.migrateSetMaxDowntime': async (p) => {

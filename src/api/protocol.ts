@@ -179,8 +179,8 @@ export interface MigrationApiMethods {
   'domain.migrate': { params: DomainRef & MigrationRequest & { destUri: string }; result: PeerToPeerResult };
   /** `domjobinfo`: the running job's statistics, or with `completed` the last finished job's. */
   'domain.jobInfo': { params: DomainRef & { completed?: boolean }; result: JobStats };
-  /** `domjobabort`. */
-  'domain.jobAbort': { params: DomainRef; result: { aborted: true } };
+  /** `domjobabort`; with `postcopy`, pause a migration in its post-copy phase instead. */
+  'domain.jobAbort': { params: DomainRef & { postcopy?: boolean }; result: { aborted: true } };
   /** `migrate-postcopy`. */
   'domain.migrateStartPostcopy': { params: DomainRef; result: { ok: true } };
   /** `migrate-setmaxdowntime`, in ms. */

@@ -51,7 +51,9 @@ async function run(): Promise<void> {
   const connectPeer: PeerConnector = async (uri) =>
     isLibvirtUri(uri) ? libvirtDestination(await LibvirtClient.connect(uri, peerOpts), peerOpts) : remoteDestination(await ApiClient.connect(uri, peerOpts), peerOpts);
   const qemuTlsDir = cfg.tlsDir ? await layoutQemuTlsDir(cfg.tlsDir, cfg.runDir) : undefined;
-  const migrations = new Migrations(host, connectPeer, log, qemuTlsDir, { ...DEFAULT_POLICY, mode: cfg.migrationPolicy });
+  // A post-copy stream silent for as long as a silent peer daemon counts as gone is paused, ready to be resumed.
+  const postcopyStallMs = cfg.keepalive.intervalS > 0 ? cfg.keepalive.intervalS * cfg.keepalive.count * 1000 : undefined;
+  const migrations = new Migrations(host, connectPeer, log, qemuTlsDir, { ...DEFAULT_POLICY, mode: cfg.migrationPolicy }, postcopyStallMs);
   const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log, cfg.keepalive);
   const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {

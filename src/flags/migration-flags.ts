@@ -314,6 +314,25 @@ export const MIGRATION_FLAGS = [
     availability: 'supported',
   },
   {
+    name: 'POSTCOPY_RESUME',
+    libvirtName: 'VIR_MIGRATE_POSTCOPY_RESUME',
+    bit: 19,
+    value: 1 << 19,
+    option: '--postcopy-resume',
+    summary: 'resume a post-copy migration whose stream broke after the switch',
+    doc:
+      'Continues a post-copy migration that stopped after the switch: the stream broke (a cut link, a peer that went ' +
+      'away, or `domjobabort --postcopy`), both QEMU processes wait with the migration paused, the source guest is ' +
+      '`paused (post-copy failed)` and the destination guest `running (post-copy failed)`. Run the same migrate ' +
+      'command again with this flag added (same domain, same destination): the destination opens a new listener for ' +
+      'the rest of the stream, the source reconnects and sends the pages the destination still lacks, and the ' +
+      'migration ends as a normal post-copy one (the source QEMU stops; UNDEFINE_SOURCE given now undefines the ' +
+      'source). Nothing is copied again from the start. Requires POSTCOPY; refused unless both sides really wait in ' +
+      'a paused post-copy (a destination still stuck on a dead connection is paused first). If resuming fails, both ' +
+      'sides stay paused and it can be tried again; the guest never runs on both hosts.',
+    availability: 'supported',
+  },
+  {
     name: 'ZEROCOPY',
     libvirtName: 'VIR_MIGRATE_ZEROCOPY',
     bit: 20,

@@ -297,6 +297,26 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
         : undefined,
   },
   {
+    id: 'postcopy-resume-needs-postcopy',
+    code: 'argument_unsupported',
+    description: `${fd('POSTCOPY_RESUME')} requires ${fd('POSTCOPY')}.`,
+    check: (input) =>
+      has(input, 'POSTCOPY_RESUME') && !has(input, 'POSTCOPY')
+        ? `${f('POSTCOPY_RESUME')} requires ${f('POSTCOPY')}: only a post-copy migration can be resumed`
+        : undefined,
+  },
+  {
+    id: 'postcopy-resume-excludes-storage-copy',
+    code: 'argument_unsupported',
+    description: `${fd('POSTCOPY_RESUME')} excludes ${listed(STORAGE_COPY.map(fd), 'and')}.`,
+    check: (input) => {
+      const copy = STORAGE_COPY.filter((n) => has(input, n));
+      return has(input, 'POSTCOPY_RESUME') && copy.length > 0
+        ? `${f('POSTCOPY_RESUME')} excludes ${listed(copy.map(f))}: the disks were copied before the switch; only memory is left to send`
+        : undefined;
+    },
+  },
+  {
     id: 'zerocopy-needs-parallel',
     code: 'operation_invalid',
     description: `${fd('ZEROCOPY')} requires ${fd('PARALLEL')}.`,

@@ -6,7 +6,7 @@
 import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DomainDocument } from '../domain/index.js';
-import { status as mkStatus, type DomainStatus } from '../domain/lifecycle-state.js';
+import { STATE_REASONS, status as mkStatus, type DomainStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
 import {
   tetherToDaemon,
@@ -296,10 +296,13 @@ export class GuestRunner {
   /** The state of a re-attached QEMU: QEMU's run state, refined by the reason recorded before the restart. */
   private async currentStatus(qemu: QemuProcess, st: QemuStatus): Promise<DomainStatus> {
     const q = await qemu.qmp.execute<{ running: boolean; status: string }>('query-status');
-    if (q.running) return mkStatus('running', st.state === 'running:booted' ? 'booted' : 'unpaused');
+    // The recorded reason stands when QEMU agrees with the recorded state: a running guest's, and a
+    // paused one's that no restart changes (the user's pause, a post-copy's). A pause for a migration
+    // that the restart interrupted is the recovery's to settle: 'unknown' until then.
+    const [recordedState, recordedReason = ''] = (st.state ?? '').split(':', 2);
+    if (q.running) return recordedState === 'running' && (STATE_REASONS.running as readonly string[]).includes(recordedReason) ? ({ state: 'running', reason: recordedReason } as DomainStatus) : mkStatus('running', 'unpaused');
     if (q.status === 'io-error') return mkStatus('paused', 'I/O error');
-    const recorded = st.state?.startsWith('paused:') ? st.state.slice('paused:'.length) : undefined;
-    return recorded === 'user' ? mkStatus('paused', 'user') : mkStatus('paused', 'unknown');
+    return recordedState === 'paused' && ['user', 'post-copy', 'post-copy failed'].includes(recordedReason) ? ({ state: 'paused', reason: recordedReason } as DomainStatus) : mkStatus('paused', 'unknown');
   }
 }
 

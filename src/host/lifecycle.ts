@@ -176,6 +176,10 @@ export class Lifecycle {
     return d.jobs.run('resume', async () => {
       const runtime = requireRuntime(d);
       if (d.status.state === 'running') return d.summary();
+      if (d.status.reason === 'post-copy failed') {
+        // The destination holds the guest's newest state: running this stale copy would fork the guest.
+        throw new FerryError('operation_invalid', `cannot resume domain '${d.name}': its post-copy migration broke after the switch, so the destination holds its newest state; resume the migration with 'ferry migrate --postcopy --postcopy-resume', or destroy this copy`);
+      }
       await runtime.qemu.qmp.execute('cont');
       if (stateOf(d) !== 'running') await this.deps.runner.transition(d, runtime, mkStatus('running', 'unpaused'), 'resumed', 'unpaused');
       else await this.deps.runner.writeStatus(d, runtime, d.status, runtime.qemu.startTime);

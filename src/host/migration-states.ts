@@ -115,6 +115,17 @@ export class MigrationStates {
     }
   }
 
+  /**
+   * A paused post-copy migration runs again (POSTCOPY_RESUME): the source's
+   * guest is `paused (post-copy)` until its stream ends, the destination's
+   * `running (post-copy)` again.
+   */
+  async markPostcopyResumed(d: HostedDomain, rt: DomainRuntime, side: 'source' | 'destination'): Promise<void> {
+    if (d.status.reason !== 'post-copy failed') return;
+    if (side === 'source') await this.deps.runner.transition(d, rt, mkStatus('paused', 'post-copy'), 'suspended', 'postcopy');
+    else await this.deps.runner.transition(d, rt, mkStatus('running', 'post-copy'), 'resumed', 'postcopy');
+  }
+
   // --- destination ---
 
   /**

@@ -143,6 +143,8 @@ export async function runMigration(
   try {
     await src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) });
   } catch (err) {
+    // In post-copy, confirm waits for the rest of the stream: its failure (a stream that broke and was paused) is the migration's.
+    if (perform?.postcopy) throw err;
     out.confirmWarning = `the guest runs on the destination, but the source could not clean up: ${toFerryError(err).message}`;
   }
   return out;

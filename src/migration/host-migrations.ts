@@ -53,8 +53,10 @@ export class Migrations {
     qemuTlsDir?: string,
     /** The host's convergence policy, for requests that name none (ferryd --migration-policy). */
     defaultPolicy: MigrationPolicy = DEFAULT_POLICY,
+    /** How long a post-copy stream may send nothing before it is paused (ms; see outgoing.ts). */
+    postcopyStallMs?: number,
   ) {
-    this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir, defaultPolicy);
+    this.outgoing = new OutgoingMigrations(host, log, (uri, uuid) => this.askOutcome(uri, uuid), qemuTlsDir, defaultPolicy, postcopyStallMs);
     this.incoming = new IncomingMigrations(host, log, qemuTlsDir);
     this.jobControl = this.outgoing.control;
     this.recovery = new MigrationRecovery(host, log, (uri, uuid) => this.askOutcome(uri, uuid));
@@ -85,8 +87,9 @@ export class Migrations {
    * journal lists, then settles them in the background. Call before serving
    * the sockets, so that no client can act on such a domain first.
    */
-  recover(): Promise<void> {
-    return this.recovery.recover();
+  async recover(): Promise<void> {
+    await this.recovery.recover();
+    await this.incoming.recoverPostcopy().catch((err: Error) => this.log(`post-copy recovery failed: ${err.message}`));
   }
 
   /** This host's source side, as the driver calls it in peer-to-peer mode. */

@@ -26,7 +26,7 @@ import { addTlsCreds } from './qemu-tls.js';
 import { statsFromQemu, type JobStats } from '../host/job-stats.js';
 import { requireKnownCookie, type MigrationCookie, type FinishArgs, type FinishResult, type IncomingJobState, type PrepareArgs, type PrepareResult } from './phase-messages.js';
 import { DEFAULT_MIGRATION_PORTS, PortReservations } from './ports.js';
-import { followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { followMigration, pausePostcopy, prepareQemuForMigration, waitForMigrationStatus } from './qemu-migration.js';
 import { checkSocketPath, prepareTargetImages, removeImages, startNbdServer, stopNbdServer } from './storage-target.js';
 import type { NbdTarget, StorageCookie } from './phase-messages.js';
 import { holdPoint } from './test-hold.js';
@@ -61,6 +61,8 @@ interface IncomingJob {
   ticket?: SlotTicket;
   /** finish is resuming the guest here: from this moment the job can no longer be aborted. */
   resuming?: boolean;
+  /** POSTCOPY_RESUME: the guest already runs here; the job only reconnects its paused post-copy stream. */
+  resume?: boolean;
 }
 
 /** The destination side of migrations on one host. */
@@ -92,6 +94,7 @@ export class IncomingMigrations {
     const me = this.host.config.identity;
     // The destination checks the request too, with both hosts known: it may come from a peer that checks less.
     const request = admitBetweenHosts(args, args.cookie.source, me);
+    if (hasFlag(request.flags, 'POSTCOPY_RESUME')) return this.prepareResume(args, request.params);
     let doc = DomainDocument.parse(args.xml);
     const dname = request.params.destination_name;
     if (typeof dname === 'string' && dname !== doc.def.name) doc = doc.withName(dname);
@@ -203,8 +206,9 @@ export class IncomingMigrations {
       if (!offline) {
         const rt = d.runtime;
         if (!rt) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' is gone`);
+        if (job.resume) return await this.finishResume(job, rt);
         const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: hasFlag(job.flags, 'POSTCOPY') });
-        if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
+        if (end.status === 'failed' || end.status === 'cancelled' || end.status === 'postcopy-paused') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
         postcopy = end.status === 'postcopy-active';
         await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
         if (d.runtime !== rt || rt.qemu.exitReason) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
@@ -231,12 +235,9 @@ export class IncomingMigrations {
         // The guest now runs here: for outcome checks the job is done, whatever the rest of a post-copy stream does.
         job.state = 'finished';
         if (postcopy) {
-          const rest = await followMigration(rt.qemu.qmp, { pollMs: 200 });
-          if (rest.status !== 'completed') {
-            await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
-            throw new FerryError('operation_failed', `post-copy migration of '${d.name}' broke after the switch: ${'error' in rest ? rest.error : rest.status}; the guest keeps running here but may stall on pages it never received`);
-          }
-          await this.host.migrationStates.markPostcopyCompleted(d, rt);
+          // The rest of the memory follows while the guest runs; the source's confirm waits for its end.
+          this.followPostcopyRest(job, rt);
+          return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
         }
       }
       job.state = 'finished';
@@ -251,13 +252,126 @@ export class IncomingMigrations {
       return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
     } catch (err) {
       // Never kill a guest that was already handed over (resumed here): the source no longer has it.
-      if (d.runtime && d.runtime.incoming === false) {
+      if (job.resume || (d.runtime && d.runtime.incoming === false)) {
+        // (A resume that failed changed nothing: the guest ran here before it and still does.)
+        if (job.resume) job.state = 'aborted';
         this.release(job);
         throw err;
       }
       await this.abort(job.id, `finish failed: ${toFerryError(err).message}`, true);
       throw err;
     }
+  }
+
+  /**
+   * prepare of a POSTCOPY_RESUME job: the guest runs here since the switch,
+   * and its QEMU waits for the rest of its memory. A QEMU still stuck on the
+   * dead stream (a link that went silent sends no error) is paused first:
+   * the source checked in begin that its side is paused, so nothing flows
+   * (and its job that followed the stream ends).
+   * Then QEMU listens for the source again (`migrate-recover`). Nothing
+   * here stops the guest: a failure leaves both sides paused as they were.
+   */
+  private async prepareResume(args: PrepareArgs, params: MigrationParams): Promise<PrepareResult> {
+    const me = this.host.config.identity;
+    const uuid = args.cookie.domain.uuid;
+    const d = this.host.registry.getByUuid(uuid);
+    const rt = d?.runtime;
+    if (!d || !rt || rt.qemu.exitReason || (d.status.reason !== 'post-copy failed' && d.status.reason !== 'post-copy')) {
+      throw new FerryError('operation_invalid', `there is no post-copy migration of '${args.cookie.domain.name}' to resume on ${me.hostName}${d ? ` (the domain is ${d.status.state} (${d.status.reason}))` : ''}`);
+    }
+    const qmp = rt.qemu.qmp;
+    let status = (await qmp.execute<{ status?: string }>('query-migrate')).status ?? 'none';
+    if (status === 'postcopy-active') {
+      this.log(`the post-copy stream of '${d.name}' is silent but still open here: pausing it before resuming`);
+      await pausePostcopy(qmp);
+      status = await waitForMigrationStatus(qmp, ['postcopy-paused'], 10_000);
+    }
+    if (status !== 'postcopy-paused') throw new FerryError('operation_invalid', `the post-copy migration of '${d.name}' cannot be resumed on ${me.hostName}: its QEMU's migration status is ${status}, not postcopy-paused`);
+    // The job that followed the broken stream ends by itself once it sees the pause (it polls every 200 ms).
+    const until = Date.now() + 10_000;
+    while (d.jobs.currentAsync?.kind === 'migration-in' && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+    const asyncJob = await d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'a post-copy migration is being resumed' });
+    const job: IncomingJob = { id: randomUUID(), domain: d, existedBefore: true, flags: args.flags, asyncJob, state: 'prepared', startedAt: Date.now(), port: 0, wasRunning: true, createdImages: [], resume: true };
+    this.jobs.set(job.id, job);
+    try {
+      await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
+      const listen = params.listen_address ?? '0.0.0.0';
+      const asked = params.migrate_uri !== undefined ? uriPort(params.migrate_uri) : undefined;
+      await this.portsInUse.onFreePort(listen, asked, true, (port) => qmp.execute('migrate-recover', { uri: qemuInetUri('tcp', listen, port) }), (port) => {
+        job.port = port;
+      });
+      this.log(`post-copy migration of '${d.name}' (job ${job.id}) waits to be resumed on tcp:${listen}:${job.port}`);
+      await holdPoint(this.host.config.runDir, 'dest-prepared', this.log);
+      return { jobId: job.id, migrateUri: qemuInetUri('tcp', advertisedHost(listen), job.port), destination: me, domainName: d.name };
+    } catch (err) {
+      await this.abort(job.id, `prepare failed: ${toFerryError(err).message}`);
+      throw err;
+    }
+  }
+
+  /**
+   * finish of a POSTCOPY_RESUME job: waits until the source has reconnected
+   * and QEMU is back in the post-copy phase (or done); the rest then
+   * follows in the background as in any post-copy.
+   */
+  private async finishResume(job: IncomingJob, rt: NonNullable<HostedDomain['runtime']>): Promise<FinishResult> {
+    const d = job.domain;
+    const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: true });
+    if (end.status !== 'postcopy-active' && end.status !== 'completed') {
+      throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed here: ${'error' in end ? end.error : end.status}; the guest keeps running here and waits for the rest of its memory`);
+    }
+    await this.host.migrationStates.markPostcopyResumed(d, rt, 'destination');
+    job.state = 'finished';
+    this.followPostcopyRest(job, rt, end.status === 'completed' ? Promise.resolve(end) : undefined);
+    return { domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
+  }
+
+  /**
+   * The post-copy phase on the destination, after finish handed the guest
+   * over: the rest of the memory arrives while the guest runs. When it is
+   * all here the guest is `running (migrated)`; when the stream breaks,
+   * QEMU waits in `postcopy-paused` and the guest is `running (post-copy
+   * failed)` until the migration is resumed (POSTCOPY_RESUME). The job
+   * ends either way.
+   */
+  private followPostcopyRest(job: IncomingJob, rt: NonNullable<HostedDomain['runtime']>, ended?: Promise<Awaited<ReturnType<typeof followMigration>>>): void {
+    void this.watchPostcopyRest(job.domain, rt, job.startedAt, job.downtimeMs, `job ${job.id}`, ended).finally(() => this.release(job));
+  }
+
+  /**
+   * After a restart: a guest that runs here while the rest of its memory
+   * arrives by post-copy has lost the daemon that followed the stream.
+   * Follow it again, so that its state says how the stream ended.
+   */
+  async recoverPostcopy(): Promise<void> {
+    for (const d of this.host.registry.all()) {
+      const rt = d.runtime;
+      if (!rt || rt.qemu.exitReason || d.status.state !== 'running' || (d.status.reason !== 'post-copy' && d.status.reason !== 'post-copy failed')) continue;
+      const status = (await rt.qemu.qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status;
+      this.log(`after the restart, '${d.name}' runs here in post-copy; its stream is ${status ?? 'none'}`);
+      if (status === 'completed') await this.host.migrationStates.markPostcopyCompleted(d, rt);
+      else if (status === 'postcopy-paused') await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
+      else if (status === 'postcopy-active' || status === 'postcopy-recover') void this.watchPostcopyRest(d, rt, Date.now(), undefined, 'after a restart');
+    }
+  }
+
+  private async watchPostcopyRest(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, startedAt: number, downtimeMs: number | undefined, what: string, ended?: Promise<Awaited<ReturnType<typeof followMigration>>>): Promise<void> {
+    const done = async (): Promise<void> => {
+      const rest = await (ended ?? followMigration(rt.qemu.qmp, { pollMs: 200 }));
+      const elapsed = Date.now() - startedAt;
+      if (rest.status === 'completed') {
+        await this.host.migrationStates.markPostcopyCompleted(d, rt);
+        d.completedJob = { type: 'Completed', operation: 'Incoming migration', time_elapsed: elapsed, ...(downtimeMs !== undefined ? { downtime: downtimeMs } : {}) };
+      } else {
+        const why = 'error' in rest ? rest.error : rest.status;
+        if (!rt.qemu.exitReason) await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
+        this.log(`post-copy migration of '${d.name}' (${what}) ${rest.status === 'postcopy-paused' ? 'paused' : 'failed'} after the switch: ${why}`);
+        d.completedJob = { type: 'Failed', operation: 'Incoming migration', time_elapsed: elapsed, errmsg: rest.status === 'postcopy-paused' ? `post-copy paused: ${why}; the guest runs here and waits for the pages it has not received yet until the migration is resumed (--postcopy-resume)` : `post-copy failed: ${why}` };
+      }
+      this.host.events.jobCompleted(d, d.completedJob);
+    };
+    await done().catch((err: unknown) => this.log(`following the post-copy migration of '${d.name}' failed: ${toFerryError(err).message}`));
   }
 
   /** The unix socket the destination QEMU of tunnelled job `jobId` listens on: the migration stream's, or with `nbd` its NBD server's. */
@@ -313,6 +427,11 @@ export class IncomingMigrations {
         return { type: 'Unbounded', operation: 'Incoming migration', time_elapsed: Date.now() - j.startedAt, ...(position > 0 ? { queue_position: position } : {}) };
       }
     }
+    const d = this.host.registry.getByUuid(uuid);
+    if (d?.status.state === 'running' && (d.status.reason === 'post-copy' || d.status.reason === 'post-copy failed')) {
+      // The guest runs here while the rest of its memory arrives, or waits for a paused stream to be resumed.
+      return { type: 'Unbounded', operation: 'Incoming migration', time_elapsed: 0, phase: d.status.reason === 'post-copy' ? 'postcopy' : 'postcopy-paused' };
+    }
     return undefined;
   }
 
@@ -355,6 +474,12 @@ export class IncomingMigrations {
     if (job.state === 'finishing' && !force) return job.state;
     job.state = 'aborted';
     const d = job.domain;
+    if (job.resume) {
+      // The guest runs here since the first switch-over: only the reconnection is given up; QEMU stays paused.
+      this.log(`resuming the post-copy migration of '${d.name}' (job ${job.id}) was given up: ${why}`);
+      this.release(job);
+      return 'aborted';
+    }
     this.log(`incoming migration of '${d.name}' (job ${job.id}) aborted: ${why}`);
     await this.host.migrationStates.dropIncoming(d, job.existedBefore);
     if (job.createdImages.length > 0) {

@@ -10,7 +10,7 @@ import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import type { JobStats } from '../host/job-stats.js';
 import type { OutgoingJob, OutgoingJobs } from './outgoing-job.js';
-import { cancelMigration } from './qemu-migration.js';
+import { cancelMigration, pausePostcopy } from './qemu-migration.js';
 import { MIB, UNLIMITED_BANDWIDTH_BYTES } from './tuning.js';
 
 /** libvirt's "unlimited" migration speed in MiB/s, as `migrate-getspeed` reports it: the bandwidth parameter's maximum. */
@@ -54,9 +54,23 @@ export class OutgoingJobControl {
     job.postcopyRequested = true;
   }
 
-  /** Aborts the running job of a domain (`domjobabort`). */
-  async abort(ref: unknown): Promise<void> {
+  /**
+   * Aborts the running job of a domain (`domjobabort`). A migration in its
+   * post-copy phase cannot be aborted (the destination runs the guest);
+   * with `postcopy` (`domjobabort --postcopy`) it is paused instead: both
+   * QEMU processes stop the stream and wait in `postcopy-paused`, to be
+   * resumed with POSTCOPY_RESUME.
+   */
+  async abort(ref: unknown, opts: { postcopy?: boolean } = {}): Promise<void> {
     const d = this.host.registry.lookup(ref);
+    const postcopy = [...this.jobs.values()].find((j) => j.domain === d && j.postcopy && (j.phase === 'performing' || j.phase === 'performed'));
+    if (opts.postcopy) {
+      if (!postcopy || !d.runtime) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration in its post-copy phase to pause`);
+      this.log(`pausing the post-copy migration of '${d.name}' (job ${postcopy.id}) on request`);
+      await pausePostcopy(d.runtime.qemu.qmp);
+      return;
+    }
+    if (postcopy) throw new FerryError('operation_invalid', `cannot abort migration in post-copy mode: the destination already runs '${d.name}'; pause it with --postcopy (domjobabort --postcopy) to resume it later`);
     const job = [...this.jobs.values()].find((j) => j.domain === d && (j.phase === 'queued' || j.phase === 'begun' || j.phase === 'performing'));
     if (!job) throw new FerryError('operation_invalid', `domain '${d.name}' has no migration job to abort`);
     await this.stopStreaming(job);
@@ -83,7 +97,8 @@ export class OutgoingJobControl {
   async stopStreaming(job: OutgoingJob): Promise<void> {
     job.abortRequested = true;
     if (job.phase === 'queued') job.ticket.cancel(`the migration of '${job.domain.name}' was aborted while it waited for a slot${job.abortReason ? `: ${job.abortReason}` : ''}`);
-    if (job.phase === 'performing' && job.domain.runtime) await cancelMigration(job.domain.runtime.qemu.qmp);
+    // A post-copy stream is never cancelled (the destination runs the guest): it is paused, its pages kept.
+    if (job.phase === 'performing' && job.domain.runtime) await (job.postcopy ? pausePostcopy(job.domain.runtime.qemu.qmp).catch(() => undefined) : cancelMigration(job.domain.runtime.qemu.qmp));
     // Mirrors still catching up notice the request at their next poll.
   }
 
@@ -92,6 +107,10 @@ export class OutgoingJobControl {
     const d = this.host.registry.lookup(ref);
     if (completed) return d.completedJob ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const job = this.unended(d);
+    if (!job && d.status.state === 'paused' && d.status.reason === 'post-copy failed') {
+      // The job ended when its stream broke, but the migration waits in QEMU to be resumed: say so.
+      return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: 0, phase: 'postcopy-paused', ...(d.completedJob?.errmsg ? { errmsg: d.completedJob.errmsg } : {}) };
+    }
     if (!job) return incoming?.(d.uuid) ?? { type: 'None', operation: 'Outgoing migration', time_elapsed: 0 };
     const elapsed = Date.now() - job.startedAt;
     if (job.phase === 'queued') return { type: 'Unbounded', operation: 'Outgoing migration', time_elapsed: elapsed, queue_position: job.ticket.position() };

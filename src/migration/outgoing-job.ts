@@ -37,6 +37,8 @@ export interface OutgoingJob {
   dropOwner?: () => void;
   /** Set once the migration switched to post-copy: the source never resumes after that. */
   postcopy?: boolean;
+  /** POSTCOPY_RESUME: this job resumes a post-copy migration that broke after the switch. */
+  resume?: boolean;
   /** `migrate-postcopy` was called. */
   postcopyRequested?: boolean;
   /** Post-copy: the rest of the stream, followed in the background after perform returned. */

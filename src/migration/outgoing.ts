@@ -17,7 +17,7 @@ import { eventTimeMs, hostCpuFeatures, probeCpuCapabilities, resolveQemuBinary, 
 import { admitOnSource } from './admission.js';
 import { OutgoingJobControl, UNLIMITED_SPEED_MIB } from './job-control.js';
 import { COOKIE_VERSION, type BeginResult, type ConfirmArgs, type MigrationRequest, type PerformArgs, type PerformResult } from './phase-messages.js';
-import { cancelMigration, followMigration, prepareQemuForMigration } from './qemu-migration.js';
+import { cancelMigration, followMigration, pausePostcopy, prepareQemuForMigration, waitForMigrationStatus, type FollowOptions, type MigrationEnd } from './qemu-migration.js';
 import { MIB, migrationSetup } from './tuning.js';
 import { checkMigrationSafe } from './safety.js';
 import { addTlsCreds } from './qemu-tls.js';
@@ -29,6 +29,9 @@ import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
 import { ConvergenceWatch, DEFAULT_POLICY, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
+
+/** How long a post-copy stream may move no byte before it is paused, unless ferryd says otherwise (ms). */
+export const DEFAULT_POSTCOPY_STALL_MS = 10_000;
 
 /** QEMU's default downtime limit, ms. */
 const DEFAULT_DOWNTIME_LIMIT_MS = 300;
@@ -67,6 +70,12 @@ export class OutgoingMigrations {
     private readonly qemuTlsDir?: string,
     /** What a job does when it does not converge, unless its request says otherwise. */
     private readonly defaultPolicy: MigrationPolicy = DEFAULT_POLICY,
+    /**
+     * In the post-copy phase, how long QEMU may send nothing before the
+     * migration is paused (ms): a silent link would otherwise hold both
+     * halves of the guest for as long as TCP retries.
+     */
+    private readonly postcopyStallMs: number = DEFAULT_POSTCOPY_STALL_MS,
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
     this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
@@ -122,9 +131,12 @@ export class OutgoingMigrations {
     // Every rule of the table, with the guest's state: running, persistent, not paused by an I/O error, ...
     const request = admitOnSource(req, d);
     const { flags, params } = request;
+    const resume = hasFlag(flags, 'POSTCOPY_RESUME');
+    if (resume) await requirePausedPostcopy(d);
+    else refuseIncompleteGuest(d);
     const policy = resolvePolicy(req.policy, this.defaultPolicy);
     const copied = new Set(hasFlag(flags, 'NON_SHARED_DISK') || hasFlag(flags, 'NON_SHARED_INC') ? selectedDisks(defNow.disks, params) : []);
-    if (!offline && d.runtime) {
+    if (!offline && d.runtime && !resume) {
       if (!hasFlag(flags, 'UNSAFE')) await checkMigrationSafe(d.runtime.liveDoc.def, copied);
       if (d.runtime.accel === 'tcg' && d.runtime.liveDoc.def.memoryKiB % 256 === 0 && hasFlag(flags, 'LIVE')) {
         // QEMU 7.2 under TCG can lose dirty pages of a RAM block whose size is a multiple of 256 KiB (see docs/migration.md).
@@ -152,6 +164,8 @@ export class OutgoingMigrations {
       ...(typeof req.destUri === 'string' && req.destUri !== '' ? { destUri: req.destUri } : {}),
       ticket: this.slots.claim(),
       policy,
+      // Resuming: the switch to post-copy happened long ago; this guest never runs here again.
+      ...(resume ? { resume: true, postcopy: true } : {}),
     };
     this.jobs.set(job.id, job);
     if (owner) {
@@ -169,16 +183,17 @@ export class OutgoingMigrations {
       // The guest may have been paused or stopped while it waited.
       job.wasRunning = d.status.state === 'running';
       if (!offline && (!d.active || !d.runtime)) throw new FerryError('operation_invalid', `domain '${d.name}' stopped while its migration was queued`);
+      if (resume) await requirePausedPostcopy(d);
       if (offline && !d.persistentDoc) throw new FerryError('operation_invalid', `domain '${d.name}' was undefined while its migration was queued`);
       const xml = this.xmlToSend(d, params, offline);
-      const storage = !offline && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
+      const storage = !offline && !resume && d.runtime ? await describeStorage(d.runtime.qemu.qmp, d.runtime.liveDoc.def, flags, params) : undefined;
       if (storage) job.storage = storage;
       await this.note(job, 'begun', 'fatal');
       await holdPoint(this.host.config.runDir, 'source-begun', this.log);
       const persistentXml = hasFlag(flags, 'PERSIST_DEST') ? this.persistentXml(d, params) : undefined;
       // A host-passthrough guest sees this host's CPU: the destination compares its own with it.
       const liveDef = d.runtime?.liveDoc.def;
-      const hostCpu = liveDef?.cpu?.mode === 'host-passthrough' && d.runtime ? hostCpuFeatures(await probeCpuCapabilities(resolveQemuBinary(liveDef.emulator), d.runtime.accel)) : undefined;
+      const hostCpu = liveDef?.cpu?.mode === 'host-passthrough' && d.runtime && !resume ? hostCpuFeatures(await probeCpuCapabilities(resolveQemuBinary(liveDef.emulator), d.runtime.accel)) : undefined;
       return {
         jobId: job.id,
         xml,
@@ -219,6 +234,7 @@ export class OutgoingMigrations {
       job.phase = 'perform-failed';
       throw err;
     }
+    if (job.resume) return this.performResume(job, rt, args);
     let ioError = false;
     let stoppedAt: number | undefined;
     let lastThrottle: number | undefined;
@@ -284,8 +300,9 @@ export class OutgoingMigrations {
       // The source pauses itself at switch-over; record that pause as 'migrating', not 'unknown'.
       this.host.migrationStates.expectSwitchoverPause(rt);
       await qmp.execute('migrate', { uri: args.migrateUri });
-      const follow = (stopAtPostcopy: boolean) =>
+      const follow = (stopAtPostcopy: boolean, extra: Partial<FollowOptions> = {}) =>
         followMigration(qmp, {
+          ...extra,
           pollMs: 250,
           stopAtPostcopy,
           onProgress: (info) => {
@@ -317,12 +334,8 @@ export class OutgoingMigrations {
         job.phase = 'performed';
         void this.note(job, 'performed', 'background');
         await holdPoint(this.host.config.runDir, 'source-switched', this.log);
-        const completion = follow(false);
-        job.completion = completion;
-        void completion.then((e) => {
-          job.stats = { ...statsFromQemu(e.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: e.status === 'completed' ? 'Completed' : 'Failed' }) };
-        });
-        return { stats: statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}) };
+        this.followPostcopyRest(job, qmp, (o) => follow(false, o));
+        return { stats: statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), ...(stoppedAt !== undefined ? { sourceStoppedAt: stoppedAt } : {}), postcopy: true };
       }
       const memStats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: end.status === 'completed' ? 'Completed' : end.status === 'cancelled' ? 'Cancelled' : 'Failed' });
       const stats = job.mirrors ? withDiskStats(memStats, job.mirrors.stats()) : memStats;
@@ -331,7 +344,7 @@ export class OutgoingMigrations {
       job.stats = stats;
       if (end.status !== 'completed') {
         job.phase = 'perform-failed';
-        if (end.info.status === 'postcopy-paused') job.postcopy = true;
+        if (end.status === 'postcopy-paused') job.postcopy = true;
         if (ioError) throw new FerryError('operation_aborted', `migration of '${d.name}' cancelled: a disk I/O error occurred and --abort-on-error (ABORT_ON_ERROR) was given`);
         if (job.abortRequested || end.status === 'cancelled') throw this.abortedError(job);
         throw new FerryError('operation_failed', `migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}`);
@@ -355,6 +368,74 @@ export class OutgoingMigrations {
       qmp.off('event', onEvent);
       // The driving client left while QEMU streamed: roll back now that perform has settled.
       if (job.ownerLost) void this.ownerGone(job.id).catch((e: Error) => this.log(`rollback of migration job ${job.id} failed: ${e.message}`));
+    }
+  }
+
+  /**
+   * Follows the post-copy phase to its end in the background (confirm
+   * waits for it): a stream that moves nothing for the stall bound is
+   * paused, so that both sides wait in `postcopy-paused` and the migration
+   * can be resumed (POSTCOPY_RESUME) instead of hanging on a dead link.
+   */
+  private followPostcopyRest(job: OutgoingJob, qmp: QmpClient, follow: (o: Partial<FollowOptions>) => Promise<MigrationEnd>): void {
+    const completion = follow({
+      pauseWhenStalledMs: this.postcopyStallMs,
+      onStall: (ms) => this.log(`post-copy migration of '${job.domain.name}' (job ${job.id}) sent nothing for ${ms} ms: pausing it so that it can be resumed`),
+    });
+    job.completion = completion;
+    void completion.then((e) => {
+      job.stats = { ...statsFromQemu(e.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: e.status === 'completed' ? 'Completed' : 'Failed' }) };
+    });
+  }
+
+  /**
+   * perform of a POSTCOPY_RESUME job: QEMU reconnects to the destination's
+   * new listener (`migrate` with `resume`) and sends the pages the
+   * destination still lacks. Returns once QEMU is back in the post-copy
+   * phase; the rest is followed as in any post-copy. If QEMU cannot
+   * reconnect it falls back to `postcopy-paused` by itself, and the job
+   * fails with both sides still paused, ready for another try.
+   */
+  private async performResume(job: OutgoingJob, rt: NonNullable<HostedDomain['runtime']>, args: PerformArgs): Promise<PerformResult> {
+    const d = job.domain;
+    const qmp = rt.qemu.qmp;
+    const follow = (stopAtPostcopy: boolean, extra: Partial<FollowOptions> = {}) =>
+      followMigration(qmp, {
+        ...extra,
+        pollMs: 250,
+        stopAtPostcopy,
+        onProgress: (info) => {
+          job.stats = { ...statsFromQemu(info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), phase: info.status ?? 'postcopy-recover' };
+        },
+      });
+    try {
+      await holdPoint(this.host.config.runDir, 'source-performing', this.log);
+      if (job.abortRequested) throw this.abortedError(job);
+      this.log(`resuming the paused post-copy migration of '${d.name}' (job ${job.id}) to ${args.migrateUri}`);
+      await qmp.execute('migrate', { uri: args.migrateUri, resume: true });
+      const end = await follow(true);
+      if (end.status !== 'postcopy-active' && end.status !== 'completed') {
+        throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}; both sides stay paused, and it can be tried again`);
+      }
+      await this.host.migrationStates.markPostcopyResumed(d, rt, 'source');
+      job.phase = 'performed';
+      void this.note(job, 'performed', 'background');
+      if (end.status === 'completed') {
+        job.completion = Promise.resolve(end);
+        job.stats = statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
+      } else {
+        this.followPostcopyRest(job, qmp, (o) => follow(false, o));
+      }
+      return { stats: statsFromQemu(end.info, { operation: 'Outgoing migration', elapsedMs: Date.now() - job.startedAt, type: 'Unbounded' }), postcopy: true };
+    } catch (err) {
+      job.phase = 'perform-failed';
+      // Never cancel a post-copy stream: a reconnect that half happened is paused again, the pages kept.
+      const status = (await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status;
+      if (status === 'postcopy-active' || status === 'postcopy-recover') {
+        await pausePostcopy(qmp).catch(() => undefined);
+        await waitForMigrationStatus(qmp, ['postcopy-paused', 'completed', 'failed'], 10_000).catch(() => undefined);
+      }
+      throw err;
     }
   }
 
@@ -429,6 +510,12 @@ export class OutgoingMigrations {
         if (job.completion) {
           // Post-copy: the rest of the memory is still flowing to the destination; wait for it.
           const end = await job.completion;
+          if (end.status === 'postcopy-paused') {
+            failed = true;
+            await this.takeBack(job);
+            job.phase = 'cancelled';
+            throw postcopyPausedError(d.name, end.error, job.destUri);
+          }
           if (end.status !== 'completed') {
             failed = true;
             await this.takeBack(job);
@@ -549,4 +636,42 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
 export async function stopSource(host: Host, d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
   if (rt) await host.migrationStates.stopAfterMigration(d, rt);
   if (hasFlag(flags, 'UNDEFINE_SOURCE')) await host.migrationStates.undefineAfterMigration(d);
+}
+
+/**
+ * The error of a post-copy migration whose stream broke after the switch
+ * and that QEMU holds paused on both sides: what it means and how to
+ * resume it.
+ */
+export function postcopyPausedError(domain: string, why: string, destUri?: string): FerryError {
+  return new FerryError(
+    'operation_failed',
+    `post-copy migration of '${domain}' paused: ${why}. The guest runs on the destination and waits for the pages it has not received yet; this host keeps them (paused (post-copy failed)). Once both hosts can reach each other again, resume it with 'ferry migrate --live --postcopy --postcopy-resume ${domain} ${destUri ?? 'DESTURI'}' (add --p2p as before)`,
+  );
+}
+
+/**
+ * Refuses to migrate a guest that does not hold all of its memory: a
+ * destination still receiving pages by post-copy, or a source whose
+ * post-copy broke after the switch (only POSTCOPY_RESUME may move it on).
+ */
+function refuseIncompleteGuest(d: HostedDomain): void {
+  if (d.status.reason === 'post-copy failed' && d.status.state === 'paused') {
+    throw new FerryError('operation_invalid', `the post-copy migration of '${d.name}' broke after the switch and is paused; resume it with --postcopy-resume (POSTCOPY_RESUME)`);
+  }
+  if ((d.status.reason === 'post-copy failed' || d.status.reason === 'post-copy') && d.status.state === 'running') {
+    throw new FerryError('operation_invalid', `domain '${d.name}' is still receiving its memory by post-copy from another host; it can migrate once it holds all of it`);
+  }
+}
+
+/**
+ * POSTCOPY_RESUME's check on the source: the guest's post-copy broke after
+ * the switch and its QEMU waits in `postcopy-paused`.
+ */
+async function requirePausedPostcopy(d: HostedDomain): Promise<void> {
+  const rt = d.runtime;
+  const status = rt && !rt.qemu.exitReason ? ((await rt.qemu.qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status ?? 'none') : 'no QEMU';
+  if (status !== 'postcopy-paused') {
+    throw new FerryError('operation_invalid', `domain '${d.name}' has no paused post-copy migration to resume (its migration status here is ${status})`);
+  }
 }

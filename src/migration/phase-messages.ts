@@ -141,6 +141,12 @@ export interface PerformResult {
   stats: JobStats;
   /** When the source's vCPUs stopped for the switch-over (epoch ms), to measure downtime. */
   sourceStoppedAt?: number;
+  /**
+   * The stream is in its post-copy phase: the rest of the memory follows
+   * after finish, and confirm waits for it, so a failure in confirm is the
+   * migration's own failure, not only a clean-up problem.
+   */
+  postcopy?: boolean;
 }
 
 /** finish's arguments. */

@@ -29,7 +29,23 @@ export async function prepareQemuForMigration(qmp: QmpClient, setup: QemuMigrati
  */
 export type MigrationEnd =
   | { status: 'completed' | 'postcopy-active'; info: QemuMigrateInfo }
-  | { status: 'failed' | 'cancelled'; info: QemuMigrateInfo; error: string };
+  | { status: 'failed' | 'cancelled' | 'postcopy-paused'; info: QemuMigrateInfo; error: string };
+
+/** Options of {@link followMigration}. */
+export interface FollowOptions {
+  pollMs: number;
+  onProgress?: (info: QemuMigrateInfo) => void;
+  /** End at `postcopy-active` instead of following the post-copy phase to its end. */
+  stopAtPostcopy?: boolean;
+  /**
+   * Source side, post-copy phase: when QEMU has sent nothing for this long
+   * (a link that went silent, where TCP would wait many minutes before it
+   * reports an error), pause the migration (`migrate-pause`) so both sides
+   * wait in `postcopy-paused`, ready to be resumed. `onStall` is told.
+   */
+  pauseWhenStalledMs?: number;
+  onStall?: (stalledMs: number) => void;
+}
 
 /**
  * Waits until the migration on `qmp` ends, calling `onProgress` with
@@ -37,13 +53,34 @@ export type MigrationEnd =
  * over memory. Also ends (as failed) if the QMP connection closes, i.e.
  * QEMU died.
  */
-export function followMigration(
-  qmp: QmpClient,
-  opts: { pollMs: number; onProgress?: (info: QemuMigrateInfo) => void; stopAtPostcopy?: boolean },
-): Promise<MigrationEnd> {
+export function followMigration(qmp: QmpClient, opts: FollowOptions): Promise<MigrationEnd> {
   return new Promise((resolve) => {
     let done = false;
     let polling = false;
+    // The post-copy stall watch: the last byte count seen and since when it has not moved.
+    let lastSent: number | undefined;
+    let sentSince = Date.now();
+    let pauseAsked = false;
+    const watchStall = (info: QemuMigrateInfo) => {
+      if (opts.pauseWhenStalledMs === undefined || info.status !== 'postcopy-active') {
+        lastSent = undefined;
+        return;
+      }
+      const sent = info.ram?.transferred;
+      if (sent === undefined) return;
+      if (sent !== lastSent) {
+        lastSent = sent;
+        sentSince = Date.now();
+        pauseAsked = false;
+        return;
+      }
+      const stalled = Date.now() - sentSince;
+      if (stalled >= opts.pauseWhenStalledMs && !pauseAsked) {
+        pauseAsked = true;
+        opts.onStall?.(stalled);
+        void pausePostcopy(qmp).catch(() => undefined);
+      }
+    };
     const finish = (end: MigrationEnd) => {
       if (done) return;
       done = true;
@@ -65,13 +102,14 @@ export function followMigration(
         const info = await qmp.execute<QemuMigrateInfo>('query-migrate', undefined, { timeoutMs: 10_000 });
         if (done) return;
         opts.onProgress?.(info);
+        watchStall(info);
         if (info.status === 'completed') finish({ status: 'completed', info });
         else if (info.status === 'postcopy-active' && opts.stopAtPostcopy) finish({ status: 'postcopy-active', info });
         else if (info.status === 'failed' || info.status === 'cancelled') {
           finish({ status: info.status, info, error: info['error-desc'] ?? `migration ${info.status}` });
         } else if (info.status === 'postcopy-paused') {
-          // QEMU waits for a recovery that Ferry does not drive: for us the post-copy has failed.
-          finish({ status: 'failed', info, error: 'post-copy failed: the migration stream broke after the switch (QEMU status postcopy-paused)' });
+          // QEMU keeps both halves of the guest and waits to be resumed (POSTCOPY_RESUME).
+          finish({ status: 'postcopy-paused', info, error: 'the migration stream broke after the switch to post-copy (QEMU status postcopy-paused)' });
         }
       } catch (err) {
         if (qmp.closed) finish({ status: 'failed', info: {}, error: `QEMU exited during migration (${(err as Error).message})` });
@@ -96,6 +134,29 @@ export function followMigration(
     const timer = setInterval(() => void poll(), opts.pollMs);
     void poll();
   });
+}
+
+/**
+ * Pauses a migration in its post-copy phase (`migrate-pause`, on either
+ * side): QEMU shuts its end of the stream down and waits in
+ * `postcopy-paused` with every page it holds.
+ */
+export async function pausePostcopy(qmp: QmpClient): Promise<void> {
+  await qmp.execute('migrate-pause', undefined, { timeoutMs: 10_000 });
+}
+
+/**
+ * Waits until QEMU's migration status is one of `wanted` (polling every
+ * 100 ms); returns it, or the last status seen once `timeoutMs` has passed.
+ */
+export async function waitForMigrationStatus(qmp: QmpClient, wanted: readonly string[], timeoutMs: number): Promise<string> {
+  const until = Date.now() + timeoutMs;
+  let status = 'none';
+  for (;;) {
+    status = (await qmp.execute<QemuMigrateInfo>('query-migrate', undefined, { timeoutMs: 10_000 })).status ?? 'none';
+    if (wanted.includes(status) || Date.now() >= until) return status;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** Cancels an outgoing migration; tolerates one that already ended. */

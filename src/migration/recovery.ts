@@ -10,7 +10,7 @@ import type { HostedDomain } from '../host/hosted-domain.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { MigrationJournal, type JournalEntry } from './journal.js';
 import type { OutcomeQuery } from './outgoing-job.js';
-import { stopSource } from './outgoing.js';
+import { DEFAULT_POSTCOPY_STALL_MS, stopSource } from './outgoing.js';
 import { cancelMigration, followMigration } from './qemu-migration.js';
 import { dropLeftoverMirrors } from './storage-copy.js';
 
@@ -94,14 +94,20 @@ export class MigrationRecovery {
       }
       if (status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover' || e.postcopy) {
         if (status === 'postcopy-active') {
-          const end = await followMigration(qmp, { pollMs: 500 });
+          // A stream that went silent while this daemon was down is paused, so that it can be resumed.
+          const end = await followMigration(qmp, { pollMs: 500, pauseWhenStalledMs: DEFAULT_POSTCOPY_STALL_MS });
           if (end.status === 'completed') {
             await stopSource(this.host, d, rtNow, e.flags);
             return await done('the post-copy stream completed; source cleaned up');
           }
         }
         await this.host.migrationStates.markPostcopyFailed(d, rtNow, 'source');
-        return await done('the post-copy stream broke; the guest is paused here and runs, degraded, on the destination');
+        const paused = (await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status === 'postcopy-paused';
+        return await done(
+          paused
+            ? "the post-copy stream broke and waits, paused, to be resumed: the guest runs on the destination, this host keeps the pages it lacks; resume it with 'ferry migrate --postcopy --postcopy-resume'"
+            : 'the post-copy stream broke; the guest is paused here and runs, degraded, on the destination',
+        );
       }
       if (['setup', 'active', 'pre-switchover', 'device', 'wait-unplug', 'cancelling'].includes(status)) {
         await cancelMigration(qmp).catch(() => undefined);

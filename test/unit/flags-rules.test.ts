@@ -53,6 +53,8 @@ const CASES: Case[] = [
   ['offline-excludes-memory-options', ['OFFLINE', 'PERSIST_DEST', 'POSTCOPY'], {}, {}, 'invalid_arg', '--postcopy (POSTCOPY)'],
   ['postcopy-excludes-paused', ['LIVE', 'POSTCOPY', 'PAUSED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --suspend (PAUSED)'],
   ['postcopy-excludes-tunnelled', ['LIVE', 'POSTCOPY', 'PEER2PEER', 'TUNNELLED'], {}, {}, 'argument_unsupported', '--postcopy (POSTCOPY) excludes --tunnelled (TUNNELLED)'],
+  ['postcopy-resume-needs-postcopy', ['LIVE', 'POSTCOPY_RESUME'], {}, {}, 'argument_unsupported', '--postcopy-resume (POSTCOPY_RESUME) requires --postcopy (POSTCOPY)'],
+  ['postcopy-resume-excludes-storage-copy', ['LIVE', 'POSTCOPY', 'POSTCOPY_RESUME', 'NON_SHARED_DISK'], {}, {}, 'argument_unsupported', '--postcopy-resume (POSTCOPY_RESUME) excludes --copy-storage-all (NON_SHARED_DISK)'],
   ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED'], { migrate_uri: 'tcp://h:1' }, {}, 'argument_unsupported', '--tunnelled (TUNNELLED) excludes --migrateuri (migrate_uri)'],
   ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED'], { listen_address: '0.0.0.0' }, {}, 'argument_unsupported', '--listen-address (listen_address)'],
   ['tunnelled-excludes-data-address', ['LIVE', 'PEER2PEER', 'TUNNELLED', 'NON_SHARED_DISK'], { disks_uri: 'unix:///run/n.sock' }, {}, 'argument_unsupported', '--disks-uri (disks_uri)'],
@@ -115,7 +117,7 @@ describe('each rule refuses with its code and a sentence naming the flags', () =
 });
 
 describe('known-flags', () => {
-  it.each([[1 << 19], [1 << 21], [0x80000000], [-1], [0.5]])('refuses flags word %s', (flags) => {
+  it.each([[1 << 21], [1 << 25], [0x80000000], [-1], [0.5]])('refuses flags word %s', (flags) => {
     const err = refusal(() => validateMigrationRequest({ flags, params: {} }));
     expect(err.code).toBe('invalid_arg');
     expect(err.message).toMatch(/migration flags/);

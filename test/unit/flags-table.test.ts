@@ -35,10 +35,11 @@ const LIBVIRT_FLAGS: Array<[string, number, string]> = [
   ['TLS', 65536, '--tls'],
   ['PARALLEL', 131072, '--parallel'],
   ['NON_SHARED_SYNCHRONOUS_WRITES', 262144, '--copy-storage-synchronous-writes'],
+  ['POSTCOPY_RESUME', 524288, '--postcopy-resume'],
   ['ZEROCOPY', 1048576, '--zerocopy'],
 ];
 
-const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED', 'NON_SHARED_DISK', 'NON_SHARED_INC', 'NON_SHARED_SYNCHRONOUS_WRITES', 'ZEROCOPY'];
+const SUPPORTED = ['LIVE', 'PEER2PEER', 'PERSIST_DEST', 'UNDEFINE_SOURCE', 'PAUSED', 'OFFLINE', 'CHANGE_PROTECTION', 'UNSAFE', 'ABORT_ON_ERROR', 'COMPRESSED', 'AUTO_CONVERGE', 'PARALLEL', 'TLS', 'RDMA_PIN_ALL', 'POSTCOPY', 'TUNNELLED', 'NON_SHARED_DISK', 'NON_SHARED_INC', 'NON_SHARED_SYNCHRONOUS_WRITES', 'POSTCOPY_RESUME', 'ZEROCOPY'];
 
 /** libvirt's typed parameters: field, constant, type and virsh option. */
 const LIBVIRT_PARAMS: Array<[string, string, string, string]> = [
@@ -92,8 +93,8 @@ describe('flag table', () => {
     expect(MIGRATION_FLAGS.filter((f) => f.availability === 'supported').map((f) => f.name).sort()).toEqual([...SUPPORTED].sort());
   });
 
-  it('KNOWN_FLAG_BITS covers bits 0 to 18 and 20 (19, POSTCOPY_RESUME, is not in the table)', () => {
-    expect(KNOWN_FLAG_BITS).toBe((2 ** 19 - 1) | 2 ** 20);
+  it('KNOWN_FLAG_BITS covers bits 0 to 20, libvirt 9.0\'s whole set', () => {
+    expect(KNOWN_FLAG_BITS).toBe(2 ** 21 - 1);
   });
 });
 
@@ -117,14 +118,14 @@ describe('flag helpers', () => {
   });
 
   it.each([
-    ['bit 19 (libvirt POSTCOPY_RESUME, unknown to Ferry)', 1 << 19, '0x80000'],
+    ['bit 21 (past libvirt 9.0\'s flags)', 1 << 21, '0x200000'],
     ['bit 31', 0x80000000, '0x80000000'],
     ['a known and an unknown bit', 1 | (1 << 21), '0x200000'],
   ])('namesFromFlags refuses %s', (_title, value, hex) => {
     const err = refusal(() => namesFromFlags(value));
     expect(err.code).toBe('invalid_arg');
     expect(err.message).toContain(hex);
-    expect(err.message).toContain('Ferry knows bits 0 to 18 and 20');
+    expect(err.message).toContain('Ferry knows bits 0 to 20');
   });
 
   it.each([[-1], [1.5], [2 ** 32], [Number.NaN]])('namesFromFlags refuses %s as a flags word', (value) => {

@@ -282,8 +282,9 @@ export function registerJobCommands(program: Command, ctx: CliContext): void {
     .command('domjobabort')
     .description("abort a domain's running migration job")
     .argument('<domain>', 'domain name, id or uuid')
-    .action(async (domain: string) => {
-      const r = await (await ctx.client()).call('domain.jobAbort', { domain });
+    .option('--postcopy', 'pause a migration in its post-copy phase instead (resume it with migrate --postcopy-resume)')
+    .action(async (domain: string, opts: { postcopy?: boolean }) => {
+      const r = await (await ctx.client()).call('domain.jobAbort', { domain, ...(opts.postcopy ? { postcopy: true } : {}) });
       printResult(ctx.output, r, () => '');
     });
 

@@ -68,8 +68,7 @@ export function jobHandlers(m: Migrations): ProcedureHandlers {
     },
     DOMAIN_ABORT_JOB_FLAGS: async (a) => {
       checkFlags(a.flags, ABORT_POSTCOPY, 'virDomainAbortJobFlags');
-      if (a.flags & ABORT_POSTCOPY) throw new FerryError('argument_unsupported', 'pausing a post-copy migration (VIR_DOMAIN_ABORT_JOB_POSTCOPY) is not supported yet');
-      await m.jobControl.abort(lookupKey(a.dom));
+      await m.jobControl.abort(lookupKey(a.dom), { postcopy: (a.flags & ABORT_POSTCOPY) !== 0 });
       return {};
     },
     DOMAIN_MIGRATE_SET_MAX_DOWNTIME: async (a) => {
