@@ -13,12 +13,13 @@
  * - A migration to C, which lacks the bridge, is refused in prepare with
  *   libvirt's error (system_error 38, "Cannot get interface MTU on
  *   'brguest': No such device"), p2p and managed: the guest runs on in the
- *   same QEMU on A with its tap, C has no domain, QEMU, tap or log.
+ *   same QEMU on A with its tap, C has no domain, QEMU, tap or log. A
+ *   prepare that fails on B after B made its tap leaves no tap on B.
  * - `type='ethernet'` interfaces get their taps (a wished name when free, a
  *   vnetN when the wish is taken by another link, which is left alone), on
  *   no bridge, and the taps go on destroy.
- * - A QEMU that dies while its ferryd is down leaves no tap once ferryd is
- *   back.
+ * - A QEMU that crashes leaves no tap; nor does one that dies while its
+ *   ferryd is down, once ferryd is back.
  *
  * Needs `npm run build` and `make -C guest`; at most two QEMUs at a time.
  */
@@ -135,7 +136,7 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     expectCliOk(await B.ferry(['undefine', name]), 'undefine on B');
   });
 
-  it("a migration to a host without the bridge is refused in prepare with libvirt's error, changing nothing on either host", async () => {
+  it("a migration to a host without the bridge is refused in prepare with libvirt's error, changing nothing on either host; a prepare failing later removes its tap", async () => {
     const name = 'net-refused';
     expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:02')))]), 'define');
     expectCliOk(await A.ferry(['start', name]), 'start');
@@ -160,6 +161,19 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
       expect(existsSync(join(C.d.stateDir, 'logs', `${name}.serial.log`)), "C's serial log of the guest").toBe(false);
     }
     expect(qemuPidsMentioning(name)).toEqual([q.pid]);
+
+    // A prepare that fails after B made its tap (B refuses a unix migrate URI that names a regular file,
+    // once its QEMU runs): B's QEMU goes and its tap with it; A carries on.
+    const notASocket = writeXml('not-a-socket', '');
+    const r = await A.ferry(['migrate', '--live', '--p2p', '--migrateuri', `unix://${notASocket}`, name, B.tcpUri], { json: true, timeoutMs: 90_000 });
+    expect(r.code, `migrate with a regular file as socket\n${r.stdout}\n${r.stderr}`).toBe(1);
+    expect(B.d.stderr(), 'B made a tap for the guest before its prepare failed').toContain(`domain '${name}': created tap vnet0`);
+    await waitFor("B's tap of the failed prepare to go", () => tapsIn(B.ns).length === 0, 20_000);
+    expect(await domainNames(B)).toEqual([]);
+    expect(statusOf(A.d.runDir, name)?.pid).toBe(q.pid);
+    expect(tapsIn(A.ns)).toEqual(['vnet0']);
+    await expectHeartbeatCarriesOn(hb(A), name);
+
     expectCliOk(await A.ferry(['destroy', name]), 'destroy');
     await waitFor("A's tap to go after destroy", () => tapsIn(A.ns).length === 0, 20_000);
     expectCliOk(await A.ferry(['undefine', name]), 'undefine');
@@ -196,10 +210,18 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     expectCliOk(await A.ferry(['undefine', name]), 'undefine');
   });
 
-  it('a QEMU that died while ferryd was down leaves no tap once ferryd is back', async () => {
+  it('a crashed QEMU leaves no tap, nor one that died while ferryd was down once ferryd is back', async () => {
     const name = 'net-orphan';
     expectCliOk(await A.ferry(['define', writeXml(`${name}.xml`, guestXml(name, bridgedNic('52:54:00:4e:00:05')))]), 'define');
     expectCliOk(await A.ferry(['start', name]), 'start');
+    await waitHeartbeats(hb(A), name);
+    const crashed = statusOf(A.d.runDir, name)!;
+    expect(tapsIn(A.ns)).toEqual(['vnet0']);
+    process.kill(crashed.pid, 'SIGKILL');
+    await waitFor('the crash to be seen', async () => (await A.ferry(['domstate', '--reason', name])).stdout.trim() === 'shut off (crashed)', 20_000);
+    await waitFor("the crashed QEMU's tap to go", () => tapsIn(A.ns).length === 0, 20_000);
+
+    expectCliOk(await A.ferry(['start', name]), 'start again');
     await waitHeartbeats(hb(A), name);
     const q = statusOf(A.d.runDir, name)!;
     expect(tapsIn(A.ns)).toEqual(['vnet0']);
