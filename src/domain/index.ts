@@ -3,6 +3,7 @@ export { DomainDocument, type DiskSourceOptions } from './document.js';
 export type {
   BackingStoreDef,
   BootDevice,
+  ChannelDef,
   CharDevDef,
   CpuDef,
   CpuFeatureDef,
@@ -14,9 +15,18 @@ export type {
   DiskErrorPolicy,
   DiskFormat,
   DomainDef,
+  GraphicsDef,
+  InputDef,
   InterfaceDef,
   LifecycleAction,
+  MemballoonDef,
+  RngDef,
+  UsbControllerDef,
+  VideoDef,
+  VirtioSerialDef,
 } from './types.js';
+export { withLiveDevices, type LiveDeviceChoices } from './live-devices.js';
+export { VNC_LOCAL_ADDRESSES } from './read-peripherals.js';
 export { DEFAULT_MEMORY_UNIT, MEMORY_UNITS, memoryToKiB, parseMemoryToKiB, type MemorySizeResult } from './units.js';
 export { MEMORY_LIMIT_KIB, MIN_MEMORY_KIB } from './memory.js';
 export { MAX_DOMAIN_NAME_LENGTH, domainNameProblem, validateDomainName } from './validate-name.js';

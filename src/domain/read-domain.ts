@@ -10,6 +10,7 @@ import { readCpu } from './read-cpu.js';
 import { readDisk } from './read-disk.js';
 import { readInterface } from './read-interface.js';
 import { readOs } from './read-os.js';
+import { ignoredPeripheralParts, peripheralHonoured, readPeripherals, type Peripherals } from './read-peripherals.js';
 import { xmlError } from './refuse.js';
 import type { DiskDef, DomainDef, LifecycleAction } from './types.js';
 import { UUID_EXPECTED, canonicalUuid } from './uuid.js';
@@ -119,7 +120,7 @@ function readFeatures(root: Element): string[] {
   return names;
 }
 
-type Devices = Pick<DomainDef, 'emulator' | 'disks' | 'serials' | 'consoles' | 'interfaces'>;
+type Devices = Pick<DomainDef, 'emulator' | 'disks' | 'serials' | 'consoles' | 'interfaces'> & Peripherals;
 
 function readDevices(root: Element, os: DomainDef['os']): Devices {
   const def: Devices = { disks: [], serials: [], consoles: [], interfaces: [] };
@@ -144,6 +145,7 @@ function readDevices(root: Element, os: DomainDef['os']): Devices {
   def.serials = serials;
   def.consoles = consoles;
   def.interfaces = childElements(devices, 'interface').map((el, i) => readInterface(el, i + 1));
+  Object.assign(def, readPeripherals(devices, os.machine));
   if (os.boot !== undefined) {
     for (const device of childElements(devices)) {
       if (optionalChild(device, 'boot') !== undefined) {
@@ -209,28 +211,53 @@ export function readDomain(doc: Document): DomainDef {
     onCrash: readLifecycle(root, 'on_crash', 'destroy'),
     ...readDevices(root, os),
   };
-  const ignored = ignoredElements(root);
+  const ignored = ignoredElements(root, os.machine);
   if (ignored.length > 0) def.ignored = ignored;
   return def;
 }
 
 /** Children of `<domain>` Ferry reads or that only describe the domain (kept and shown as they are). */
 const READ_AT_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'memtune', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
-/** Children of `<devices>` Ferry runs the guest with. */
+/**
+ * `<features>` QEMU gets: `acpi` switches the machine's ACPI (see
+ * qemu/command-line.ts); the APIC and PAE are always there on x86, so
+ * `apic` and `pae` are honoured implicitly. Others (vmport, hyperv, kvm,
+ * smm, ...) are kept and reported as ignored.
+ */
+const HONOURED_FEATURES = new Set(['acpi', 'apic', 'pae']);
+/** Children of `<devices>` Ferry runs the guest with; the peripherals are decided one by one ({@link peripheralHonoured}). */
 const READ_IN_DEVICES = new Set(['emulator', 'disk', 'serial', 'console', 'interface']);
 
 /**
  * The elements of `<domain>` and `<devices>` (in libvirt's namespace) that
- * are kept but have no effect, as `name` or `name (type)`, each once.
+ * are kept but have no effect, as `name` or `name (type)`, each once. A PCI
+ * controller is named by its model (`controller (pcie-root-port)`), since
+ * the machine's root bus is honoured and the others are not; parts of an
+ * honoured device (or of `<features>` and `<clock>`) that have no effect
+ * are named `element <child>`: `features <vmport>`, `clock <timer>`.
  */
-function ignoredElements(root: Element): string[] {
+function ignoredElements(root: Element, machine: string | undefined): string[] {
   const out = new Set<string>();
   const label = (el: Element): string => {
-    const type = attr(el, 'type') ?? attr(el, 'model');
+    const type =
+      el.localName === 'controller' && attr(el, 'type') === 'pci' ? attr(el, 'model') ?? 'pci'
+      : el.localName === 'video' ? childElements(el, 'model').map((m) => attr(m, 'type'))[0]
+      : attr(el, 'type') ?? attr(el, 'model');
     return type !== undefined ? `${el.localName} (${type})` : el.localName!;
   };
   for (const el of childElements(root)) if (!READ_AT_TOP.has(el.localName!)) out.add(label(el));
+  // Read elements whose children are only partly honoured.
+  const features = optionalChild(root, 'features');
+  if (features !== undefined) for (const el of childElements(features)) if (!HONOURED_FEATURES.has(el.localName!)) out.add(`features <${el.localName}>`);
+  const clock = optionalChild(root, 'clock');
+  if (clock !== undefined && childElements(clock, 'timer').length > 0) out.add('clock <timer>');
   const devices = optionalChild(root, 'devices');
-  if (devices !== undefined) for (const el of childElements(devices)) if (!READ_IN_DEVICES.has(el.localName!)) out.add(label(el));
+  if (devices !== undefined) {
+    for (const el of childElements(devices)) {
+      const honoured = peripheralHonoured(el, machine) ?? READ_IN_DEVICES.has(el.localName!);
+      if (!honoured) out.add(label(el));
+    }
+    for (const part of ignoredPeripheralParts(devices)) out.add(part);
+  }
   return [...out];
 }

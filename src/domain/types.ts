@@ -83,6 +83,88 @@ export interface InterfaceDef {
   targetDev?: string;
 }
 
+/**
+ * `<controller type='usb'>` (index 0). QEMU gets one USB controller:
+ * `qemu-xhci`, `nec-usb-xhci` or `piix3-usb-uhci`; `none` means no USB.
+ */
+export interface UsbControllerDef {
+  model: 'qemu-xhci' | 'nec-xhci' | 'piix3-uhci' | 'none';
+  /** `ports`: the xHCI's USB 2 and USB 3 port counts (QEMU's p2 and p3). */
+  ports?: number;
+}
+
+/**
+ * An `<input>`. ps2 mouse and keyboard are the i8042 every PC machine has
+ * built in, so they need no device; usb and virtio ones are devices.
+ */
+export interface InputDef {
+  type: 'tablet' | 'mouse' | 'keyboard';
+  bus: 'usb' | 'ps2' | 'virtio';
+  /** `<address type='usb' port>`: the port on USB bus 0, e.g. `1` or `1.2`. */
+  usbPort?: string;
+}
+
+/** `<memballoon>`: `virtio` is a virtio-balloon-pci device, `none` none. */
+export interface MemballoonDef {
+  model: 'virtio' | 'none';
+  /** `autodeflate='on'`: QEMU's deflate-on-oom. */
+  autodeflate?: boolean;
+  /** `freePageReporting='on'`: QEMU's free-page-reporting. */
+  freePageReporting?: boolean;
+}
+
+/** An `<rng model='virtio'>`: a virtio-rng-pci device and its backend object. */
+export interface RngDef {
+  /** `random`: a host device (rng-random); `builtin`: QEMU's own generator (rng-builtin). */
+  backend: 'random' | 'builtin';
+  /** The random backend's device: libvirt accepts only these two. */
+  path?: '/dev/urandom' | '/dev/random';
+  /** `<rate bytes>`: at most this many bytes per period. */
+  rateBytes?: number;
+  /** `<rate period>` in ms; libvirt's default 1000 when only bytes are given. */
+  ratePeriodMs?: number;
+}
+
+/** `<controller type='virtio-serial'>` (index 0): the bus virtio channels sit on. */
+export interface VirtioSerialDef {
+  /** `ports`: QEMU's max_ports. */
+  ports?: number;
+  /** `vectors`: MSI-X vectors. */
+  vectors?: number;
+}
+
+/**
+ * A `<channel type='unix'>` with a virtio target: a virtserialport backed
+ * by a unix socket that QEMU listens on. The socket is always ferryd's own
+ * (under its run directory), whatever `<source path>` says; the live XML
+ * shows it.
+ */
+export interface ChannelDef {
+  /** `<target name>`, e.g. `org.qemu.guest_agent.0`: what the guest sees. */
+  name: string;
+}
+
+/**
+ * `<graphics type='vnc'>`: a VNC server on a local address only. With
+ * autoport QEMU takes the first free port from 5900 and ferryd shows it in
+ * the live XML.
+ */
+export interface GraphicsDef {
+  type: 'vnc';
+  /** The loopback address QEMU listens on. */
+  listen: '127.0.0.1' | '::1';
+  autoport: boolean;
+  /** The TCP port without autoport (5900 and up). */
+  port?: number;
+}
+
+/** The primary `<video>`: `virtio` is virtio-vga, `vga` std VGA, `none` none. */
+export interface VideoDef {
+  model: 'virtio' | 'vga' | 'none';
+  /** `heads` of a virtio video: virtio-vga's max_outputs. */
+  heads?: number;
+}
+
 /** `<cpu mode>`: libvirt's modes; Ferry maps each to a QEMU `-cpu` (see qemu/command-line.ts). */
 export type CpuMode = 'host-passthrough' | 'host-model' | 'custom' | 'maximum';
 
@@ -164,9 +246,25 @@ export interface DomainDef {
   /** The `<console>` elements; each repeats the serial entry with its `targetPort`. Creates no device. */
   consoles: CharDevDef[];
   interfaces: InterfaceDef[];
+  /** The USB controller, when the XML has one. */
+  usb?: UsbControllerDef;
+  /** `<input>` devices in document order. */
+  inputs?: InputDef[];
+  /** `<memballoon>`, when given (libvirt adds a virtio one when it is missing; Ferry does not). */
+  memballoon?: MemballoonDef;
+  /** `<rng>` devices in document order. */
+  rngs?: RngDef[];
+  /** The virtio-serial controller, when the XML has one (channels get one anyway, as in libvirt). */
+  virtioSerial?: VirtioSerialDef;
+  /** Virtio `<channel>`s in document order. */
+  channels?: ChannelDef[];
+  /** `<graphics type='vnc'>`, when given. */
+  graphics?: GraphicsDef;
+  /** The `<video>` device, when given. */
+  video?: VideoDef;
   /**
    * Elements kept verbatim in the XML that have no effect on the guest
-   * (`graphics (vnc)`, `memballoon`, `pm`, ...), each once; absent when
+   * (`pm`, `controller (pcie-root-port)`, `sound`, ...), each once; absent when
    * there are none. Reported at define and in `dominfo`, never silently.
    */
   ignored?: string[];

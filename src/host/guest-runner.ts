@@ -5,7 +5,7 @@
  */
 import { mkdir, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DomainDocument } from '../domain/index.js';
+import { DomainDocument, withLiveDevices } from '../domain/index.js';
 import { STATE_REASONS, status as mkStatus, type DomainStatus } from '../domain/lifecycle-state.js';
 import { FerryError } from '../errors/index.js';
 import {
@@ -15,6 +15,7 @@ import {
   buildQemuCommand,
   resolveQemuBinary,
   checkGuestCpu,
+  channelSocketPath,
   cpuModeNote,
   readAllStatusFiles,
   removeStatusFile,
@@ -131,6 +132,8 @@ export class GuestRunner {
       ...(opts.incoming ? { incoming: true, tether: tetherToDaemon(qemu.pid) } : {}),
     };
     try {
+      // What this host chose for the guest (VNC port, channel sockets) shows in its live XML, as in libvirt's.
+      runtime.liveDoc = await this.withLiveDevices(qemu, liveDoc);
       // Started with -S so that the status file exists before the guest runs a single instruction.
       const initial = opts.incoming ? mkStatus('paused', 'migrating') : opts.paused ? mkStatus('paused', 'user') : mkStatus('running', 'booted');
       await this.writeStatus(d, runtime, initial, qemu.startTime);
@@ -266,6 +269,23 @@ export class GuestRunner {
       return;
     }
     await removeTaps(taps, this.log);
+  }
+
+  /**
+   * `liveDoc` showing the VNC port QEMU took (asked with `query-vnc`: an
+   * autoport server takes the first free port itself) and the channel
+   * sockets under this host's run directory (see qemu/peripheral-args.ts).
+   */
+  private async withLiveDevices(qemu: QemuProcess, liveDoc: DomainDocument): Promise<DomainDocument> {
+    const def = liveDoc.def;
+    const channelPaths = (def.channels ?? []).map((_, i) => channelSocketPath(this.paths.qemuDir, def.uuid, i));
+    let vncPort: number | undefined;
+    if (def.graphics !== undefined) {
+      const vnc = await qemu.qmp.execute<{ enabled: boolean; service?: string }>('query-vnc');
+      vncPort = vnc.enabled && vnc.service !== undefined ? Number(vnc.service) : NaN;
+      if (!Number.isInteger(vncPort)) throw new FerryError('internal_error', `QEMU of '${def.name}' reports no VNC port (query-vnc: ${JSON.stringify(vnc)})`);
+    }
+    return withLiveDevices(liveDoc, { vncPort, channelPaths });
   }
 
   /** Removes the status file of a domain whose QEMU ended. */

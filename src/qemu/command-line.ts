@@ -14,6 +14,7 @@ import { canonicalUuid } from '../domain/uuid.js';
 import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
 import { assertPlainString, jsonOption, legacyOption, optionWord } from './option-syntax.js';
+import { peripheralArgs } from './peripheral-args.js';
 
 /** The accelerator QEMU runs the guest with. */
 export type Accel = 'kvm' | 'tcg';
@@ -37,9 +38,8 @@ export interface QemuLaunchOptions {
   /** Start with the vCPUs stopped (`-S`). */
   paused?: boolean;
   /**
-   * The guest's private run directory. Kept in the options so that later
-   * per-guest sockets (e.g. for ptys or helpers) have an agreed home; the
-   * current argv needs nothing from it.
+   * ferryd's QEMU run directory on this host: the home of per-guest sockets
+   * such as the virtio channels' (see peripheral-args.ts).
    */
   runDir: string;
 }
@@ -114,8 +114,10 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   args.push('-m', `${def.memoryKiB}k`);
   args.push('-smp', String(def.vcpus));
   args.push('-rtc', `base=${def.clockOffset ?? 'utc'}`);
-  // No display at all (-nodefaults already drops the VGA card): the console
-  // is the serial port. Timestamps make the per-guest QEMU log useful.
+  // No local display window (-nodefaults already drops the VGA card): the
+  // console is the serial port, and a <graphics type='vnc'> is a VNC server
+  // (peripheral-args.ts), which works beside `-display none`. Timestamps make
+  // the per-guest QEMU log useful.
   args.push('-display', 'none');
   args.push('-msg', 'timestamp=on');
   args.push(...lifecycleArgs(def));
@@ -144,6 +146,7 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   args.push(...diskArgs(def.disks, machine));
   args.push(...serialArgs(def, opts.serialLogPath));
   args.push(...interfaceArgs(def.interfaces));
+  args.push(...peripheralArgs(def, opts.runDir));
 
   if (opts.pidFilePath !== undefined) args.push('-pidfile', plain(opts.pidFilePath, 'pid file path'));
   if (opts.incoming !== undefined) args.push('-incoming', plain(opts.incoming, 'incoming migration URI'));

@@ -11,6 +11,7 @@ export {
   type QemuLaunchOptions,
 } from './command-line.js';
 export { DEFAULT_QEMU_BINARY, defaultQemuVersion, resolveQemuBinary } from './binary.js';
+export { VNC_AUTOPORT_RANGE, channelSocketPath, peripheralArgs, vncOption } from './peripheral-args.js';
 export { escapeLegacyValue, jsonOption, legacyOption } from './option-syntax.js';
 export {
   QmpClient,

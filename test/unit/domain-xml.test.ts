@@ -378,8 +378,18 @@ describe('model', () => {
       serials: [{ element: 'serial', type: 'pty', targetPort: 0 }],
       consoles: [{ element: 'console', type: 'pty', targetPort: 0 }],
       interfaces: [{ type: 'user', mac: '52:54:00:3a:7c:01', model: 'virtio' }],
+      // The peripherals QEMU gets (qemu/peripheral-args.ts); a ps2 mouse is the machine's own i8042.
+      usb: { model: 'qemu-xhci', ports: 15 },
+      inputs: [
+        { type: 'tablet', bus: 'usb', usbPort: '1' },
+        { type: 'mouse', bus: 'ps2' },
+      ],
+      memballoon: { model: 'virtio' },
+      rngs: [{ backend: 'random', path: '/dev/urandom' }],
+      channels: [{ name: 'org.qemu.guest_agent.0' }],
+      video: { model: 'virtio', heads: 1 },
       // Kept in the XML, no effect on the guest: each once, with its type, never dropped silently.
-      ignored: ['resource', 'pm', 'seclabel (dynamic)', 'controller (usb)', 'controller (pci)', 'controller (sata)', 'channel (unix)', 'input (tablet)', 'input (mouse)', 'graphics (spice)', 'video', 'memballoon (virtio)', 'rng (virtio)', 'watchdog (itco)', 'frobnicator'],
+      ignored: ['resource', 'pm', 'seclabel (dynamic)', 'features <vmport>', 'clock <timer>', 'controller (sata)', 'graphics (spice)', 'watchdog (itco)', 'frobnicator', 'memballoon <stats>'],
     });
   });
 
