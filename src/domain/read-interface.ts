@@ -12,7 +12,7 @@ import type { InterfaceDef } from './types.js';
 export const NIC_MODELS: readonly string[] = ['virtio', 'e1000', 'e1000e', 'rtl8139'];
 
 const INTERFACE_TYPES_LIBVIRT = [
-  'ethernet', 'vhostuser', 'server', 'client', 'mcast', 'network', 'bridge', 'internal', 'direct', 'hostdev', 'udp', 'vdpa', 'null', 'vds',
+  'vhostuser', 'server', 'client', 'mcast', 'network', 'internal', 'direct', 'hostdev', 'udp', 'vdpa', 'null', 'vds',
 ];
 
 /** Children of a tap interface that would change what the tap is or does, and that Ferry does not carry out. */
@@ -21,7 +21,11 @@ const TAP_CHILDREN_REFUSED: Readonly<Record<string, string>> = {
   virtualport: 'Ferry attaches taps to Linux bridges only (no Open vSwitch or 802.1Qbh/bg port profiles)',
   vlan: 'Ferry sets no VLAN tags on taps',
   bandwidth: 'Ferry sets no traffic shaping on taps',
+  mtu: "Ferry gives a tap its bridge's MTU and sets no other",
 };
+
+/** `<backend>` attributes of a tap interface that name other host devices than Ferry uses. */
+const TAP_BACKEND_ATTRS_REFUSED = ['tap', 'vhost'];
 
 /**
  * Reads `<interface>` number `index` (1-based, for messages). Runnable types:
@@ -69,6 +73,12 @@ export function readInterface(el: Element, index: number): InterfaceDef {
 function readTap(el: Element, def: InterfaceDef, where: string): void {
   for (const [child, why] of Object.entries(TAP_CHILDREN_REFUSED)) {
     if (optionalChild(el, child, where) !== undefined) throw unsupported(`unsupported <${child}> in ${where} (type '${def.type}'): ${why}`);
+  }
+  const backend = optionalChild(el, 'backend', where);
+  for (const name of TAP_BACKEND_ATTRS_REFUSED) {
+    if (backend !== undefined && attr(backend, name) !== undefined) {
+      throw unsupported(`unsupported <backend ${name}> in ${where} (type '${def.type}'): ferryd creates the tap through /dev/net/tun and QEMU runs without vhost-net`);
+    }
   }
   const source = optionalChild(el, 'source', where);
   if (def.type === 'bridge') {

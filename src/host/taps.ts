@@ -91,6 +91,18 @@ function linkKind(json: string): string | undefined {
   }
 }
 
+/** The MTU of link `name`, or undefined when `ip` cannot tell. */
+async function linkMtu(name: string): Promise<number | undefined> {
+  const r = await ip(['-j', 'link', 'show', 'dev', name]);
+  if (!r.ok) return undefined;
+  try {
+    const mtu = (JSON.parse(r.stdout) as Array<{ mtu?: unknown }>)[0]?.mtu;
+    return typeof mtu === 'number' && Number.isSafeInteger(mtu) && mtu > 0 ? mtu : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The lowest `vnetN` not in `taken` (libvirt's naming of taps it makes up). */
 export function nextAutoTapName(taken: ReadonlySet<string>): string {
   for (let n = 0; n < MAX_AUTO_TAPS; n++) {
@@ -138,8 +150,8 @@ export interface CreatedTaps {
  * the definition with each tap's name in `<target dev>`. The name is the
  * interface's `<target dev>` when it is given, is not an auto name
  * (`vnetN`) and is free; otherwise the lowest free `vnetN`. A bridged tap
- * joins its bridge (`ip link set TAP master BRIDGE up`); an ethernet one is
- * only brought up. On any failure the taps created so far are removed.
+ * joins its bridge with the bridge's MTU (`ip link set TAP mtu N master BRIDGE
+ * up`); an ethernet one is only brought up. On any failure the taps created so far are removed.
  *
  * @throws FerryError `system_error` with `ip`'s message when a tap cannot be created or attached.
  */
@@ -173,8 +185,11 @@ async function createTapsNow(doc: DomainDocument, log: (msg: string) => void): P
       created.push(name);
       taken.add(name);
       const mac = tapMac(nic.mac);
+      // As libvirt does: the tap takes its bridge's MTU, so joining never lowers the bridge's (a jumbo-frame LAN stays one).
+      const mtu = nic.bridge !== undefined ? await linkMtu(nic.bridge) : undefined;
       const attach = nic.bridge !== undefined ? ['master', nic.bridge] : [];
-      await ipOrThrow(['link', 'set', 'dev', name, ...(mac !== undefined ? ['address', mac] : []), ...attach, 'up'], nic.bridge !== undefined ? `Unable to add bridge ${nic.bridge} port ${name}` : `Unable to bring up tap device ${name}`);
+      const settings = [...(mac !== undefined ? ['address', mac] : []), ...(mtu !== undefined ? ['mtu', String(mtu)] : []), ...attach, 'up'];
+      await ipOrThrow(['link', 'set', 'dev', name, ...settings], nic.bridge !== undefined ? `Unable to add bridge ${nic.bridge} port ${name}` : `Unable to bring up tap device ${name}`);
       live = live.withInterfaceTarget(index, name);
     }
   } catch (err) {

@@ -27,7 +27,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addBridge, captureFrames, deleteLink, linkInfo, tapsIn, type FrameCapture } from '../support/bridges.js';
+import { addBridge, captureFrames, deleteLink, linkInfo, setMtu, tapsIn, type FrameCapture } from '../support/bridges.js';
 import { domainNames, expectCliError, expectCliOk } from '../support/cli-result.js';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
 import { makeTempDir, processAlive, qemuPidsMentioning, resetDaemons, statusOf, useDaemonCleanup, waitFor } from '../support/daemon.js';
@@ -54,6 +54,8 @@ beforeAll(async () => {
   [A, B, C] = cluster.hosts as [ClusterHost, ClusterHost, ClusterHost];
   addBridge(A.ns, BRIDGE);
   addBridge(B.ns, BRIDGE);
+  // Not the tap's default: a tap must take its bridge's MTU rather than lower it.
+  setMtu(A.ns, BRIDGE, 1400);
 });
 
 afterAll(async () => {
@@ -97,6 +99,8 @@ describe.skipIf(!netnsAvailable())('bridged and ethernet interfaces', () => {
     expect(tapA.master).toBe(BRIDGE);
     expect(tapA.flags).toContain('UP');
     expect(tapA.address).toBe('fe:54:00:4e:00:01');
+    expect(tapA.mtu).toBe(1400);
+    expect(linkInfo(A.ns, BRIDGE)!.mtu, "A's bridge keeps its MTU").toBe(1400);
     const q = statusOf(A.d.runDir, name)!;
     expect(cmdline(q.pid)).toContain('{"type":"tap","id":"hostnet0","ifname":"vnet0","script":"no","downscript":"no"}');
     // The live XML names the tap; the definition does not.

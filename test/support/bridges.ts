@@ -18,6 +18,11 @@ export function addBridge(ns: string, name: string): void {
   ip(ns, ['link', 'set', name, 'up']);
 }
 
+/** Sets the MTU of link `name` in `ns`. */
+export function setMtu(ns: string, name: string, mtu: number): void {
+  ip(ns, ['link', 'set', 'dev', name, 'mtu', String(mtu)]);
+}
+
 /** Removes link `name` from `ns` if it is there. */
 export function deleteLink(ns: string, name: string): void {
   try {
@@ -33,6 +38,7 @@ export interface LinkInfo {
   /** The bridge it is a port of, if any. */
   master?: string;
   operstate?: string;
+  mtu?: number;
   flags?: string[];
   address?: string;
   linkinfo?: { info_kind?: string; info_data?: { type?: string; persist?: boolean } };
