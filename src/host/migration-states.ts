@@ -111,7 +111,7 @@ export class MigrationStates {
       return;
     }
     if (stateOf(d) !== 'running' || d.status.reason !== 'post-copy failed') {
-      await this.deps.runner.transition(d, rt, mkStatus('running', 'post-copy failed'), 'resumed', 'post-copy failed');
+      await this.deps.runner.transition(d, rt, mkStatus('running', 'post-copy failed'), 'resumed', 'postcopy failed');
     }
   }
 

@@ -318,6 +318,24 @@ describe('virsh domjobabort during virsh migrate', () => {
   });
 });
 
+describe('virsh domjobabort --postcopy, then virsh migrate --postcopy-resume', () => {
+  it('pauses a post-copy on purpose (both hosts report post-copy failed) and resumes it to the destination, the heartbeat continuous', async () => {
+    const where = await locate();
+    const { from, to } = where;
+    // A slow post-copy phase (4 MiB/s) keeps the guest on the destination without all its memory long enough to pause it.
+    const running = virshMigrate(from, to, ['--live', '--p2p', '--postcopy', '--postcopy-after-precopy', '--bandwidth', '32', '--postcopy-bandwidth', '4']);
+    await waitFor('the guest to run on the destination in post-copy', async () => ((await vsh(to, ['domstate', '--reason', G])).stdout.trim() === 'running (post-copy)' ? true : undefined), 90_000, 100);
+    await vshOk(from, ['domjobabort', '--postcopy', G]);
+    const r = await running;
+    expect(r.code, output(r)).toBe(1);
+    expect(r.stderr, output(r)).toMatch(/^error: operation failed: post-copy migration of .* paused/m);
+    expect((await vshOk(from, ['domstate', '--reason', G])).stdout.trim()).toBe('paused (post-copy failed)');
+    await waitFor('the destination to report the paused post-copy', async () => ((await vsh(to, ['domstate', '--reason', G])).stdout.trim() === 'running (post-copy failed)' ? true : undefined), 30_000, 200);
+    const resumed = await virshMigrate(from, to, ['--live', '--p2p', '--postcopy', '--postcopy-resume', '--verbose']);
+    await expectMigrated(resumed, G, where);
+  });
+});
+
 describe('virsh migrate --offline', () => {
   it('moves a shut-off definition managed (--persistent), and back peer to peer with --undefinesource', async () => {
     const name = 'lvm-offline';

@@ -27,6 +27,8 @@ import { emptyDaemon, makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor
 import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
 import { netnsAvailable } from '../support/netns.js';
 import { checkMigrationContinuity } from '../support/serial.js';
+import { ApiClient } from '../../src/api/client.js';
+import type { LifecycleEvent } from '../../src/api/protocol.js';
 
 /** Daemons and CLI notice a silent peer after 1 s x 3; a post-copy stream silent that long is paused. */
 const KEEPALIVE = ['--keepalive-interval', '1', '--keepalive-count', '3'];
@@ -156,6 +158,14 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
     try {
       const migration = A.ferry([...CLI_KEEPALIVE, 'migrate', ...POSTCOPY, g.name, B.tcpUri], { json: true, timeoutMs: 180_000 });
       await untilPostcopyOnB(B, g, migration);
+      // The pause is announced on both hosts as libvirt's lifecycle events (SUSPENDED/RESUMED, detail postcopy failed).
+      const subA = await ApiClient.connect(A.d.uri);
+      const subB = await ApiClient.connect(B.d.uri);
+      const events: string[] = [];
+      for (const [host, sub] of [['A', subA], ['B', subB]] as const) {
+        sub.on('event', (n: string, e: LifecycleEvent) => void (n === 'domain.lifecycle' && e.domain === g.name && events.push(`${host} ${e.kind} ${e.detail}`)));
+        await sub.call('events.subscribe', {});
+      }
       const plain = await A.ferry(['domjobabort', g.name], { json: true });
       expect(plain.json?.error?.code).toBe('operation_invalid');
       expect(plain.json?.error?.message).toMatch(/post-copy/);
@@ -166,6 +176,9 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
       await waitFor('the destination to report the paused post-copy', async () => ((await stateOf(B, g.name)) === 'running (post-copy failed)' ? true : undefined), 30_000, 200);
       const destJob = await B.ferry(['domjobinfo', g.name], { json: true });
       expect(destJob.json?.phase).toBe('postcopy-paused');
+      await waitFor('the lifecycle events', () => events.includes('A suspended postcopy failed') && events.includes('B resumed postcopy failed'), 10_000, 50);
+      subA.close();
+      subB.close();
 
       await A.d.kill9();
       await A.d.restart();

@@ -36,7 +36,7 @@ export function renderMatrixDoc(results: readonly CellResult[]): string {
     'copy.',
     '',
     'Modes: managed (`migrate --live`), p2p (`--p2p`), tunnelled (`--p2p --tunnelled`),',
-    'postcopy (`--p2p --postcopy --postcopy-after-precopy`), storage (`--p2p',
+    'postcopy (`--p2p --postcopy --postcopy-after-precopy --postcopy-bandwidth 8`), storage (`--p2p',
     '--copy-storage-all`). Moments: begin (source, nothing changed yet), prepare',
     '(destination QEMU listening), early perform (about to start the stream), switch-over',
     '(stream complete or post-copy started, source paused, destination not resumed),',
@@ -45,7 +45,7 @@ export function renderMatrixDoc(results: readonly CellResult[]): string {
     '',
     `Result of the last run: ${results.length} cells, ${held} held, ${broken.length} broken, ${na} not applicable.`,
     '',
-    'Each cell shows the verdict and where the guest ended (S source, D destination, - lost, unknown: paused on the source, running on the destination, the user told to choose).',
+    'Each cell shows the verdict and where the guest ended (S source, D destination, - lost, unknown: paused on the source, running on the destination, the user told to choose). `recovered D`: the post-copy stream broke after the switch and was paused on both hosts; the command failed saying so, the cell then ran `migrate --postcopy-resume` as a user would, and the guest ended on the destination with every check above held.',
     '',
   ];
   for (const mode of MODES) {
@@ -56,7 +56,7 @@ export function renderMatrixDoc(results: readonly CellResult[]): string {
         const r = at(mode, victim, moment);
         if (!r) return 'not run';
         const where = r.outcome === 'source' ? 'S' : r.outcome === 'destination' ? 'D' : r.outcome === 'lost' ? '-' : r.outcome;
-        return r.verdict === 'n/a' ? 'n/a' : `${SYMBOL[r.verdict]} ${where}`;
+        return r.verdict === 'n/a' ? 'n/a' : r.recovered && r.verdict === 'held' ? `recovered ${where}` : `${SYMBOL[r.verdict]} ${where}`;
       });
       out.push(`| ${victim} | ${cells.join(' | ')} |`);
     }

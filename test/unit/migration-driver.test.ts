@@ -203,6 +203,17 @@ describe('runMigration: success', () => {
     expect(out.confirmWarning).toMatch(/connection to src closed/);
     expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: false, downtimeMs: 42 }]);
   });
+
+  it('after a post-copy perform, confirm waits for the rest of the stream: its failure (a paused post-copy) is the migration\'s error', async () => {
+    const paused = new FerryError('operation_failed', "post-copy migration of 'web1' paused: the stream broke");
+    const f = fakes({
+      perform: async () => ({ stats: { ...STATS }, sourceStoppedAt: 1_700_000_000_000, postcopy: true }),
+      confirm: async () => Promise.reject(paused),
+    });
+    await expect(runMigration(f.src, f.dst, 'web1', REQ)).rejects.toBe(paused);
+    // One confirm, as a success: the source never takes a post-copy guest back.
+    expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: false, downtimeMs: 42 }]);
+  });
 });
 
 describe('runMigration: prepare or perform fails (destination never resumed)', () => {
