@@ -80,9 +80,11 @@ export interface FrameCapture {
 }
 
 // Prints one JSON line per frame of the given ethertype seen on the interface; "ready" once bound.
+// It ends itself after the given seconds, so an interrupted test leaves no capture behind.
 const CAPTURE_PY = `
-import json, socket, sys, time
-iface, etype = sys.argv[1], int(sys.argv[2], 16)
+import json, signal, socket, sys, time
+iface, etype, limit = sys.argv[1], int(sys.argv[2], 16), int(sys.argv[3])
+signal.alarm(limit)
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(etype))
 s.bind((iface, 0))
 print(json.dumps({"ready": True}), flush=True)
@@ -97,10 +99,11 @@ while True:
 /**
  * Captures frames of ethertype `etherType` (hex, e.g. '8035' for RARP) on
  * interface `iface` in `ns`. Resolves once the socket is bound, so nothing
- * sent afterwards is missed. Stop it (or let the process exit) when done.
+ * sent afterwards is missed. Stop it when done; it ends itself after
+ * `maxSeconds` in any case.
  */
-export async function captureFrames(ns: string, iface: string, etherType: string): Promise<FrameCapture> {
-  const argv = inNetns(ns, ['/usr/bin/python3', '-u', '-c', CAPTURE_PY, iface, etherType]);
+export async function captureFrames(ns: string, iface: string, etherType: string, maxSeconds = 300): Promise<FrameCapture> {
+  const argv = inNetns(ns, ['/usr/bin/python3', '-u', '-c', CAPTURE_PY, iface, etherType, String(maxSeconds)]);
   const child: ChildProcess = spawn(argv.file, argv.args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const frames: CapturedFrame[] = [];
   let ready = false;
