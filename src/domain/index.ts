@@ -26,7 +26,7 @@ export type {
   VirtioSerialDef,
 } from './types.js';
 export { withLiveDevices, type LiveDeviceChoices } from './live-devices.js';
-export { VNC_LOCAL_ADDRESSES } from './read-peripherals.js';
+export { VNC_LOCAL_ADDRESSES, VNC_PORT_MIN } from './read-peripherals.js';
 export { DEFAULT_MEMORY_UNIT, MEMORY_UNITS, memoryToKiB, parseMemoryToKiB, type MemorySizeResult } from './units.js';
 export { MEMORY_LIMIT_KIB, MIN_MEMORY_KIB } from './memory.js';
 export { MAX_DOMAIN_NAME_LENGTH, domainNameProblem, validateDomainName } from './validate-name.js';

@@ -251,6 +251,9 @@ function readGraphics(el: Element): GraphicsDef {
     if (portText === undefined || portText === '-1') throw xmlError("<graphics autoport='no'> needs a port");
     port = Number(portText);
     if (port < VNC_PORT_MIN || port > 65535) throw unsupported(`unsupported <graphics port='${port}'>: a VNC port is from ${VNC_PORT_MIN} to 65535`);
+  } else if (portText !== undefined && portText !== '-1' && Number(portText) >= VNC_PORT_MIN && Number(portText) <= 65535) {
+    // A live XML's port in use: shown (vncdisplay), never asked of QEMU, which takes a free one under autoport.
+    port = Number(portText);
   }
   // The listen attribute and the first address <listen> must agree, as in libvirt.
   const listens = childElements(el, 'listen');

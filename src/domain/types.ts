@@ -154,7 +154,11 @@ export interface GraphicsDef {
   /** The loopback address QEMU listens on. */
   listen: '127.0.0.1' | '::1';
   autoport: boolean;
-  /** The TCP port without autoport (5900 and up). */
+  /**
+   * The TCP port (5900 and up): without autoport the one QEMU must use;
+   * with autoport only the one in use, as a running guest's live XML shows
+   * it (a new launch takes whatever port is free).
+   */
   port?: number;
 }
 

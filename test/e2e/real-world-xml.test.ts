@@ -22,7 +22,7 @@
  * Needs `npm run build` and `make -C guest`; at most two QEMUs at a time.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -150,6 +150,7 @@ async function expectDevices(h: ClusterHost, vncPort: number): Promise<void> {
   expect(vnc).toMatchObject({ enabled: true, host: '127.0.0.1', family: 'ipv4', service: String(vncPort) });
   expect(live.port).toBe(vncPort);
   expect(listenersOn(h, vncPort)).toEqual([`127.0.0.1:${vncPort}`]);
+  expect(expectOk(await h.ferry(['vncdisplay', NAME]), `vncdisplay on ${h.name}`).stdout.trim()).toBe(`127.0.0.1:${vncPort - 5900}`);
 }
 
 /** Starts a listener on 127.0.0.1:`port` inside `h`'s namespace; resolves once it listens. */
@@ -207,11 +208,18 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
     await expectDevices(B, 5901);
     const after = await liveChoices(B);
     expect(after.socket).not.toBe(before.socket);
+    // A's QEMU is gone, and with it its channel socket.
+    await waitFor(`A's channel socket ${before.socket} gone`, () => !existsSync(before.socket), 10_000, 100);
     // Nothing of A's choices travelled as configuration.
     expect(after.xml).not.toContain(A.d.runDir);
     expect((await A.ferry(['list', '--all', '--name'])).stdout.trim()).toBe('');
     expect(parseFields(expectOk(await B.ferry(['dominfo', NAME]), 'dominfo on B').stdout).Ignored?.split(', ')).toEqual(IGNORED);
     expectOk(await B.ferry(['destroy', NAME]), 'destroy on B');
+    // Shut off: no display; the definition keeps autoport.
+    const r2 = await B.ferry(['vncdisplay', NAME], { json: true });
+    expect(r2.code).toBe(1);
+    expect(r2.json?.error?.code).toBe('operation_invalid');
+    expect(expectOk(await B.ferry(['dumpxml', NAME]), 'dumpxml on B').stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
     expectOk(await B.ferry(['undefine', NAME]), 'undefine on B');
   });
 });

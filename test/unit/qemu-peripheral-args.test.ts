@@ -102,6 +102,8 @@ describe('peripheral arguments', () => {
   it('puts VNC on a loopback address only, fixed ports as display numbers', () => {
     expect(vncOption({ type: 'vnc', listen: '::1', autoport: false, port: 5905 })).toBe('[::1]:5');
     expect(vncOption({ type: 'vnc', listen: '::1', autoport: true })).toBe('[::1]:0,to=59635');
+    // Under autoport a live XML's port is not asked of QEMU: another host (or a restart) takes a free one.
+    expect(vncOption({ type: 'vnc', listen: '127.0.0.1', autoport: true, port: 5901 })).toBe('127.0.0.1:0,to=59635');
     // A definition built some other way than by the reader is checked again: -vnc has no escaping.
     const bad = { type: 'vnc', listen: '0.0.0.0,password=on', autoport: true } as unknown as Parameters<typeof vncOption>[0];
     expect(refusal(() => vncOption(bad)).code).toBe('config_unsupported');

@@ -1,6 +1,8 @@
-/** `list`, `dominfo`, `domstate`, `dumpxml`, `domid`, `domname`, `domuuid`: commands that read domains. */
+/** `list`, `dominfo`, `domstate`, `vncdisplay`, `dumpxml`, `domid`, `domname`, `domuuid`: commands that read domains. */
 import type { Command } from 'commander';
+import { DomainDocument, VNC_PORT_MIN } from '../../domain/index.js';
 import { describeStatus, type DomainStatus } from '../../domain/lifecycle-state.js';
+import { FerryError } from '../../errors/index.js';
 import type { ListFilter } from '../../api/protocol.js';
 import type { CliContext } from '../context.js';
 import { printResult, renderFields, renderTable } from '../output.js';
@@ -108,6 +110,20 @@ export function registerInfoCommands(program: Command, ctx: CliContext): void {
     .action(async (domain: string, words: string[], opts: { hmp?: boolean; pretty?: boolean }) => {
       const r = await (await ctx.client()).call('domain.qemuMonitorCommand', { domain, command: words.join(' '), hmp: !!opts.hmp });
       printResult(ctx.output, r, () => (opts.hmp ? String(r.return ?? '') : JSON.stringify({ return: r.return }, null, opts.pretty ? 2 : undefined)));
+    });
+
+  program
+    .command('vncdisplay')
+    .description("print the VNC display of a running domain (ADDRESS:DISPLAY, as virsh does), from its live XML")
+    .argument('<domain>', 'domain name, id or uuid')
+    .action(async (domain: string) => {
+      const client = await ctx.client();
+      const { state } = await client.call('domain.state', { domain });
+      if (state === 'shutoff') throw new FerryError('operation_invalid', `domain '${domain}' is not running`);
+      const g = DomainDocument.parse((await client.call('domain.xml', { domain, inactive: false })).xml).def.graphics;
+      if (g === undefined || g.port === undefined) throw new FerryError('operation_failed', `domain '${domain}' has no VNC display`);
+      const display = `${g.listen === '::1' ? '[::1]' : g.listen}:${g.port - VNC_PORT_MIN}`;
+      printResult(ctx.output, { display, address: g.listen, port: g.port }, () => display);
     });
 
   program
