@@ -134,6 +134,9 @@ async function expectDevices(h: ClusterHost, vncPort: number): Promise<void> {
     video0: 'child<virtio-vga>',
   });
   expect(await qmp<string>(h, 'qom-get', { path: '/machine/peripheral/channel0', property: 'name' })).toBe('org.qemu.guest_agent.0');
+  // The tablet, and the ps2 mouse of the machine's built-in i8042 (honoured implicitly).
+  const mice = (await qmp<Array<{ name: string }>>(h, 'query-mice')).map((m) => m.name);
+  expect(mice).toEqual(expect.arrayContaining(['QEMU HID Tablet', 'QEMU PS/2 Mouse']));
   expect(await qmp<string>(h, 'qom-get', { path: '/objects/objrng0', property: 'filename' })).toBe('/dev/urandom');
   // The balloon reports the guest's whole RAM (QEMU rounds the 262148 KiB up to 8 KiB).
   expect((await qmp<{ actual: number }>(h, 'query-balloon')).actual).toBe(Math.ceil((262148 * 1024) / 8192) * 8192);
