@@ -10,7 +10,8 @@
  *   what Ferry keeps without acting on is listed once at define (a CLI
  *   warning) and in `dominfo`, never dropped silently;
  * - it starts, and QEMU (asked over QMP through `qemu-monitor-command`)
- *   really has each honoured device: the xHCI, virtio-serial, balloon,
+ *   really has each honoured device (also after ferryd restarts and
+ *   re-attaches): the xHCI, virtio-serial, balloon,
  *   rng and virtio-vga on PCI, the usb-tablet and the guest-agent port,
  *   the channel's socket chardev under ferryd's run directory (the live
  *   XML shows it, and the socket exists), a VNC server on 127.0.0.1 only
@@ -197,6 +198,11 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
     expectOk(await A.ferry(['start', NAME]), 'start');
     expect(parseFields(expectOk(await A.ferry(['dominfo', NAME]), 'dominfo').stdout).State).toBe('running');
     await waitHeartbeats(hb(A), NAME);
+    await expectDevices(A, 5900);
+    // A restarted ferryd re-attaches to the QEMU and shows the same choices (from its status file's live XML).
+    const before = await liveChoices(A);
+    await A.d.restart();
+    expect((await liveChoices(A)).xml).toBe(before.xml);
     await expectDevices(A, 5900);
     // The definition keeps what the user wrote: the port and socket are the running guest's.
     expect(expectOk(await A.ferry(['dumpxml', '--inactive', NAME]), 'dumpxml --inactive').stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
