@@ -25,6 +25,9 @@ const BOOKKEEPING = new Set(['address', 'alias']);
 /** The loopback addresses a VNC server may listen on: VNC without a password or TLS must not be reachable from elsewhere. */
 export const VNC_LOCAL_ADDRESSES = ['127.0.0.1', '::1'] as const;
 
+/** The host devices an rng-random backend may read: libvirt's QEMU driver allows only these two. */
+export const RNG_RANDOM_SOURCES = ['/dev/urandom', '/dev/random'] as const;
+
 /** First VNC port (display :0), as in libvirt and QEMU. */
 export const VNC_PORT_MIN = 5900;
 
@@ -167,11 +170,10 @@ function readRng(el: Element, i: number): RngDef {
   const path = textOf(backend, `<backend> of ${where}`).trim();
   if (model === 'builtin' && path !== '') throw xmlError(`<backend model='builtin'> of ${where} takes no device path`);
   if (model === 'random' && path !== '') {
-    // libvirt's QEMU driver allows only these two (qemu.conf's rng device list defaults to them).
-    if (path !== '/dev/urandom' && path !== '/dev/random') {
-      throw unsupported(`file ${showValue(path)} is not a supported random source for ${where}: use /dev/urandom or /dev/random`);
+    if (!(RNG_RANDOM_SOURCES as readonly string[]).includes(path)) {
+      throw unsupported(`file ${showValue(path)} is not a supported random source for ${where}: use ${RNG_RANDOM_SOURCES.join(' or ')}`);
     }
-    def.path = path;
+    def.path = path as RngDef['path'];
   }
   const rate = optionalChild(el, 'rate', where);
   if (rate !== undefined) {

@@ -20,6 +20,7 @@
  * PCI layout from the same XML.
  */
 import { join } from 'node:path';
+import { RNG_RANDOM_SOURCES, VNC_LOCAL_ADDRESSES, VNC_PORT_MIN } from '../domain/read-peripherals.js';
 import type { DomainDef, GraphicsDef, InputDef } from '../domain/types.js';
 import { FerryError, showValue } from '../errors/index.js';
 import { jsonOption, legacyOption } from './option-syntax.js';
@@ -27,8 +28,8 @@ import { jsonOption, legacyOption } from './option-syntax.js';
 /** sun_path holds 108 bytes with the terminating NUL. */
 const MAX_UNIX_SOCKET_PATH = 107;
 
-/** The VNC port range an autoport server may take (libvirt's default range). */
-export const VNC_AUTOPORT_RANGE = { min: 5900, max: 65535 } as const;
+/** The VNC port range an autoport server may take (libvirt's default range, from display :0). */
+export const VNC_AUTOPORT_RANGE = { min: VNC_PORT_MIN, max: 65535 } as const;
 
 /** QEMU's id of the USB controller; its bus is `usb.0`. */
 const USB_ID = 'usb';
@@ -81,8 +82,9 @@ export function peripheralArgs(def: DomainDef, runDir: string): string[] {
   (def.rngs ?? []).forEach((rng, i) => {
     const what = `rng ${i}`;
     if (rng.backend === 'random') {
+      // Checked again: the backend opens this file, and a definition may be built some other way than by the reader.
       const filename = rng.path ?? '/dev/urandom';
-      if (filename !== '/dev/urandom' && filename !== '/dev/random') throw unsupported(`${what}: ${showValue(filename)} is not a supported random source; use /dev/urandom or /dev/random`);
+      if (!(RNG_RANDOM_SOURCES as readonly string[]).includes(filename)) throw unsupported(`${what}: ${showValue(filename)} is not a supported random source; use ${RNG_RANDOM_SOURCES.join(' or ')}`);
       args.push('-object', jsonOption({ 'qom-type': 'rng-random', id: `objrng${i}`, filename }, `${what} backend`));
     } else if (rng.backend === 'builtin') {
       args.push('-object', jsonOption({ 'qom-type': 'rng-builtin', id: `objrng${i}` }, `${what} backend`));
@@ -129,7 +131,7 @@ function inputArgs(input: InputDef, i: number, haveUsb: boolean): string[] {
  */
 export function vncOption(g: GraphicsDef): string {
   if (g.type !== 'vnc') throw unsupported(`graphics type ${showValue(g.type)} is not supported; only vnc`);
-  if (g.listen !== '127.0.0.1' && g.listen !== '::1') throw unsupported(`VNC listen address ${showValue(g.listen)} is not a local address (127.0.0.1 or ::1)`);
+  if (!(VNC_LOCAL_ADDRESSES as readonly string[]).includes(g.listen)) throw unsupported(`VNC listen address ${showValue(g.listen)} is not a local address (${VNC_LOCAL_ADDRESSES.join(' or ')})`);
   const host = g.listen === '::1' ? '[::1]' : g.listen;
   if (g.autoport) return `${host}:0,to=${VNC_AUTOPORT_RANGE.max - VNC_AUTOPORT_RANGE.min}`;
   const port = g.port;
