@@ -27,6 +27,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectCliError, expectCliOk, domainNames } from '../support/cli-result.js';
 import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
 import { REPO_ROOT, makeTempDir, parseFields, restartIfDied, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
 import { GUEST_KERNEL } from '../support/guest-xml.js';
@@ -71,14 +72,16 @@ const IGNORED = ['pm', 'features <vmport>', 'clock <timer>', 'controller (pcie-r
 
 const hb = (h: ClusterHost): HeartbeatHost => ({ label: h.name, d: h.d });
 
-function expectOk(r: CliResult, what: string): CliResult {
-  expect(r.code, `${what}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0);
+/** Runs `ferry ARGS` on a host and expects it to succeed (expectCliOk); its result. */
+async function ok(h: ClusterHost, args: string[], opts: { json?: boolean; timeoutMs?: number } = {}): Promise<CliResult> {
+  const r = await h.ferry(args, opts);
+  expectCliOk(r, `ferry ${args.join(' ')} on ${h.name}`);
   return r;
 }
 
 /** A QMP command through `ferry qemu-monitor-command`; its `return`. */
 async function qmp<T>(h: ClusterHost, execute: string, args?: Record<string, unknown>): Promise<T> {
-  const r = expectOk(await h.ferry(['qemu-monitor-command', NAME, JSON.stringify({ execute, ...(args && { arguments: args }) })], { json: true }), `${execute} on ${h.name}`);
+  const r = await ok(h, ['qemu-monitor-command', NAME, JSON.stringify({ execute, ...(args && { arguments: args }) })], { json: true });
   return (r.json as { return: T }).return;
 }
 
@@ -104,7 +107,7 @@ async function pciIds(h: ClusterHost): Promise<string[]> {
 
 /** The `<graphics port>` and channel `<source path>` of the live XML. */
 async function liveChoices(h: ClusterHost): Promise<{ port: number; socket: string; xml: string }> {
-  const xml = expectOk(await h.ferry(['dumpxml', NAME]), `dumpxml on ${h.name}`).stdout;
+  const xml = (await ok(h, ['dumpxml', NAME])).stdout;
   const port = /<graphics type='vnc' port='(\d+)' autoport='yes'/.exec(xml)?.[1];
   const socket = /<channel type='unix'><source mode='bind' path='([^']+)'\/><target type='virtio' name='org\.qemu\.guest_agent\.0'\/>/.exec(xml)?.[1];
   expect(port, `live graphics port on ${h.name}:\n${xml}`).toBeDefined();
@@ -154,7 +157,7 @@ async function expectDevices(h: ClusterHost, vncPort: number): Promise<void> {
   expect(vnc).toMatchObject({ enabled: true, host: '127.0.0.1', family: 'ipv4', service: String(vncPort) });
   expect(live.port).toBe(vncPort);
   expect(listenersOn(h, vncPort)).toEqual([`127.0.0.1:${vncPort}`]);
-  expect(expectOk(await h.ferry(['vncdisplay', NAME]), `vncdisplay on ${h.name}`).stdout.trim()).toBe(`127.0.0.1:${vncPort - 5900}`);
+  expect((await ok(h, ['vncdisplay', NAME])).stdout.trim()).toBe(`127.0.0.1:${vncPort - 5900}`);
 }
 
 /** Starts a listener on 127.0.0.1:`port` inside `h`'s namespace; resolves once it listens. */
@@ -173,7 +176,7 @@ async function holdPort(h: ClusterHost, port: number): Promise<ChildProcess> {
 
 describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
   it('defines without an error, warning once about what is kept without effect', async () => {
-    const r = expectOk(await A.ferry(['define', file]), 'define');
+    const r = await ok(A, ['define', file]);
     expect(r.stdout).toContain("Domain 'deb12' defined");
     const warning = r.stderr.split('\n').filter((l) => l.startsWith('warning:'));
     expect(warning, r.stderr).toHaveLength(1);
@@ -186,17 +189,17 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
   });
 
   it('dumps back with every element kept, and dominfo lists the ignored ones', async () => {
-    const xml = expectOk(await A.ferry(['dumpxml', '--inactive', NAME]), 'dumpxml --inactive').stdout;
+    const xml = (await ok(A, ['dumpxml', '--inactive', NAME])).stdout;
     for (const needle of ["machine='pc-q35-7.2'", 'libosinfo:os', "model='pcie-root-port'", "model='qemu-xhci'", "<input type='tablet' bus='usb'>", "<graphics type='vnc' port='-1'", "<memballoon model='virtio'", "<rng model='virtio'", "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/>", "<timer name='hpet' present='no'", '<suspend-to-mem', "<vmport state='off'"]) {
       expect(xml, needle).toContain(needle);
     }
-    const info = parseFields(expectOk(await A.ferry(['dominfo', NAME]), 'dominfo').stdout);
+    const info = parseFields((await ok(A, ['dominfo', NAME])).stdout);
     expect(info.Ignored?.split(', ')).toEqual(IGNORED);
   });
 
   it('starts on q35 with every honoured device in QEMU, VNC on 127.0.0.1 only, the channel socket in its run directory', async () => {
-    expectOk(await A.ferry(['start', NAME]), 'start');
-    expect(parseFields(expectOk(await A.ferry(['dominfo', NAME]), 'dominfo').stdout).State).toBe('running');
+    await ok(A, ['start', NAME]);
+    expect(parseFields((await ok(A, ['dominfo', NAME])).stdout).State).toBe('running');
     await waitHeartbeats(hb(A), NAME);
     await expectDevices(A, 5900);
     // A restarted ferryd re-attaches to the QEMU and shows the same choices (from its status file's live XML).
@@ -205,14 +208,13 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
     expect((await liveChoices(A)).xml).toBe(before.xml);
     await expectDevices(A, 5900);
     // The definition keeps what the user wrote: the port and socket are the running guest's.
-    expect(expectOk(await A.ferry(['dumpxml', '--inactive', NAME]), 'dumpxml --inactive').stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
+    expect((await ok(A, ['dumpxml', '--inactive', NAME])).stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
   });
 
   it('migrates live to a host whose port 5900 is taken: B chooses its own VNC port and socket, the guest beats on', async () => {
     portHolder = await holdPort(B, 5900);
     const before = await liveChoices(A);
-    const r = await A.ferry(['migrate', '--live', '--p2p', '--persistent', '--undefinesource', NAME, B.tcpUri], { json: true, timeoutMs: 120_000 });
-    expectOk(r, 'migrate A -> B');
+    await ok(A, ['migrate', '--live', '--p2p', '--persistent', '--undefinesource', NAME, B.tcpUri], { json: true, timeoutMs: 120_000 });
     await expectContinuity(NAME, hb(A), hb(B));
     await expectDevices(B, 5901);
     const after = await liveChoices(B);
@@ -221,14 +223,12 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
     await waitFor(`A's channel socket ${before.socket} gone`, () => !existsSync(before.socket), 10_000, 100);
     // Nothing of A's choices travelled as configuration.
     expect(after.xml).not.toContain(A.d.runDir);
-    expect((await A.ferry(['list', '--all', '--name'])).stdout.trim()).toBe('');
-    expect(parseFields(expectOk(await B.ferry(['dominfo', NAME]), 'dominfo on B').stdout).Ignored?.split(', ')).toEqual(IGNORED);
-    expectOk(await B.ferry(['destroy', NAME]), 'destroy on B');
+    expect(await domainNames(A)).toEqual([]);
+    expect(parseFields((await ok(B, ['dominfo', NAME])).stdout).Ignored?.split(', ')).toEqual(IGNORED);
+    await ok(B, ['destroy', NAME]);
     // Shut off: no display; the definition keeps autoport.
-    const r2 = await B.ferry(['vncdisplay', NAME], { json: true });
-    expect(r2.code).toBe(1);
-    expect(r2.json?.error?.code).toBe('operation_invalid');
-    expect(expectOk(await B.ferry(['dumpxml', NAME]), 'dumpxml on B').stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
-    expectOk(await B.ferry(['undefine', NAME]), 'undefine on B');
+    expect(expectCliError(await B.ferry(['vncdisplay', NAME], { json: true }), 'operation_invalid', 55, 'vncdisplay of a shut-off domain')).toContain('is not running');
+    expect((await ok(B, ['dumpxml', NAME])).stdout).toContain("<graphics type='vnc' port='-1' autoport='yes'");
+    await ok(B, ['undefine', NAME]);
   });
 });
