@@ -10,6 +10,7 @@ import { readCpu } from './read-cpu.js';
 import { readDisk } from './read-disk.js';
 import { readInterface } from './read-interface.js';
 import { readOs } from './read-os.js';
+import { readPlatform } from './read-platform.js';
 import { ignoredPeripheralParts, peripheralHonoured, readPeripherals, type Peripherals } from './read-peripherals.js';
 import { xmlError } from './refuse.js';
 import type { DiskDef, DomainDef, LifecycleAction } from './types.js';
@@ -211,20 +212,15 @@ export function readDomain(doc: Document): DomainDef {
     onCrash: readLifecycle(root, 'on_crash', 'destroy'),
     ...readDevices(root, os),
   };
-  const ignored = ignoredElements(root, os.machine);
+  const platform = readPlatform(root);
+  if (platform.platform !== undefined) def.platform = platform.platform;
+  const ignored = ignoredElements(root, os.machine, platform.ignored);
   if (ignored.length > 0) def.ignored = ignored;
   return def;
 }
 
 /** Children of `<domain>` Ferry reads or that only describe the domain (kept and shown as they are). */
-const READ_AT_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'memtune', 'vcpu', 'os', 'features', 'cpu', 'clock', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
-/**
- * `<features>` QEMU gets: `acpi` switches the machine's ACPI (see
- * qemu/command-line.ts); the APIC and PAE are always there on x86, so
- * `apic` and `pae` are honoured implicitly. Others (vmport, hyperv, kvm,
- * smm, ...) are kept and reported as ignored.
- */
-const HONOURED_FEATURES = new Set(['acpi', 'apic', 'pae']);
+const READ_AT_TOP = new Set(['name', 'uuid', 'title', 'description', 'metadata', 'memory', 'currentMemory', 'memtune', 'vcpu', 'os', 'features', 'cpu', 'clock', 'pm', 'on_poweroff', 'on_reboot', 'on_crash', 'devices']);
 /** Children of `<devices>` Ferry runs the guest with; the peripherals are decided one by one ({@link peripheralHonoured}). */
 const READ_IN_DEVICES = new Set(['emulator', 'disk', 'serial', 'console', 'interface']);
 
@@ -233,10 +229,11 @@ const READ_IN_DEVICES = new Set(['emulator', 'disk', 'serial', 'console', 'inter
  * are kept but have no effect, as `name` or `name (type)`, each once. A PCI
  * controller is named by its model (`controller (pcie-root-port)`), since
  * the machine's root bus is honoured and the others are not; parts of an
- * honoured device (or of `<features>` and `<clock>`) that have no effect
- * are named `element <child>`: `features <vmport>`, `clock <timer>`.
+ * honoured device (or of `<features>`, `<clock>` and `<pm>`) that have no
+ * effect are named `element <child>`: `features <hyperv>`,
+ * `clock <timer name='tsc'>`, `memballoon <stats>`.
  */
-function ignoredElements(root: Element, machine: string | undefined): string[] {
+function ignoredElements(root: Element, machine: string | undefined, platformIgnored: readonly string[]): string[] {
   const out = new Set<string>();
   const label = (el: Element): string => {
     const type =
@@ -246,11 +243,8 @@ function ignoredElements(root: Element, machine: string | undefined): string[] {
     return type !== undefined ? `${el.localName} (${type})` : el.localName!;
   };
   for (const el of childElements(root)) if (!READ_AT_TOP.has(el.localName!)) out.add(label(el));
-  // Read elements whose children are only partly honoured.
-  const features = optionalChild(root, 'features');
-  if (features !== undefined) for (const el of childElements(features)) if (!HONOURED_FEATURES.has(el.localName!)) out.add(`features <${el.localName}>`);
-  const clock = optionalChild(root, 'clock');
-  if (clock !== undefined && childElements(clock, 'timer').length > 0) out.add('clock <timer>');
+  // Read elements whose children are only partly honoured (read-platform.ts).
+  for (const part of platformIgnored) out.add(part);
   const devices = optionalChild(root, 'devices');
   if (devices !== undefined) {
     for (const el of childElements(devices)) {

@@ -169,6 +169,26 @@ export interface VideoDef {
   heads?: number;
 }
 
+/**
+ * Machine-wide options from `<features>`, `<clock>` timers and `<pm>` (read
+ * in read-platform.ts, passed in qemu/platform-args.ts). Absent fields leave
+ * QEMU's defaults.
+ */
+export interface PlatformDef {
+  /** `<features><vmport state>`: the machine's `vmport`. */
+  vmport?: 'on' | 'off';
+  /** `<timer name='hpet' present>`: the machine's `hpet`. */
+  hpet?: boolean;
+  /** `<timer name='rtc' tickpolicy>`: catchup is `-rtc driftfix=slew`; delay is QEMU's default. */
+  rtcTickPolicy?: 'catchup' | 'delay';
+  /** `<timer name='pit' tickpolicy='delay'>`: QEMU's default under TCG, `kvm-pit.lost_tick_policy=delay` under KVM. */
+  pitTickPolicy?: 'delay';
+  /** `<pm><suspend-to-mem enabled>`: S3 offered to the guest (QEMU's `disable_s3` is its negation). */
+  suspendToMem?: boolean;
+  /** `<pm><suspend-to-disk enabled>`: S4 offered to the guest. */
+  suspendToDisk?: boolean;
+}
+
 /** `<cpu mode>`: libvirt's modes; Ferry maps each to a QEMU `-cpu` (see qemu/command-line.ts). */
 export type CpuMode = 'host-passthrough' | 'host-model' | 'custom' | 'maximum';
 
@@ -236,6 +256,8 @@ export interface DomainDef {
   cpu?: CpuDef;
   /** `<clock offset=...>`, if any. */
   clockOffset?: 'utc' | 'localtime';
+  /** vmport, timers and S3/S4, when the XML sets any of them. */
+  platform?: PlatformDef;
   onPoweroff: LifecycleAction;
   onReboot: LifecycleAction;
   onCrash: LifecycleAction;

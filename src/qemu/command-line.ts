@@ -15,6 +15,7 @@ import { FerryError, showValue } from '../errors/index.js';
 import { resolveQemuBinary } from './binary.js';
 import { assertPlainString, jsonOption, legacyOption, optionWord } from './option-syntax.js';
 import { peripheralArgs } from './peripheral-args.js';
+import { machineProperties, platformGlobals, rtcOption } from './platform-args.js';
 
 /** The accelerator QEMU runs the guest with. */
 export type Accel = 'kvm' | 'tcg';
@@ -107,13 +108,14 @@ export function buildQemuArgs(def: DomainDef, opts: QemuLaunchOptions): string[]
   // No config files from /etc/qemu and no default devices: the guest gets
   // exactly what the definition lists, identically on every host.
   args.push('-no-user-config', '-nodefaults');
-  args.push('-machine', legacyOption(machine, [['acpi', def.features.includes('acpi') ? 'on' : 'off']], 'machine'));
+  args.push('-machine', legacyOption(machine, [['acpi', def.features.includes('acpi') ? 'on' : 'off'], ...machineProperties(def.platform)], 'machine'));
   args.push('-accel', opts.accel);
   args.push('-cpu', cpuOption(def, opts.accel));
   // QEMU takes a `k` suffix: pass the size exactly as defined, never rounded.
   args.push('-m', `${def.memoryKiB}k`);
   args.push('-smp', String(def.vcpus));
-  args.push('-rtc', `base=${def.clockOffset ?? 'utc'}`);
+  args.push('-rtc', rtcOption(def.clockOffset ?? 'utc', def.platform));
+  args.push(...platformGlobals(def.platform, isQ35(machine), opts.accel));
   // No local display window (-nodefaults already drops the VGA card): the
   // console is the serial port, and a <graphics type='vnc'> is a VNC server
   // (peripheral-args.ts), which works beside `-display none`. Timestamps make

@@ -10,7 +10,8 @@
  *   what Ferry keeps without acting on is listed once at define (a CLI
  *   warning) and in `dominfo`, never dropped silently;
  * - it starts, and QEMU (asked over QMP through `qemu-monitor-command`)
- *   really has each honoured device (also after ferryd restarts and
+ *   really has each honoured device and machine option (no vmport, no
+ *   HPET, a slewing RTC, S3/S4 off; also after ferryd restarts and
  *   re-attaches): the xHCI, virtio-serial, balloon,
  *   rng and virtio-vga on PCI, the usb-tablet and the guest-agent port,
  *   the channel's socket chardev under ferryd's run directory (the live
@@ -66,9 +67,10 @@ afterAll(async () => {
 
 /**
  * The elements of the example Ferry keeps without acting on (docs/domain-xml.md, "Kept but ignored");
- * the USB, virtio-serial, channel, inputs, VNC, video, balloon and rng are honoured.
+ * the USB, virtio-serial, channel, inputs, VNC, video, balloon and rng are honoured, and so are
+ * vmport, the timers and `<pm>` (machine options).
  */
-const IGNORED = ['pm', 'features <vmport>', 'clock <timer>', 'controller (pcie-root-port)'];
+const IGNORED = ['controller (pcie-root-port)'];
 
 const hb = (h: ClusterHost): HeartbeatHost => ({ label: h.name, d: h.d });
 
@@ -142,6 +144,15 @@ async function expectDevices(h: ClusterHost, vncPort: number): Promise<void> {
   const mice = (await qmp<Array<{ name: string }>>(h, 'query-mice')).map((m) => m.name);
   expect(mice).toEqual(expect.arrayContaining(['QEMU HID Tablet', 'QEMU PS/2 Mouse']));
   expect(await qmp<string>(h, 'qom-get', { path: '/objects/objrng0', property: 'filename' })).toBe('/dev/urandom');
+  // Machine options: no vmport and no HPET, the RTC slews lost ticks, S3 and S4 off (<pm> enabled='no').
+  const machine = await qmp<Array<{ name: string; type: string }>>(h, 'qom-list', { path: '/machine/unattached' });
+  const machineTypes = machine.map((m) => m.type);
+  expect(machineTypes).not.toContain('child<hpet>');
+  expect(machineTypes).not.toContain('child<vmport>');
+  const child = (type: string): string => `/machine/unattached/${machine.find((m) => m.type === `child<${type}>`)!.name}`;
+  expect(await qmp<string>(h, 'qom-get', { path: child('mc146818rtc'), property: 'lost_tick_policy' })).toBe('slew');
+  expect(await qmp<number>(h, 'qom-get', { path: child('ICH9-LPC'), property: 'disable_s3' })).toBe(1);
+  expect(await qmp<number>(h, 'qom-get', { path: child('ICH9-LPC'), property: 'disable_s4' })).toBe(1);
   // The balloon reports the guest's whole RAM (QEMU rounds the 262148 KiB up to 8 KiB).
   expect((await qmp<{ actual: number }>(h, 'query-balloon')).actual).toBe(Math.ceil((262148 * 1024) / 8192) * 8192);
 
@@ -182,7 +193,7 @@ describe.skipIf(!netnsAvailable())('a virt-install-style domain XML', () => {
     expect(warning, r.stderr).toHaveLength(1);
     for (const e of IGNORED) expect(warning[0]).toContain(e);
     // What Ferry runs the guest with is not in the list.
-    for (const honoured of ['serial (pty)', 'console (pty)', 'metadata', 'cpu', 'controller (usb)', 'controller (virtio-serial)', 'channel', 'input', 'graphics', 'video', 'memballoon', 'rng', 'pcie-root)']) {
+    for (const honoured of ['serial (pty)', 'console (pty)', 'metadata', 'cpu', 'controller (usb)', 'controller (virtio-serial)', 'channel', 'input', 'graphics', 'video', 'memballoon', 'rng', 'pcie-root)', 'vmport', 'timer', 'pm']) {
       expect(warning[0]).not.toContain(honoured);
     }
     expect(A.d.stderr()).toMatch(/domain 'deb12': kept in its XML with no effect on the guest/);

@@ -389,7 +389,9 @@ describe('model', () => {
       channels: [{ name: 'org.qemu.guest_agent.0' }],
       video: { model: 'virtio', heads: 1 },
       // Kept in the XML, no effect on the guest: each once, with its type, never dropped silently.
-      ignored: ['resource', 'pm', 'seclabel (dynamic)', 'features <vmport>', 'clock <timer>', 'controller (sata)', 'graphics (spice)', 'watchdog (itco)', 'frobnicator', 'memballoon <stats>'],
+      // vmport, the timers and S3/S4 are machine options (qemu/platform-args.ts).
+      platform: { vmport: 'off', rtcTickPolicy: 'catchup', pitTickPolicy: 'delay', hpet: false, suspendToMem: false, suspendToDisk: false },
+      ignored: ['resource', 'seclabel (dynamic)', 'controller (sata)', 'graphics (spice)', 'watchdog (itco)', 'frobnicator', 'memballoon <stats>'],
     });
   });
 
