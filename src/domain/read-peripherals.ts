@@ -81,8 +81,6 @@ function controllerIndex(el: Element, where: string): void {
 
 // ---------------------------------------------------------------- USB
 
-const USB_MODELS_LIBVIRT = '*' as const;
-
 function readUsbController(el: Element, machine: string | undefined): UsbControllerDef {
   const where = "<controller type='usb'>";
   controllerIndex(el, where);
@@ -92,7 +90,7 @@ function readUsbController(el: Element, machine: string | undefined): UsbControl
   const model = choose(attr(el, 'model') ?? (isQ35(machine) ? 'qemu-xhci' : 'piix3-uhci'), {
     what: `<controller model> of ${where}`,
     supported: ['qemu-xhci', 'nec-xhci', 'piix3-uhci', 'none'] as const,
-    libvirtOnly: USB_MODELS_LIBVIRT,
+    libvirtOnly: '*',
     why: 'companion controller sets (ich9-ehci1 with its UHCIs) and other models are not modelled',
   });
   const ports = intAttr(el, 'ports', 1, 15, where);
