@@ -190,7 +190,7 @@ export class GuestRunner {
         const id = typeof st.extra?.id === 'number' ? st.extra.id : this.nextId;
         this.nextId = Math.max(this.nextId, id + 1);
         const domainStatus = await this.currentStatus(qemu, st);
-        if (st.extra?.incoming === true && domainStatus.state === 'paused') {
+        if (st.extra?.incoming === true && domainStatus.state === 'paused' && !(await inPostcopy(qemu))) {
           // An incoming migration whose finish never resumed the guest: the source still holds the
           // guest (or takes it back), so this copy must never run. Remove it.
           this.log(`'${st.name}' (pid ${st.pid}) was an unfinished incoming migration; stopping it`);
@@ -324,6 +324,16 @@ export class GuestRunner {
     if (q.status === 'io-error') return mkStatus('paused', 'I/O error');
     return recordedState === 'paused' && ['user', 'post-copy', 'post-copy failed'].includes(recordedReason) ? ({ state: 'paused', reason: recordedReason } as DomainStatus) : mkStatus('paused', 'unknown');
   }
+}
+
+/**
+ * Whether a QEMU's migration has entered the post-copy phase: an incoming
+ * one then holds the guest's device state (the source stopped for good), so
+ * it is kept even before it was handed over, to be resumed.
+ */
+async function inPostcopy(qemu: QemuProcess): Promise<boolean> {
+  const m = await qemu.qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }));
+  return m.status === 'postcopy-active' || m.status === 'postcopy-paused' || m.status === 'postcopy-recover';
 }
 
 /** Sentence for an exit, for logs and errors. */

@@ -87,7 +87,8 @@ export class Host {
         d = new HostedDomain(g.liveDoc.def.uuid, g.liveDoc.def.name, null);
         this.registry.add(d);
       }
-      d.runtime = { id: g.id, liveDoc: g.liveDoc, qemu: g.qemu, accel: g.status.accel, startedAt: g.status.startedAt, stopRequested: null };
+      // (An incoming QEMU kept across the restart switched to post-copy before it was handed over: it still is incoming.)
+      d.runtime = { id: g.id, liveDoc: g.liveDoc, qemu: g.qemu, accel: g.status.accel, startedAt: g.status.startedAt, stopRequested: null, ...(g.status.extra?.incoming === true ? { incoming: true } : {}) };
       d.setStatus(g.domainStatus);
       this.runner.watch(d, d.runtime, (dd, rt, reason) => this.lifecycle.onExit(dd, rt, reason));
       this.config.log(`re-attached to running domain '${d.name}' (pid ${g.qemu.pid}, ${g.domainStatus.state})`);

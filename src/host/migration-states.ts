@@ -197,6 +197,15 @@ export class MigrationStates {
     return resumedAt;
   }
 
+  /**
+   * The source switched to post-copy: the incoming QEMU now holds the
+   * guest's device state, so it must outlive this daemon (untethered) even
+   * before it is handed over.
+   */
+  keepSwitchedIncoming(rt: DomainRuntime): void {
+    rt.tether?.release();
+  }
+
   /** The rest of a post-copy stream arrived: `running (post-copy)` becomes `running (migrated)`. */
   async markPostcopyCompleted(d: HostedDomain, rt: DomainRuntime): Promise<void> {
     if (d.status.reason === 'post-copy') await this.deps.runner.transition(d, rt, mkStatus('running', 'migrated'), 'resumed', 'migrated');

@@ -18,6 +18,7 @@
  */
 import { FerryError, toFerryError } from '../errors/index.js';
 import { chooseDataUri, resolveNbdTarget } from '../flags/index.js';
+import { postcopyPausedError } from './postcopy-errors.js';
 import type { BeginResult, ConfirmArgs, FinishArgs, FinishResult, IncomingJobState, MigrationRequest, PerformArgs, PerformResult, PrepareArgs, PrepareResult } from './phase-messages.js';
 
 /** The source side as the driver sees it. */
@@ -116,6 +117,7 @@ export async function runMigration(
     });
   } catch (err) {
     const e = toFerryError(err);
+    if (perform?.postcopy) return await afterPostcopyFinishFailed(src, dst, { begin, prepare, perform }, e, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000);
     const lost = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout';
     // Even a finish that answered with an error may have resumed the guest first (a post-copy that broke
     // after the switch, a failure after `cont`): ask, and take the guest back only if the destination aborted.
@@ -160,6 +162,36 @@ export function performArgs(jobId: string, req: MigrationRequest, prepare: Prepa
   const uri = chooseDataUri(req.params.migrate_uri, prepare.migrateUri, destAddress);
   const nbd = prepare.nbd ? resolveNbdTarget(prepare.nbd, uri, destAddress) : undefined;
   return { jobId, migrateUri: uri, ...(nbd ? { nbd } : {}) };
+}
+
+/**
+ * finish failed or went unanswered after the switch to post-copy. The
+ * source never runs the guest again, and a destination whose QEMU reached
+ * post-copy keeps its copy (even one finish never resumed), so the only
+ * way on is forward: the source's confirm follows the rest of the stream
+ * (a stream that went silent is paused there), and a migration that cannot
+ * go on waits, paused on both hosts, for `--postcopy-resume`.
+ */
+async function afterPostcopyFinishFailed(
+  src: SourceEndpoint,
+  dst: DestinationEndpoint,
+  done: { begin: BeginResult; prepare: PrepareResult; perform: PerformResult },
+  e: FerryError,
+  waitMs: number,
+): Promise<DriverOutcome> {
+  const { begin, prepare, perform } = done;
+  const name = begin.cookie.domain.name;
+  const outcome = await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, waitMs);
+  if (outcome === 'finished') {
+    // The destination holds the guest: the source's side ends like any post-copy, or says why it cannot.
+    await src.confirm({ jobId: begin.jobId, cancelled: false });
+    return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false } };
+  }
+  await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
+  if (outcome === 'aborted') {
+    throw new FerryError('operation_failed', `post-copy migration of '${name}' failed after the switch: the destination dropped its copy (${e.message}); the source keeps the guest's memory but, having switched, cannot run it`);
+  }
+  throw postcopyPausedError(name, `the destination did not answer after the switch (${e.message})`);
 }
 
 /** The error of a migration whose destination was lost while the source streamed. */

@@ -210,6 +210,7 @@ export class IncomingMigrations {
         const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: hasFlag(job.flags, 'POSTCOPY') });
         if (end.status === 'failed' || end.status === 'cancelled' || end.status === 'postcopy-paused') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
         postcopy = end.status === 'postcopy-active';
+        if (postcopy) this.host.migrationStates.keepSwitchedIncoming(rt);
         await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
         if (d.runtime !== rt || rt.qemu.exitReason) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
@@ -277,7 +278,9 @@ export class IncomingMigrations {
     const uuid = args.cookie.domain.uuid;
     const d = this.host.registry.getByUuid(uuid);
     const rt = d?.runtime;
-    if (!d || !rt || rt.qemu.exitReason || (d.status.reason !== 'post-copy failed' && d.status.reason !== 'post-copy')) {
+    // A copy never handed over (finish was lost after the switch) qualifies too: it is resumed here at the end.
+    const handedOver = !!rt && !rt.incoming;
+    if (!d || !rt || rt.qemu.exitReason || (handedOver && d.status.reason !== 'post-copy failed' && d.status.reason !== 'post-copy') || (!handedOver && !(await switchedToPostcopy(rt.qemu.qmp)))) {
       throw new FerryError('operation_invalid', `there is no post-copy migration of '${args.cookie.domain.name}' to resume on ${me.hostName}${d ? ` (the domain is ${d.status.state} (${d.status.reason}))` : ''}`);
     }
     const qmp = rt.qemu.qmp;
@@ -295,7 +298,7 @@ export class IncomingMigrations {
     const job: IncomingJob = { id: randomUUID(), domain: d, existedBefore: true, flags: args.flags, asyncJob, state: 'prepared', startedAt: Date.now(), port: 0, wasRunning: true, createdImages: [], resume: true };
     this.jobs.set(job.id, job);
     try {
-      await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
+      if (handedOver) await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
       const listen = params.listen_address ?? '0.0.0.0';
       const asked = params.migrate_uri !== undefined ? uriPort(params.migrate_uri) : undefined;
       await this.portsInUse.onFreePort(listen, asked, true, (port) => qmp.execute('migrate-recover', { uri: qemuInetUri('tcp', listen, port) }), (port) => {
@@ -321,7 +324,13 @@ export class IncomingMigrations {
     if (end.status !== 'postcopy-active' && end.status !== 'completed') {
       throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed here: ${'error' in end ? end.error : end.status}; the guest keeps running here and waits for the rest of its memory`);
     }
-    await this.host.migrationStates.markPostcopyResumed(d, rt, 'destination');
+    if (rt.incoming) {
+      // The first attempt's finish never resumed the guest here: hand it over now.
+      job.resuming = true;
+      await this.host.migrationStates.handOver(d, rt, { paused: false, postcopy: end.status !== 'completed' });
+    } else {
+      await this.host.migrationStates.markPostcopyResumed(d, rt, 'destination');
+    }
     job.state = 'finished';
     this.followPostcopyRest(job, rt, end.status === 'completed' ? Promise.resolve(end) : undefined);
     return { domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
@@ -472,8 +481,16 @@ export class IncomingMigrations {
     if (!job) return domainUuid ? this.abortByDomain(domainUuid, why) : 'unknown';
     if (job.state === 'finished' || job.state === 'aborted') return job.state;
     if (job.state === 'finishing' && !force) return job.state;
-    job.state = 'aborted';
     const d = job.domain;
+    if (!job.resume && d.runtime && (await switchedToPostcopy(d.runtime.qemu.qmp))) {
+      // The source switched to post-copy: it never runs the guest again, and this QEMU holds its device
+      // state. Killing it would lose the guest; it waits, paused, for the migration to be resumed.
+      job.state = 'finished';
+      this.log(`incoming migration of '${d.name}' (job ${job.id}) not aborted (${why}): the source switched to post-copy, so this copy is kept, paused, until the migration is resumed (--postcopy-resume)`);
+      this.release(job);
+      return 'finished';
+    }
+    job.state = 'aborted';
     if (job.resume) {
       // The guest runs here since the first switch-over: only the reconnection is given up; QEMU stays paused.
       this.log(`resuming the post-copy migration of '${d.name}' (job ${job.id}) was given up: ${why}`);
@@ -507,6 +524,8 @@ export class IncomingMigrations {
     const rt = d?.runtime;
     if (!d || !rt) return 'aborted';
     if (!rt.incoming) return 'finished';
+    // Switched to post-copy: the source never runs the guest again; this copy waits to be resumed.
+    if (await switchedToPostcopy(rt.qemu.qmp)) return 'finished';
     this.log(`incoming copy of '${d.name}' without a job removed: ${why}`);
     await this.host.migrationStates.killIncoming(rt);
     return 'aborted';
@@ -541,6 +560,17 @@ function checkStorageCookie(raw: unknown): StorageCookie | undefined {
     if (d.backing !== undefined && (typeof d.backing.path !== 'string' || !d.backing.path.startsWith('/') || typeof d.backing.format !== 'string' || !size(d.backing.capacity))) throw bad(`the backing image of ${d.target} is malformed`);
   }
   return st.disks.length > 0 ? (st as StorageCookie) : undefined;
+}
+
+/**
+ * Whether an incoming QEMU has entered the post-copy phase (the source sent
+ * its device state and stopped for good): then it holds the guest, even
+ * before finish resumed it here.
+ */
+async function switchedToPostcopy(qmp: QmpClient): Promise<boolean> {
+  if (qmp.closed) return false;
+  const status = (await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status;
+  return status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover';
 }
 
 /** A job's state, read through a call so that TypeScript does not carry a narrowing across an await. */

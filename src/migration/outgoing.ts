@@ -27,6 +27,7 @@ import { MigrationJournal, type JournalPhase } from './journal.js';
 import type { OutcomeQuery, OutgoingJob, OutgoingJobs } from './outgoing-job.js';
 import { rollBackOwnerGone } from './owner-gone.js';
 import { holdPoint } from './test-hold.js';
+import { postcopyPausedError } from './postcopy-errors.js';
 import { MigrationSlots, defaultMigrationLimit } from './slots.js';
 import { ConvergenceWatch, DEFAULT_POLICY, resolvePolicy, type LiveSample, type MigrationPolicy, type PolicyAction } from './convergence.js';
 
@@ -357,8 +358,9 @@ export class OutgoingMigrations {
       if (job.phase === 'performing') job.phase = 'perform-failed';
       // No switch-over happened: a STOP from now on (a user's suspend) is not the migration's.
       this.host.migrationStates.dropSwitchoverPause(rt);
-      // Make sure QEMU's stream stops: a half-run migration must not complete behind our back.
-      await cancelMigration(qmp).catch(() => undefined);
+      // Make sure QEMU's stream stops: a half-run migration must not complete behind our back. A post-copy
+      // stream is paused instead, its pages kept: the destination holds the guest's device state.
+      await (job.postcopy ? pausePostcopy(qmp) : cancelMigration(qmp)).catch(() => undefined);
       // The disk copies stop too; the source keeps running on its own images.
       await job.mirrors?.abort().catch(() => undefined);
       // The guest stays here: its QEMU goes back to the locked-memory limit it had.
@@ -413,6 +415,9 @@ export class OutgoingMigrations {
       if (job.abortRequested) throw this.abortedError(job);
       this.log(`resuming the paused post-copy migration of '${d.name}' (job ${job.id}) to ${args.migrateUri}`);
       await qmp.execute('migrate', { uri: args.migrateUri, resume: true });
+      // QEMU leaves postcopy-paused once its new connection is under way, not always before `migrate` answers.
+      const left = await waitForMigrationStatus(qmp, ['postcopy-recover', 'postcopy-active', 'completed', 'failed'], 10_000);
+      if (left === 'postcopy-paused') throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed: QEMU did not reconnect to ${args.migrateUri} within 10 s; both sides stay paused, and it can be tried again`);
       const end = await follow(true);
       if (end.status !== 'postcopy-active' && end.status !== 'completed') {
         throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed: ${'error' in end ? end.error : end.status}; both sides stay paused, and it can be tried again`);
@@ -636,18 +641,6 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
 export async function stopSource(host: Host, d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
   if (rt) await host.migrationStates.stopAfterMigration(d, rt);
   if (hasFlag(flags, 'UNDEFINE_SOURCE')) await host.migrationStates.undefineAfterMigration(d);
-}
-
-/**
- * The error of a post-copy migration whose stream broke after the switch
- * and that QEMU holds paused on both sides: what it means and how to
- * resume it.
- */
-export function postcopyPausedError(domain: string, why: string, destUri?: string): FerryError {
-  return new FerryError(
-    'operation_failed',
-    `post-copy migration of '${domain}' paused: ${why}. The guest runs on the destination and waits for the pages it has not received yet; this host keeps them (paused (post-copy failed)). Once both hosts can reach each other again, resume it with 'ferry migrate --live --postcopy --postcopy-resume ${domain} ${destUri ?? 'DESTURI'}' (add --p2p as before)`,
-  );
 }
 
 /**

@@ -19,6 +19,7 @@
  * continuing from the source's last count + 1 with no CORRUPT.
  */
 import { randomUUID } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,7 +85,7 @@ async function untilPostcopyOnB(B: ClusterHost, g: Guest, migration: Promise<Cli
 function expectPausedFailure(r: CliResult): void {
   expect(r.code, r.stderr).not.toBe(0);
   expect(r.json?.error?.code).toBe('operation_failed');
-  expect(r.json?.error?.message).toMatch(/post-copy migration of .* paused/);
+  expect(r.json?.error?.message).toMatch(/post-copy migration of '[^']*' paused:/);
   expect(r.json?.error?.message).toMatch(/--postcopy-resume/);
 }
 
@@ -139,10 +140,19 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
       const resumeAt = Date.now();
       const beatsBefore = serialLogFile(B.d.stateDir, g.name).log.heartbeats.length;
       const resuming = A.ferry([...CLI_KEEPALIVE, 'migrate', ...POSTCOPY.filter((x) => x !== '--postcopy-after-precopy'), '--postcopy-resume', '--p2p', g.name, B.tcpUri], { json: true, timeoutMs: 180_000 });
-      await waitFor('the destination to be running in post-copy again', async () => ((await stateOf(B, g.name)) === 'running (post-copy)' || (await stateOf(B, g.name)) === 'running (migrated)' ? true : undefined), 60_000, 50);
+      let resumeEnded: CliResult | undefined;
+      void resuming.then((r) => (resumeEnded = r));
+      const qlog = (h: ClusterHost) => execFileSync('sh', ['-c', `tail -c 3000 ${h.d.stateDir}/log/*.qemu.log 2>&1 || true`], { encoding: 'utf8' });
+      const logs = () => `\nA: ${A.d.stderr().slice(-3000)}\nB: ${B.d.stderr().slice(-3000)}\nQEMU A: ${qlog(A)}\nQEMU B: ${qlog(B)}`;
+      // Reconnected: the source's stream is back in its post-copy phase (or already done).
+      await waitFor('the stream to be reconnected', async () => {
+        if (resumeEnded && resumeEnded.code !== 0) throw new Error(`the resume failed: ${resumeEnded.stdout}${resumeEnded.stderr}${logs()}`);
+        const st = await stateOf(A, g.name);
+        return st === 'paused (post-copy)' || st.startsWith('shut off') ? true : undefined;
+      }, 60_000, 50);
       const reconnectedMs = Date.now() - resumeAt;
       const resumed = await resuming;
-      expect(resumed.code, `${resumed.stderr}${resumed.stdout}`).toBe(0);
+      expect(resumed.code, `${resumed.stderr}${resumed.stdout}${logs()}`).toBe(0);
       await waitFor('a heartbeat on the destination after the resume', () => serialLogFile(B.d.stateDir, g.name).log.heartbeats.length > beatsBefore, 30_000, 50);
       console.log(`link back: resume command started ${resumeAt - backAt} ms later; stream reconnected ${reconnectedMs} ms after it; the command ended ${Date.now() - resumeAt} ms after it (the rest of the post-copy stream at 4 MiB/s included)`);
       await endsOnDestination(A, B, g);

@@ -247,7 +247,7 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
 
   // A post-copy that broke after the switch waits, paused on both hosts, to be resumed: the user's next step.
   let recovered = false;
-  if (/post-copy migration of .* paused/.test(result.stdout + result.stderr)) {
+  if (/post-copy migration of '[^']*' paused:/.test(result.stdout + result.stderr)) {
     const resumed = await A.ferry([...MATRIX_KEEPALIVE.cliArgs, 'migrate', ...flags.filter((f) => f !== '--postcopy-after-precopy'), '--postcopy-resume', name, B.tcpUri], { json: true, timeoutMs: 180_000 }).catch(
       (err: Error): CliResult => ({ code: -1, stdout: '', stderr: err.message }),
     );

@@ -254,7 +254,7 @@ describe('destination side', () => {
     await states.markPostcopyCompleted(d, rt);
     await states.markPostcopyFailed(d, rt, 'destination');
     expect(shown(d)).toBe('running (post-copy failed)');
-    expect(seen()).toEqual(['started migrated', 'resumed postcopy', 'resumed migrated', 'resumed post-copy failed']);
+    expect(seen()).toEqual(['started migrated', 'resumed postcopy', 'resumed migrated', 'resumed postcopy failed']);
   });
 
   it('persistAfterMigration stores the definition as define does', async () => {
