@@ -12,8 +12,8 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor, emptyDaemon, type CliResult } from '../support/daemon.js';
+import { createCluster, tidyCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
+import { makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
 import { ApiClient } from '../../src/api/client.js';
 import { existsSync, rmSync } from 'node:fs';
 import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
@@ -113,13 +113,6 @@ async function stillRunsOnSource(A: ClusterHost, s: Started): Promise<void> {
   await waitFor('one QEMU of the guest', () => qemuPidsMentioning(s.uuid).length === 1, 15_000);
 }
 
-async function tidy(s: Started): Promise<void> {
-  for (const h of cluster.hosts) {
-    if (!h.d.alive()) await h.d.restart();
-    await emptyDaemon(h.d.uri).catch(() => undefined);
-  }
-  for (const pid of qemuPidsMentioning(s.uuid)) process.kill(pid, 'SIGKILL');
-}
 
 describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
   it.each([
@@ -141,7 +134,7 @@ describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
       await B.d.restart();
       expect((await B.ferry(['domstate', s.name])).code).not.toBe(0);
     } finally {
-      await tidy(s);
+      await tidyCluster(cluster, s.uuid);
     }
   }, 180_000);
 
@@ -155,7 +148,7 @@ describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
       expect(result.json?.error?.message).toMatch(/lost the connection to the destination host/);
       await stillRunsOnSource(A, s);
     } finally {
-      await tidy(s);
+      await tidyCluster(cluster, s.uuid);
     }
   }, 180_000);
 
@@ -175,7 +168,7 @@ describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
       await stillRunsOnSource(A, s);
     } finally {
       cluster.setLink(A, true);
-      await tidy(s);
+      await tidyCluster(cluster, s.uuid);
     }
   }, 180_000);
 
@@ -192,7 +185,7 @@ describe.runIf(netnsAvailable())('a peer that vanishes and stays gone', () => {
       await A.d.restart();
       await stillRunsOnSource(A, s);
     } finally {
-      await tidy(s);
+      await tidyCluster(cluster, s.uuid);
     }
   }, 180_000);
 });
@@ -224,7 +217,7 @@ describe.runIf(netnsAvailable())('jobs whose other end is gone end, and give the
     } finally {
       rmSync(join(B.d.runDir, 'test-hold'), { force: true });
       rmSync(marker, { force: true });
-      await tidy(s);
+      await tidyCluster(cluster, s.uuid);
     }
   }, 180_000);
 
@@ -251,7 +244,7 @@ describe.runIf(netnsAvailable())('jobs whose other end is gone end, and give the
       client.close();
       await A.ferry(['domjobabort', first.name]);
       await first.migration;
-      await tidy(first);
+      await tidyCluster(cluster, first.uuid);
     }
   }, 180_000);
 });

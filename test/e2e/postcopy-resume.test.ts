@@ -23,8 +23,8 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
-import { emptyDaemon, makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
+import { createCluster, tidyCluster, type Cluster, type ClusterHost } from '../support/cluster.js';
+import { makeTempDir, qemuPidsMentioning, useDaemonCleanup, waitFor, type CliResult } from '../support/daemon.js';
 import { serialLogFile, testGuestXml } from '../support/guest-xml.js';
 import { netnsAvailable } from '../support/netns.js';
 import { checkMigrationContinuity } from '../support/serial.js';
@@ -100,13 +100,6 @@ async function endsOnDestination(A: ClusterHost, B: ClusterHost, g: Guest): Prom
   await waitFor('one QEMU of the guest', () => qemuPidsMentioning(g.uuid).length === 1, 15_000);
 }
 
-async function tidy(g: Guest): Promise<void> {
-  for (const h of cluster.hosts) {
-    if (!h.d.alive()) await h.d.restart();
-    await emptyDaemon(h.d.uri).catch(() => undefined);
-  }
-  for (const pid of qemuPidsMentioning(g.uuid)) process.kill(pid, 'SIGKILL');
-}
 
 describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is paused and resumed (POSTCOPY_RESUME)', () => {
   it('p2p, link cut after the switch: paused within the bound, the source copy stays stopped, and --postcopy-resume finishes it once the link is back', async () => {
@@ -158,7 +151,7 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
       await endsOnDestination(A, B, g);
     } finally {
       cluster.setLink(A, true);
-      await tidy(g);
+      await tidyCluster(cluster, g.uuid);
     }
   }, 300_000);
 
@@ -198,7 +191,7 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
       expect(resumed.code, `${resumed.stderr}${resumed.stdout}`).toBe(0);
       await endsOnDestination(A, B, g);
     } finally {
-      await tidy(g);
+      await tidyCluster(cluster, g.uuid);
     }
   }, 300_000);
 
@@ -214,7 +207,7 @@ describe.runIf(netnsAvailable())('a post-copy migration whose stream breaks is p
       const noPostcopy = await A.ferry(['migrate', '--live', '--postcopy-resume', g.name, B.tcpUri], { json: true });
       expect(noPostcopy.json?.error?.code).toBe('argument_unsupported');
     } finally {
-      await tidy(g);
+      await tidyCluster(cluster, g.uuid);
     }
   }, 120_000);
 });

@@ -9,7 +9,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ferry, makeTempDir, startDaemon, type CliResult, type FerrydHandle } from './daemon.js';
+import { emptyDaemon, ferry, makeTempDir, qemuPidsMentioning, startDaemon, type CliResult, type FerrydHandle } from './daemon.js';
 
 function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -147,4 +147,16 @@ export async function createCluster(o: ClusterOptions): Promise<Cluster> {
       rmSync(base, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * After a test of one guest: every host's daemon is running again and
+ * holds no domain, and no QEMU of the guest (`uuid`) is left anywhere.
+ */
+export async function tidyCluster(cluster: Cluster, uuid: string): Promise<void> {
+  for (const h of cluster.hosts) {
+    if (!h.d.alive()) await h.d.restart();
+    await emptyDaemon(h.d.uri).catch(() => undefined);
+  }
+  for (const pid of qemuPidsMentioning(uuid)) process.kill(pid, 'SIGKILL');
 }
