@@ -190,7 +190,7 @@ export class GuestRunner {
         const id = typeof st.extra?.id === 'number' ? st.extra.id : this.nextId;
         this.nextId = Math.max(this.nextId, id + 1);
         const domainStatus = await this.currentStatus(qemu, st);
-        if (st.extra?.incoming === true && domainStatus.state === 'paused' && !(await inPostcopy(qemu))) {
+        if (st.extra?.incoming === true && domainStatus.state === 'paused' && domainStatus.reason !== 'post-copy' && !(await inPostcopy(qemu))) {
           // An incoming migration whose finish never resumed the guest: the source still holds the
           // guest (or takes it back), so this copy must never run. Remove it.
           this.log(`'${st.name}' (pid ${st.pid}) was an unfinished incoming migration; stopping it`);

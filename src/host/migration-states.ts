@@ -200,10 +200,13 @@ export class MigrationStates {
   /**
    * The source switched to post-copy: the incoming QEMU now holds the
    * guest's device state, so it must outlive this daemon (untethered) even
-   * before it is handed over.
+   * before it is handed over, and its state says so (`paused (post-copy)`,
+   * recorded in the status file for a restarted daemon).
    */
-  keepSwitchedIncoming(rt: DomainRuntime): void {
+  async keepSwitchedIncoming(d: HostedDomain, rt: DomainRuntime): Promise<void> {
     rt.tether?.release();
+    d.setStatus(mkStatus('paused', 'post-copy'));
+    await this.deps.runner.writeStatus(d, rt, d.status, rt.qemu.startTime);
   }
 
   /** The rest of a post-copy stream arrived: `running (post-copy)` becomes `running (migrated)`. */

@@ -7,7 +7,9 @@
  * finish, ends in the same clean-up.
  */
 import { randomUUID } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { DomainDocument } from '../domain/index.js';
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
@@ -152,6 +154,8 @@ export class IncomingMigrations {
         }
       }
       const launchDoc = doc;
+      // Written down for a restarted daemon that must take over a guest switched to post-copy (see takeOverByDomain).
+      if (hasFlag(request.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) await writeFileAtomic(this.pendingPersistPath(d.uuid), job.persistentXml);
       const runtime = await d.jobs.run('migration', () => this.host.migrationStates.startIncoming(d, launchDoc));
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
@@ -208,9 +212,10 @@ export class IncomingMigrations {
         if (!rt) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' is gone`);
         if (job.resume) return await this.finishResume(job, rt);
         const end = await followMigration(rt.qemu.qmp, { pollMs: 200, stopAtPostcopy: hasFlag(job.flags, 'POSTCOPY') });
-        if (end.status === 'failed' || end.status === 'cancelled' || end.status === 'postcopy-paused') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
-        postcopy = end.status === 'postcopy-active';
-        if (postcopy) this.host.migrationStates.keepSwitchedIncoming(rt);
+        if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
+        // (A post-copy already paused still switched: the guest is handed over and waits for a resume.)
+        postcopy = end.status === 'postcopy-active' || end.status === 'postcopy-paused';
+        if (postcopy) await this.host.migrationStates.keepSwitchedIncoming(d, rt);
         await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
         if (d.runtime !== rt || rt.qemu.exitReason) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
@@ -228,6 +233,7 @@ export class IncomingMigrations {
         const rt = d.runtime!;
         // The controlling connection may have been lost meanwhile, and the job aborted: then the source keeps the guest.
         if (stateOf(job) === 'aborted') throw new FerryError('operation_aborted', `incoming migration of '${d.name}' was aborted before the guest could be resumed here`);
+        if (job.resuming) throw new FerryError('operation_invalid', `incoming migration of '${d.name}' was already taken over here`);
         job.resuming = true;
         // From here the guest is this host's: a restarted ferryd must keep it, not clean it up.
         // A guest that was paused on the source stays paused, as with PAUSED (libvirt does the same).
@@ -280,7 +286,7 @@ export class IncomingMigrations {
     const rt = d?.runtime;
     // A copy never handed over (finish was lost after the switch) qualifies too: it is resumed here at the end.
     const handedOver = !!rt && !rt.incoming;
-    if (!d || !rt || rt.qemu.exitReason || (handedOver && d.status.reason !== 'post-copy failed' && d.status.reason !== 'post-copy') || (!handedOver && !(await switchedToPostcopy(rt.qemu.qmp)))) {
+    if (!d || !rt || rt.qemu.exitReason || (handedOver && d.status.reason !== 'post-copy failed' && d.status.reason !== 'post-copy') || (!handedOver && !(await switchedToPostcopy(d)))) {
       throw new FerryError('operation_invalid', `there is no post-copy migration of '${args.cookie.domain.name}' to resume on ${me.hostName}${d ? ` (the domain is ${d.status.state} (${d.status.reason}))` : ''}`);
     }
     const qmp = rt.qemu.qmp;
@@ -295,7 +301,9 @@ export class IncomingMigrations {
     const until = Date.now() + 10_000;
     while (d.jobs.currentAsync?.kind === 'migration-in' && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
     const asyncJob = await d.jobs.beginAsync({ kind: 'migration-in', allowed: new Set(['destroy', 'migration']), reason: 'a post-copy migration is being resumed' });
-    const job: IncomingJob = { id: randomUUID(), domain: d, existedBefore: true, flags: args.flags, asyncJob, state: 'prepared', startedAt: Date.now(), port: 0, wasRunning: true, createdImages: [], resume: true };
+    const persistentXml = args.cookie.persistentXml;
+    if (persistentXml !== undefined) DomainDocument.parse(persistentXml);
+    const job: IncomingJob = { id: randomUUID(), domain: d, existedBefore: true, flags: args.flags, asyncJob, state: 'prepared', startedAt: Date.now(), port: 0, wasRunning: true, createdImages: [], resume: true, ...(persistentXml !== undefined ? { persistentXml } : {}) };
     this.jobs.set(job.id, job);
     try {
       if (handedOver) await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
@@ -324,6 +332,8 @@ export class IncomingMigrations {
     if (end.status !== 'postcopy-active' && end.status !== 'completed') {
       throw new FerryError('operation_failed', `resuming the post-copy migration of '${d.name}' failed here: ${'error' in end ? end.error : end.status}; the guest keeps running here and waits for the rest of its memory`);
     }
+    // As any finish: PERSIST_DEST makes the definition persistent here (the first attempt's finish may never have).
+    if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) await this.host.migrationStates.persistAfterMigration(d, DomainDocument.parse(job.persistentXml));
     if (rt.incoming) {
       // The first attempt's finish never resumed the guest here: hand it over now.
       job.resuming = true;
@@ -469,6 +479,8 @@ export class IncomingMigrations {
   async controllerGone(jobId: string): Promise<IncomingJobState> {
     const job = this.jobs.get(jobId);
     if (!job || job.resuming) return job?.state ?? 'unknown';
+    // A finish under way after the switch to post-copy hands the guest over by itself.
+    if (job.state === 'finishing' && job.domain.runtime && (await switchedToPostcopy(job.domain))) return job.state;
     return this.abort(jobId, 'the controlling connection closed before the guest was resumed here', true);
   }
 
@@ -482,13 +494,9 @@ export class IncomingMigrations {
     if (job.state === 'finished' || job.state === 'aborted') return job.state;
     if (job.state === 'finishing' && !force) return job.state;
     const d = job.domain;
-    if (!job.resume && d.runtime && (await switchedToPostcopy(d.runtime.qemu.qmp))) {
-      // The source switched to post-copy: it never runs the guest again, and this QEMU holds its device
-      // state. Killing it would lose the guest; it waits, paused, for the migration to be resumed.
-      job.state = 'finished';
-      this.log(`incoming migration of '${d.name}' (job ${job.id}) not aborted (${why}): the source switched to post-copy, so this copy is kept, paused, until the migration is resumed (--postcopy-resume)`);
-      this.release(job);
-      return 'finished';
+    if (!job.resume && d.runtime && (await switchedToPostcopy(d))) {
+      if (job.state === 'finishing' && !force) return job.state;
+      return this.takeOver(job, why);
     }
     job.state = 'aborted';
     if (job.resume) {
@@ -505,6 +513,46 @@ export class IncomingMigrations {
     }
     this.release(job);
     return 'aborted';
+  }
+
+  /**
+   * The source switched to post-copy, but finish never resumed the guest
+   * here (its call was lost, or failed after the switch): the source never
+   * runs the guest again and this QEMU holds its device state, so killing
+   * it would lose the guest. It is handed over here instead, as finish
+   * would have done (persisted with PERSIST_DEST), and runs while the rest
+   * of its memory arrives, or waits for it if the stream broke.
+   */
+  private async takeOver(job: IncomingJob, why: string): Promise<IncomingJobState> {
+    if (job.resuming) return job.state;
+    job.resuming = true;
+    const d = job.domain;
+    const rt = d.runtime!;
+    this.log(`incoming migration of '${d.name}' (job ${job.id}) is not aborted (${why}): the source switched to post-copy, so the guest is handed over here`);
+    if (hasFlag(job.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) await this.host.migrationStates.persistAfterMigration(d, DomainDocument.parse(job.persistentXml));
+    await this.host.migrationStates.handOver(d, rt, { paused: !job.wasRunning, postcopy: true });
+    job.state = 'finished';
+    this.followPostcopyRest(job, rt);
+    return 'finished';
+  }
+
+  /** Where prepare writes a PERSIST_DEST definition down until the job ends (see {@link takeOverByDomain}). */
+  private pendingPersistPath(uuid: string): string {
+    return join(this.host.paths.qemuDir, `${uuid}.persist-after-migration.xml`);
+  }
+
+  /**
+   * {@link takeOver} after a restart, when the job is forgotten: the
+   * definition to persist is the one prepare wrote down.
+   */
+  private async takeOverByDomain(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, why: string): Promise<IncomingJobState> {
+    this.log(`incoming copy of '${d.name}' without a job is not removed (${why}): the source switched to post-copy, so the guest is handed over here`);
+    const pending = await readFile(this.pendingPersistPath(d.uuid), 'utf8').catch(() => undefined);
+    if (pending !== undefined) await this.host.migrationStates.persistAfterMigration(d, DomainDocument.parse(pending));
+    await rm(this.pendingPersistPath(d.uuid), { force: true });
+    await this.host.migrationStates.handOver(d, rt, { paused: false, postcopy: true });
+    void this.watchPostcopyRest(d, rt, Date.now(), undefined, 'taken over after a restart');
+    return 'finished';
   }
 
   /** The most recent job of a domain (a source that knows only the domain asks by UUID). */
@@ -524,14 +572,16 @@ export class IncomingMigrations {
     const rt = d?.runtime;
     if (!d || !rt) return 'aborted';
     if (!rt.incoming) return 'finished';
-    // Switched to post-copy: the source never runs the guest again; this copy waits to be resumed.
-    if (await switchedToPostcopy(rt.qemu.qmp)) return 'finished';
+    // Switched to post-copy: the source never runs the guest again; this copy is the guest.
+    if (await switchedToPostcopy(d)) return this.takeOverByDomain(d, rt, why);
     this.log(`incoming copy of '${d.name}' without a job removed: ${why}`);
+    await rm(this.pendingPersistPath(d.uuid), { force: true });
     await this.host.migrationStates.killIncoming(rt);
     return 'aborted';
   }
 
   private release(job: IncomingJob): void {
+    void rm(this.pendingPersistPath(job.domain.uuid), { force: true }).catch(() => undefined);
     job.domain.jobs.endAsync(job.asyncJob);
     job.ticket?.release();
     this.portsInUse.release(job.port);
@@ -567,8 +617,11 @@ function checkStorageCookie(raw: unknown): StorageCookie | undefined {
  * its device state and stopped for good): then it holds the guest, even
  * before finish resumed it here.
  */
-async function switchedToPostcopy(qmp: QmpClient): Promise<boolean> {
-  if (qmp.closed) return false;
+async function switchedToPostcopy(d: HostedDomain): Promise<boolean> {
+  const qmp = d.runtime?.qemu.qmp;
+  if (!qmp || qmp.closed) return false;
+  // Recorded when finish saw the switch: it stands even once the whole stream has arrived.
+  if (d.status.state === 'paused' && d.status.reason === 'post-copy') return true;
   const status = (await qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status;
   return status === 'postcopy-active' || status === 'postcopy-paused' || status === 'postcopy-recover';
 }
