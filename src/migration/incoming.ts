@@ -19,7 +19,7 @@ import type { HostedDomain } from '../host/hosted-domain.js';
 import { checkBridges } from '../host/taps.js';
 import type { AsyncJob } from '../host/job-lock.js';
 import { advertisedHost, hasFlag, qemuInetUri, qemuUnixUri, tunnelUri, unixPath, uriHost, uriPort, uriScheme, type MigrationParams } from '../flags/index.js';
-import { checkGuestCpu, hostCpuFeatures, hostPassthroughRefusal, probeCpuCapabilities, resolveQemuBinary, type QmpClient } from '../qemu/index.js';
+import { checkGuestCpu, hostCpuFeatures, hostPassthroughRefusal, probeCpuCapabilities, resolveQemuBinary, type QmpClient, type QmpEvent } from '../qemu/index.js';
 import type { DomainDef } from '../domain/index.js';
 import { admitBetweenHosts } from './admission.js';
 import { raiseMemlock } from './memlock.js';
@@ -65,6 +65,8 @@ interface IncomingJob {
   resuming?: boolean;
   /** POSTCOPY_RESUME: the guest already runs here; the job only reconnects its paused post-copy stream. */
   resume?: boolean;
+  /** Stops watching the incoming QEMU for the switch to post-copy. */
+  unwatchSwitch?: () => void;
 }
 
 /** The destination side of migrations on one host. */
@@ -157,6 +159,16 @@ export class IncomingMigrations {
       // Written down for a restarted daemon that must take over a guest switched to post-copy (see takeOverByDomain).
       if (hasFlag(request.flags, 'PERSIST_DEST') && job.persistentXml !== undefined) await writeFileAtomic(this.pendingPersistPath(d.uuid), job.persistentXml);
       const runtime = await d.jobs.run('migration', () => this.host.migrationStates.startIncoming(d, launchDoc));
+      if (hasFlag(request.flags, 'POSTCOPY')) {
+        // From the switch on, this QEMU holds the guest's device state: it must outlive this daemon at once, not from finish.
+        const onEvent = (ev: QmpEvent) => {
+          if (ev.event === 'MIGRATION' && (ev.data as { status?: string } | undefined)?.status === 'postcopy-active' && runtime.incoming) {
+            void this.host.migrationStates.keepSwitchedIncoming(d, runtime).catch((err: Error) => this.log(`cannot record the switch to post-copy of '${d.name}': ${err.message}`));
+          }
+        };
+        runtime.qemu.qmp.on('event', onEvent);
+        job.unwatchSwitch = () => runtime.qemu.qmp.off('event', onEvent);
+      }
       const tls = hasFlag(request.flags, 'TLS') ? { tlsCredsId: await addTlsCreds(runtime.qemu.qmp, this.qemuTlsDir, 'server') } : {};
       await prepareQemuForMigration(runtime.qemu.qmp, migrationSetup(request.flags, request.params, 'destination', tls));
       const nbd = storage ? await this.startNbd(job, runtime.qemu.qmp, request, storage.disks.map((x) => x.target), tls.tlsCredsId) : undefined;
@@ -215,7 +227,7 @@ export class IncomingMigrations {
         if (end.status === 'failed' || end.status === 'cancelled') throw new FerryError('operation_failed', `incoming migration ${end.status}: ${end.error}`);
         // (A post-copy already paused still switched: the guest is handed over and waits for a resume.)
         postcopy = end.status === 'postcopy-active' || end.status === 'postcopy-paused';
-        if (postcopy) await this.host.migrationStates.keepSwitchedIncoming(d, rt);
+        if (postcopy && d.status.reason !== 'post-copy') await this.host.migrationStates.keepSwitchedIncoming(d, rt);
         await holdPoint(this.host.config.runDir, 'dest-finishing', this.log);
         if (d.runtime !== rt || rt.qemu.exitReason) throw new FerryError('operation_failed', `the destination QEMU of '${d.name}' exited before the guest could be resumed there`);
         job.stats = statsFromQemu(args.sourceStats ? {} : end.info, { operation: 'Incoming migration', elapsedMs: Date.now() - job.startedAt, type: 'Completed' });
@@ -581,6 +593,7 @@ export class IncomingMigrations {
   }
 
   private release(job: IncomingJob): void {
+    job.unwatchSwitch?.();
     void rm(this.pendingPersistPath(job.domain.uuid), { force: true }).catch(() => undefined);
     job.domain.jobs.endAsync(job.asyncJob);
     job.ticket?.release();
