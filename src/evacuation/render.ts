@@ -1,0 +1,92 @@
+/**
+ * The evacuation as text: the plan `--dry-run` prints, and the final report
+ * (guest, destination, time, downtime, result). Tables are Ferry's own
+ * (`renderTable` in src/cli/output.ts), so they line up with `ferry list`.
+ *
+ * This is the one file of src/evacuation/ that reaches into src/cli/: it is
+ * the CLI's view of the evacuation. When `ferry evacuate` lands it belongs
+ * beside that command (src/cli/commands/); the API and the dashboard use
+ * the plan and the record as JSON instead.
+ */
+import { renderTable } from '../cli/output.js';
+import { formatMiB } from './placement.js';
+import type { EvacuationRecord, GuestEntry } from './record.js';
+import type { EvacuationPlan } from './types.js';
+
+/** A host's name for a URI, falling back to the URI. */
+function namer(hosts: ReadonlyArray<{ uri: string; name: string }>): (uri: string | undefined) => string {
+  const names = new Map(hosts.map((h) => [h.uri, h.name]));
+  return (uri) => (uri === undefined ? '-' : names.get(uri) ?? uri);
+}
+
+/**
+ * The plan as `--dry-run` prints it: a row per guest (placed ones in the
+ * order they would start, then those no host can take, each host's reason,
+ * then those skipped), and a row per destination with its memory and guests
+ * before and after.
+ */
+export function renderPlan(plan: EvacuationPlan): string {
+  const name = namer(plan.hosts);
+  const rows: string[][] = [
+    ...plan.placements.map((p) => [p.guest.name, formatMiB(p.guest.memoryKiB), String(p.guest.vcpus), name(p.destination), `${p.guest.state === 'inactive' ? 'offline; ' : ''}${p.why}`]),
+    ...plan.unplaced.map((u) => [u.guest.name, formatMiB(u.guest.memoryKiB), String(u.guest.vcpus), '-', `no destination: ${u.refusals.map((r) => r.message).join('; ')}`]),
+    ...plan.skipped.map((s) => [s.guest.name, formatMiB(s.guest.memoryKiB), String(s.guest.vcpus), '-', `skipped: ${s.reason}`]),
+  ];
+  const guests = renderTable(['Guest', 'Memory', 'vCPUs', 'Destination', 'Why'], rows);
+  const hosts = renderTable(
+    ['Host', 'Free now', 'Free after', 'Guests now', 'Guests after'],
+    plan.hosts.map((h) => [h.maintenance ? `${h.name} (in maintenance)` : h.name, formatMiB(h.freeBeforeKiB), formatMiB(h.freeAfterKiB), String(h.guestsBefore), String(h.guestsAfter)]),
+  );
+  const o = plan.options;
+  const kept = `${o.headroomPercent} % of each host's memory${o.headroomMiB > 0 ? ` or ${o.headroomMiB} MiB, whichever is more,` : ''} kept free`;
+  const summary = `${plan.placements.length} to move, ${plan.unplaced.length} with no destination, ${plan.skipped.length} skipped; ${kept}${o.unsafe ? '; unsafe: host-passthrough CPUs not compared' : ''}`;
+  return `${guests}\n${hosts}\n${summary}\n`;
+}
+
+/** Seconds with one decimal, or `-`. */
+function seconds(ms: number | undefined): string {
+  return ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** What became of one guest, in a few words. */
+function resultOf(e: GuestEntry, name: (uri: string | undefined) => string): string {
+  const tries = e.attempts.filter((a) => a.result !== 'interrupted').length;
+  const failedOn = e.excluded.map((x) => name(x.host));
+  switch (e.status) {
+    case 'done': {
+      const how = e.guest.state === 'inactive' ? 'moved offline' : 'migrated';
+      return tries > 1 ? `${how} (attempt ${tries}; failed on ${failedOn.join(', ')})` : how;
+    }
+    case 'failed':
+      return `failed: ${e.note}`;
+    case 'check':
+      return e.note.startsWith('check:') ? e.note : `check: ${e.note}`;
+    case 'running':
+      return 'running';
+    case 'retrying':
+      return `not started again (failed on ${failedOn.join(', ')})`;
+    case 'pending':
+      return 'not started';
+  }
+}
+
+/**
+ * The final report: a row per guest with its destination, the time its last
+ * migration took, the downtime QEMU reported and the result, then the
+ * totals. Guests skipped by the plan are listed under it.
+ */
+export function renderReport(record: EvacuationRecord): string {
+  const name = namer([record.source, ...record.destinations]);
+  const rows = record.guests.map((e) => {
+    const last = e.attempts.at(-1);
+    const time = last?.endedAtMs !== undefined ? last.endedAtMs - last.startedAtMs : undefined;
+    const downtime = e.status === 'done' && last?.downtimeMs !== undefined ? `${last.downtimeMs} ms` : '-';
+    return [e.guest.name, name(e.destination), e.status === 'done' ? seconds(time) : '-', downtime, resultOf(e, name)];
+  });
+  const count = (s: GuestEntry['status']) => record.guests.filter((e) => e.status === s).length;
+  const parts = [`${count('done')} of ${record.guests.length} moved`, `${count('failed')} failed`, `${count('check')} to check`];
+  const left = count('pending') + count('retrying') + count('running');
+  if (left > 0) parts.push(`${left} not finished (run again to continue)`);
+  const skipped = record.skipped.map((s) => `skipped ${s.name}: ${s.reason}\n`).join('');
+  return `${renderTable(['Guest', 'Destination', 'Time', 'Downtime', 'Result'], rows)}\n${parts.join(', ')}\n${skipped}`;
+}
