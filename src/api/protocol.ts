@@ -22,8 +22,10 @@ import type {
   PrepareResult,
 } from '../migration/phase-messages.js';
 import type { MigrationForecast } from '../migration/forecast-inputs.js';
+import type { HostFacts } from '../host/host-facts.js';
+import type { MaintenanceStatus } from '../host/maintenance.js';
 
-export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent, DirtyRateMode, DirtyRateStarted };
+export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent, DirtyRateMode, DirtyRateStarted, HostFacts, MaintenanceStatus };
 
 /** Protocol version, sent in `connect.hello`; bump on incompatible change (2: keepalive pings). */
 export const PROTOCOL_VERSION = 2;
@@ -193,8 +195,29 @@ export interface MigrationApiMethods {
   'domain.migrateGetSpeed': { params: DomainRef; result: { bandwidth: number } };
 }
 
+/** The answer of the `host.maintenance.*` calls: the state, the host's name, and the incoming migrations admitted before maintenance began and still under way (they are not stopped). */
+export interface HostMaintenance extends MaintenanceStatus {
+  hostName: string;
+  incomingUnderWay: number;
+}
+
+/**
+ * Method table of the host itself (src/api/host-handlers.ts): the facts a
+ * placement decision needs, and maintenance mode (docs/hosts.md).
+ */
+export interface HostStateApiMethods {
+  /** `hostfacts`, `nodeinfo`, `nodememstats`, `freecell`: CPU, memory, guests, maintenance, migration load. */
+  'host.facts': { params: Record<string, never>; result: HostFacts };
+  /** `maintenance status`. */
+  'host.maintenance.status': { params: Record<string, never>; result: HostMaintenance };
+  /** `maintenance enable [--reason TEXT]`: no new starts or incoming migrations from the answer on; persisted first. */
+  'host.maintenance.enable': { params: { reason?: string }; result: HostMaintenance };
+  /** `maintenance disable`. */
+  'host.maintenance.disable': { params: Record<string, never>; result: HostMaintenance };
+}
+
 /** Method table: parameter and result types of every call. */
-export interface ApiMethods extends HostApiMethods, MigrationApiMethods {}
+export interface ApiMethods extends HostApiMethods, MigrationApiMethods, HostStateApiMethods {}
 
 /** A method name. */
 export type ApiMethod = keyof ApiMethods;
@@ -202,3 +225,5 @@ export type ApiMethod = keyof ApiMethods;
 export type HostApiMethod = keyof HostApiMethods;
 /** A method of migration (src/api/migration-handlers.ts). */
 export type MigrationApiMethod = keyof MigrationApiMethods;
+/** A method of the host itself (src/api/host-handlers.ts). */
+export type HostStateApiMethod = keyof HostStateApiMethods;

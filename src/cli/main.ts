@@ -8,6 +8,8 @@ import { registerInfoCommands } from './commands/domain-info.js';
 import { registerStatsCommands } from './commands/domain-stats.js';
 import { registerConsoleCommands } from './commands/console.js';
 import { registerHostCommands } from './commands/host.js';
+import { registerHostFactsCommands } from './commands/host-facts.js';
+import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { registerTlsCommands } from './commands/tls-setup.js';
 import { registerJobCommands, registerMigrateCommand } from './commands/migrate.js';
 import { FERRY_VERSION } from '../version.js';
@@ -32,6 +34,8 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerStatsCommands(program, ctx);
   registerConsoleCommands(program, ctx);
   registerHostCommands(program, ctx);
+  registerHostFactsCommands(program, ctx);
+  registerMaintenanceCommands(program, ctx);
   registerTlsCommands(program, ctx);
   registerMigrateCommand(program, ctx);
   registerJobCommands(program, ctx);

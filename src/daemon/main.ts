@@ -16,6 +16,7 @@ import { parseDaemonArgs } from './config.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Migrations, type PeerConnector } from '../migration/host-migrations.js';
 import { migrationHandlers } from '../api/migration-handlers.js';
+import { hostStateHandlers } from '../api/host-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
 import { ApiClient } from '../api/client.js';
 import { layoutQemuTlsDir } from '../migration/qemu-tls.js';
@@ -54,7 +55,7 @@ async function run(): Promise<void> {
   // A post-copy stream silent for as long as a silent peer daemon counts as gone is paused, ready to be resumed.
   const postcopyStallMs = cfg.keepalive.intervalS > 0 ? cfg.keepalive.intervalS * cfg.keepalive.count * 1000 : undefined;
   const migrations = new Migrations(host, connectPeer, log, qemuTlsDir, { ...DEFAULT_POLICY, mode: cfg.migrationPolicy }, postcopyStallMs);
-  const server = new ApiServer(buildHandlers(host, migrationHandlers(migrations, log)), log, cfg.keepalive);
+  const server = new ApiServer(buildHandlers(host, { ...migrationHandlers(migrations, log), ...hostStateHandlers(host, migrations) }), log, cfg.keepalive);
   const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);

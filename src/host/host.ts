@@ -14,6 +14,7 @@ import { GuestRunner, hostPaths, type HostPaths } from './guest-runner.js';
 import { HostedDomain } from './hosted-domain.js';
 import type { HostIdentityConfig } from './identity.js';
 import { Lifecycle } from './lifecycle.js';
+import { Maintenance } from './maintenance.js';
 import { MigrationStates } from './migration-states.js';
 import { DomainRegistry } from './registry.js';
 
@@ -42,12 +43,15 @@ export class Host {
   readonly paths: HostPaths;
   /** Memory dirty-rate measurements of running domains (see dirty-rate.ts). */
   readonly dirtyRates: DirtyRates;
+  /** Maintenance mode: while on, no new starts or incoming migrations (see maintenance.ts). */
+  readonly maintenance: Maintenance;
 
   private constructor(readonly config: HostConfig) {
     this.paths = hostPaths(config.stateDir, config.runDir);
     this.store = new DefinitionStore(config.stateDir, config.log);
     this.runner = new GuestRunner(this.paths, config.accel, this.events, config.log);
-    this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log });
+    this.maintenance = new Maintenance(config.stateDir, config.identity.hostName, config.log);
+    this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log, admitStart: (op) => this.maintenance.refuse(op) });
     this.dirtyRates = new DirtyRates(this.registry);
     this.migrationStates = new MigrationStates({ registry: this.registry, runner: this.runner, events: this.events, lifecycle: this.lifecycle, hostName: config.identity.hostName });
   }
@@ -57,6 +61,8 @@ export class Host {
     const host = new Host(config);
     await host.store.init();
     await host.runner.init();
+    // Before autostart, which maintenance holds back.
+    await host.maintenance.load();
     for (const { doc, autostart } of await host.store.loadAll()) {
       const d = new HostedDomain(doc.def.uuid, doc.def.name, doc);
       d.autostart = autostart;
@@ -103,6 +109,12 @@ export class Host {
       return;
     } catch {
       // Not yet done since this run dir was made.
+    }
+    if (this.maintenance.enabled) {
+      // No mark: the first ferryd start of this boot after maintenance ends runs autostart.
+      const waiting = this.registry.all().filter((d) => d.autostart && !d.active).map((d) => d.name);
+      if (waiting.length > 0) this.config.log(`autostart held back: the host is in maintenance (${waiting.join(', ')} not started); it runs at the next ferryd start after 'ferry maintenance disable'`);
+      return;
     }
     await writeFile(marker, '');
     for (const d of this.registry.all()) {

@@ -24,6 +24,8 @@ export interface LifecycleDeps {
   runner: GuestRunner;
   events: EventBus;
   log: (msg: string) => void;
+  /** Refuses a new start (start, create, autostart) the host cannot take now: maintenance (see maintenance.ts). */
+  admitStart?: (op: { kind: 'start' | 'create'; domain: string }) => void;
 }
 
 /** The lifecycle operations of one host. */
@@ -101,6 +103,7 @@ export class Lifecycle {
   async create(xml: unknown, paused: boolean): Promise<DomainSummary> {
     const doc = DomainDocument.parse(requireXml(xml));
     const { registry } = this.deps;
+    this.deps.admitStart?.({ kind: 'create', domain: doc.def.name });
     this.reportIgnored(doc);
     return this.exclusive(async () => {
       const existing = registry.getByUuid(doc.def.uuid) ?? registry.getByName(doc.def.name);
@@ -127,6 +130,7 @@ export class Lifecycle {
     const d = this.deps.registry.lookup(ref);
     return d.jobs.run('start', async () => {
       if (d.active) throw new FerryError('operation_invalid', `domain '${d.name}' is already running`);
+      this.deps.admitStart?.({ kind: 'start', domain: d.name });
       if (!d.persistentDoc) throw new FerryError('operation_invalid', `domain '${d.name}' has no persistent definition to start`);
       return this.boot(d, d.persistentDoc, paused);
     });

@@ -38,6 +38,9 @@ const dom = struct({ dom: domainRef });
 const domFlags = struct({ dom: domainRef, flags: uint });
 const domRet = struct({ dom: domainRef });
 const jobParams = typedParams(JOB_STATS_MAX);
+/** libvirt's REMOTE_NODE_MAX_CELLS and REMOTE_NODE_MEMORY_STATS_MAX. */
+const NODE_MAX_CELLS = 1024;
+const NODE_MEMORY_STATS_MAX = 16;
 const migrateParams = typedParams(MIGRATE_PARAMS_MAX);
 
 /** The procedures, by libvirt's name without the `REMOTE_PROC_` prefix. */
@@ -48,7 +51,7 @@ export const PROCEDURES = {
   CONNECT_GET_TYPE: proc(3, empty, struct({ type: nonnullString }), '`virsh version`: the hypervisor type, always `QEMU`'),
   CONNECT_GET_VERSION: proc(4, empty, struct({ hvVer: uhyper }), '`virsh version`: the version of the QEMU ferryd runs guests with, as major × 1000000 + minor × 1000 + micro'),
   CONNECT_GET_MAX_VCPUS: proc(5, struct({ type: optString }), struct({ maxVcpus: int }), '`virsh maxvcpus`: 255, whatever type is asked'),
-  NODE_GET_INFO: proc(6, empty, struct({ model: fixedArray(int, 32), memory: uhyper, cpus: int, mhz: int, nodes: int, sockets: int, cores: int, threads: int }), '`virsh nodeinfo`: this machine\'s architecture, memory (KiB), CPU count and first CPU\'s MHz, as one NUMA node with one socket of single-thread cores'),
+  NODE_GET_INFO: proc(6, empty, struct({ model: fixedArray(int, 32), memory: uhyper, cpus: int, mhz: int, nodes: int, sockets: int, cores: int, threads: int }), '`virsh nodeinfo`: this machine\'s architecture, memory (KiB, /proc/meminfo), CPU count, first CPU\'s MHz and topology (/proc/cpuinfo: sockets per NUMA cell, cores per socket, threads per core; NUMA cells from /sys/devices/system/node); a topology that does not multiply out to the CPU count is reported as libvirt does, one cell and socket of single-thread cores'),
   CONNECT_GET_CAPABILITIES: proc(7, empty, struct({ capabilities: nonnullString }), '`virsh capabilities`: a short document: host UUID, x86_64, live migration over tcp, rdma and unix transports, hvm x86_64 guests of domain type qemu or kvm'),
   CONNECT_GET_HOSTNAME: proc(59, empty, struct({ hostname: nonnullString }), '`virsh hostname`: the host name of ferryd\'s host identity'),
   CONNECT_SUPPORTS_FEATURE: proc(60, struct({ feature: int }), struct({ supported: int }), 'Whether ferryd has a `virDrvFeature` (the feature table below); asking about keepalive (10) also makes ferryd ping this client from then on. Allowed before CONNECT_OPEN'),
@@ -57,7 +60,9 @@ export const PROCEDURES = {
   CONNECT_IS_SECURE: proc(149, empty, struct({ secure: int }), '1 on the unix socket and on TLS, 0 on plain TCP'),
   CONNECT_GET_LIB_VERSION: proc(157, empty, struct({ libVer: uhyper }), '`virsh version` ("Running against daemon"): 9.0.0, the libvirt release whose protocol ferryd speaks'),
   CONNECT_GET_SYSINFO: proc(203, struct({ flags: uint }), struct({ sysinfo: nonnullString }), '`virsh sysinfo`: an SMBIOS-style document naming ferryd\'s version and the host UUID; flags ignored'),
-  NODE_GET_FREE_MEMORY: proc(102, empty, struct({ freeMem: uhyper }), '`virsh freecell`: the machine\'s free memory in bytes'),
+  NODE_GET_FREE_MEMORY: proc(102, empty, struct({ freeMem: uhyper }), '`virsh freecell`: the free memory of all NUMA cells together in bytes (MemFree, not MemAvailable, as libvirt)'),
+  NODE_GET_CELLS_FREE_MEMORY: proc(101, struct({ startCell: int, maxcells: int }), struct({ cells: array(uhyper, NODE_MAX_CELLS) }), '`virsh freecell --cellno N`: the free memory in bytes of up to `maxcells` (1 to 1024) NUMA cells from `startCell`; a start beyond the last cell is VIR_ERR_INVALID_ARG'),
+  NODE_GET_MEMORY_STATS: proc(228, struct({ nparams: int, cellNum: int, flags: uint }), struct({ params: array(struct({ field: nonnullString, value: uhyper }), NODE_MEMORY_STATS_MAX), nparams: int }), '`virsh nodememstats [--cell N]`: `total`, `free`, `buffers`, `cached` in KiB from /proc/meminfo, or with a cell number that cell\'s total and free (buffers and cached 0); nparams 0 asks how many (4); flags must be 0'),
   CONNECT_REGISTER_CLOSE_CALLBACK: proc(360, empty, empty, 'Accepted without effect: ferryd sends no connection-closed event (the client\'s callback still runs when its socket closes)'),
   CONNECT_UNREGISTER_CLOSE_CALLBACK: proc(361, empty, empty, 'Accepted without effect (see CONNECT_REGISTER_CLOSE_CALLBACK)'),
 

@@ -99,6 +99,8 @@ export class IncomingMigrations {
     // The destination checks the request too, with both hosts known: it may come from a peer that checks less.
     const request = admitBetweenHosts(args, args.cookie.source, me);
     if (hasFlag(request.flags, 'POSTCOPY_RESUME')) return this.prepareResume(args, request.params);
+    // A host in maintenance takes no new guests (a post-copy resume above only reconnects one already here).
+    this.host.maintenance.refuse({ kind: 'incoming', domain: args.cookie.domain.name });
     let doc = DomainDocument.parse(args.xml);
     const dname = request.params.destination_name;
     if (typeof dname === 'string' && dname !== doc.def.name) doc = doc.withName(dname);

@@ -1,9 +1,8 @@
 /**
  * Connection procedures: open and close, authentication list, feature
- * checks, identity of the host (URI, hostname, versions, capabilities,
- * node info).
+ * checks, identity of the host (URI, hostname, versions, capabilities).
+ * The machine's CPU and memory (NODE_*) are in node.ts.
  */
-import { cpus, totalmem, freemem, arch } from 'node:os';
 import { FerryError } from '../../errors/index.js';
 import type { Host } from '../../host/host.js';
 import { FERRY_VERSION } from '../../version.js';
@@ -75,13 +74,6 @@ export function connectHandlers(host: Host, qemuVersion: () => Promise<string>):
     CONNECT_GET_CAPABILITIES: async () => ({ capabilities: capabilitiesXml(identity.hostUuid) }),
     CONNECT_REGISTER_CLOSE_CALLBACK: async () => ({}),
     CONNECT_UNREGISTER_CLOSE_CALLBACK: async () => ({}),
-    NODE_GET_INFO: async () => {
-      const c = cpus();
-      const model = Buffer.alloc(32);
-      model.write(arch() === 'x64' ? 'x86_64' : arch(), 'ascii');
-      return { model: [...model].map((b) => (b > 127 ? b - 256 : b)), memory: Math.floor(totalmem() / 1024), cpus: c.length, mhz: Math.round(c[0]?.speed ?? 0), nodes: 1, sockets: 1, cores: c.length, threads: 1 };
-    },
-    NODE_GET_FREE_MEMORY: async () => ({ freeMem: freemem() }),
   };
 }
 

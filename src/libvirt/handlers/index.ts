@@ -8,12 +8,14 @@ import { domainHandlers } from './domains.js';
 import { eventHandlers } from './events.js';
 import { jobHandlers } from './jobs.js';
 import { migrationHandlers } from './migration.js';
+import { nodeHandlers } from './node.js';
 import { statsHandlers } from './stats.js';
 
 /** Builds the handlers of every procedure ferryd serves over the libvirt protocol. */
 export function libvirtHandlers(host: Host, migrations: Migrations): ProcedureHandlers {
   return {
     ...connectHandlers(host, defaultQemuVersion),
+    ...nodeHandlers(),
     ...domainHandlers(host),
     ...jobHandlers(migrations),
     ...statsHandlers(host),
