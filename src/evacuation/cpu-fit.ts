@@ -16,6 +16,8 @@ function canonical(feature: string): string {
  * Why `destination` cannot give the guest its CPU, or undefined when it can.
  * The sentence follows the host's name in a refusal (`b: ...`).
  *
+ * - default (no `<cpu>`): any host;
+ * - a host whose CPU is not known (empty fingerprint): none of the others;
  * - host-passthrough: the fingerprints must match, unless `unsafe` (libvirt's
  *   VIR_MIGRATE_UNSAFE; prepare refuses with `migrate_unsafe` otherwise);
  * - host-model and custom: every required feature must be among the
@@ -24,10 +26,12 @@ function canonical(feature: string): string {
  *   tries another host).
  */
 export function cpuMismatch(need: GuestCpuNeed, source: PlacementCpu, destination: PlacementCpu, unsafe: boolean): string | undefined {
+  if (need.mode === 'default') return undefined;
+  // An empty fingerprint is a CPU nobody could ask QEMU about (host facts' `cpu.qemu` null): never "the same" as another unknown one.
+  if (destination.fingerprint === '') return `CPU not known (its QEMU could not be asked), and the guest's CPU is ${need.mode}`;
   switch (need.mode) {
-    case 'default':
-      return undefined;
     case 'host-passthrough': {
+      if (source.fingerprint === '' && !unsafe) return "the source's CPU is not known, so it cannot be compared (unsafe would allow it)";
       if (unsafe || source.fingerprint === destination.fingerprint) return undefined;
       const cmp = compareHostCpus(source.features.map(canonical), destination.features.map(canonical));
       const diff = [

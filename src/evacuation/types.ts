@@ -15,7 +15,9 @@ export interface PlacementCpu {
   model: string;
   /**
    * A digest of {@link features}: two hosts with the same fingerprint give a
-   * host-passthrough guest the same CPU. Compared as an opaque string.
+   * host-passthrough guest the same CPU. Compared as an opaque string;
+   * empty when the host's QEMU could not be asked (then only guests without
+   * a `<cpu>` may go there).
    */
   fingerprint: string;
   /**

@@ -143,6 +143,17 @@ describe('planEvacuation: hosts that cannot take a guest', () => {
     expect(refusalsOf(refused, 'ml')).toEqual(["b: CPU Skylake-Server lacks avx512-vnni,avx512f, required by the guest's custom CPU of model Icelake-Server"]);
   });
 
+  it('sends only guests without a <cpu> to a host whose CPU is not known', () => {
+    const unknown = host('b', { cpu: { model: 'unknown', fingerprint: '', features: [] } });
+    const plan = planEvacuation(source, [guest('plain', 512), guest('pt', 512, { cpu: { mode: 'host-passthrough' } })], [unknown], bare);
+    expect(destinationsOf(plan)).toEqual({ plain: 'b' });
+    expect(refusalsOf(plan, 'pt')).toEqual(["b: CPU not known (its QEMU could not be asked), and the guest's CPU is host-passthrough"]);
+    const unknownSource = host('a', { cpu: { model: 'unknown', fingerprint: '', features: [] } });
+    expect(refusalsOf(planEvacuation(unknownSource, [guest('pt', 512, { cpu: { mode: 'host-passthrough' } })], [host('c')], bare), 'pt')).toEqual([
+      "c: the source's CPU is not known, so it cannot be compared (unsafe would allow it)",
+    ]);
+  });
+
   it('refuses a host with fewer CPUs than the guest has vCPUs', () => {
     const plan = planEvacuation(source, [guest('wide', 1024, { vcpus: 16 })], [host('b')], bare);
     expect(refusalsOf(plan, 'wide')).toEqual(['b: 8 CPUs, the guest has 16 vCPUs']);
