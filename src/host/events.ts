@@ -1,4 +1,4 @@
-/** The daemon's event bus: lifecycle, migration-iteration and job-completed events fanned out to API subscribers. */
+/** The daemon's event bus: lifecycle, migration-iteration, job-completed and host maintenance events fanned out to API subscribers. */
 import { EventEmitter } from 'node:events';
 import type { JobStats } from './job-stats.js';
 
@@ -41,8 +41,18 @@ export interface MigrationPolicyEvent {
   timestamp: string;
 }
 
+/** The host went into maintenance or out of it (see maintenance.ts); no domain. */
+export interface MaintenanceEvent {
+  host: string;
+  enabled: boolean;
+  since: string | null;
+  reason: string | null;
+  timestamp: string;
+}
+
 /** A typed event published by the host layer. */
 export type HostEvent =
+  | { name: 'host.maintenance'; data: MaintenanceEvent }
   | { name: 'domain.migration-policy'; data: MigrationPolicyEvent }
   | { name: 'domain.lifecycle'; data: LifecycleEvent }
   | { name: 'domain.migration-iteration'; data: MigrationIterationEvent }
@@ -74,6 +84,11 @@ export class EventBus {
   /** Publishes a step of a migration's convergence policy. */
   migrationPolicy(domain: { name: string; uuid: string }, step: MigrationPolicyEvent['step'], message: string): void {
     this.publish({ name: 'domain.migration-policy', data: { domain: domain.name, uuid: domain.uuid, step, message, timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes a change of the host's maintenance mode. */
+  maintenance(host: string, state: { enabled: boolean; since: string | null; reason: string | null }): void {
+    this.publish({ name: 'host.maintenance', data: { host, enabled: state.enabled, since: state.since, reason: state.reason, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes any event. */

@@ -50,7 +50,7 @@ export class Host {
     this.paths = hostPaths(config.stateDir, config.runDir);
     this.store = new DefinitionStore(config.stateDir, config.log);
     this.runner = new GuestRunner(this.paths, config.accel, this.events, config.log);
-    this.maintenance = new Maintenance(config.stateDir, config.identity.hostName, config.log);
+    this.maintenance = new Maintenance(config.stateDir, config.identity.hostName, config.log, (st) => this.events.maintenance(config.identity.hostName, st));
     this.lifecycle = new Lifecycle({ registry: this.registry, store: this.store, runner: this.runner, events: this.events, log: config.log, admitStart: (op) => this.maintenance.refuse(op) });
     this.dirtyRates = new DirtyRates(this.registry);
     this.migrationStates = new MigrationStates({ registry: this.registry, runner: this.runner, events: this.events, lifecycle: this.lifecycle, hostName: config.identity.hostName });

@@ -115,6 +115,8 @@ export class Maintenance {
     stateDir: string,
     private readonly hostName: string,
     private readonly log: (msg: string) => void,
+    /** Told of every change that enable or disable made (the event bus's `host.maintenance`). */
+    private readonly onChange: (status: MaintenanceStatus) => void = () => undefined,
   ) {
     this.path = join(stateDir, MAINTENANCE_FILE);
   }
@@ -176,6 +178,7 @@ export class Maintenance {
       };
       await this.save(next);
       if (!prev.enabled || prev.problem !== undefined) this.log(`maintenance enabled on ${this.hostName}${next.reason !== null ? ` (${next.reason})` : ''}: no new starts or incoming migrations`);
+      if (!prev.enabled || prev.problem !== undefined || prev.reason !== next.reason) this.onChange(this.status);
       return this.status;
     });
   }
@@ -190,7 +193,10 @@ export class Maintenance {
     return this.serial(async () => {
       const was = this.current.enabled;
       await this.save({ enabled: false, since: null, reason: null });
-      if (was) this.log(`maintenance disabled on ${this.hostName}`);
+      if (was) {
+        this.log(`maintenance disabled on ${this.hostName}`);
+        this.onChange(this.status);
+      }
       return this.status;
     });
   }

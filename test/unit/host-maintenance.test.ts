@@ -101,6 +101,17 @@ describe('Maintenance', () => {
     expect(m.enabled).toBe(false);
   });
 
+  it('tells of each change that enable and disable make, and of nothing else', async () => {
+    const changes: boolean[] = [];
+    const m = new Maintenance(dir, 'hostA', log, (st) => changes.push(st.enabled));
+    await m.disable();
+    await m.enable('a');
+    await m.enable('a');
+    await m.enable('b');
+    await m.disable();
+    expect(changes).toEqual([true, true, false]);
+  });
+
   it('refuses a reason that is not text, too long, or has control characters', async () => {
     const m = new Maintenance(dir, 'hostA', log);
     expect((await rejection(m.enable(42))).code).toBe('invalid_arg');

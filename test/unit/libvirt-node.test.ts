@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cellsFreeReply, freeMemoryReply, memoryStatsReply, nodeInfoReply } from '../../src/libvirt/handlers/node.js';
+import { cellsFreeReply, freeMemoryReply, memoryStatsReply, nodeInfoReply, topologyXml } from '../../src/libvirt/handlers/node.js';
 import { PROCEDURES } from '../../src/libvirt/procedures.js';
 import { decode, encode } from '../../src/libvirt/xdr.js';
 import type { MachineText } from '../../src/host/host-facts.js';
@@ -74,5 +74,12 @@ describe('NODE_GET_CELLS_FREE_MEMORY and NODE_GET_FREE_MEMORY', () => {
     expect(codeOf(() => cellsFreeReply(machine(), { startCell: -1, maxcells: 1 }))).toBe('invalid_arg');
     expect(codeOf(() => cellsFreeReply(machine(), { startCell: 0, maxcells: 0 }))).toBe('invalid_arg');
     expect(codeOf(() => cellsFreeReply(machine(), { startCell: 0, maxcells: 1025 }))).toBe('invalid_arg');
+  });
+});
+
+describe('capabilities topology', () => {
+  it('lists each NUMA cell with its memory, or one cell of the whole machine', () => {
+    expect(topologyXml(machine([[0, 2000000, 1], [1, 2000000, 1]])).join('\n')).toContain("<cells num='2'>\n        <cell id='0'>\n          <memory unit='KiB'>2000000</memory>\n        </cell>\n        <cell id='1'>");
+    expect(topologyXml(machine()).join('\n')).toContain("<cell id='0'>\n          <memory unit='KiB'>4000000</memory>");
   });
 });

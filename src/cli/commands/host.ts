@@ -38,7 +38,7 @@ export function registerHostCommands(program: Command, ctx: CliContext): void {
 
   program
     .command('event')
-    .description('print domain events (lifecycle, migration-iteration, job-completed) as they happen')
+    .description('print domain events (lifecycle, migration-iteration, job-completed) and host maintenance changes as they happen')
     .option('--loop', 'keep printing events until interrupted (default: stop after the first)')
     .option('--timeout <seconds>', 'stop after SECONDS', (v) => parsePositiveInt(v, '--timeout'))
     .action(async (opts: { loop?: boolean; timeout?: number }) => {
@@ -70,6 +70,8 @@ function describeEvent(name: string, data: Record<string, unknown>): string {
       const stats = (data.stats ?? {}) as Record<string, unknown>;
       return `${head} 'job-completed' for domain '${String(data.domain)}': ${String(stats.operation ?? 'job')} ${String(stats.type ?? '')}`;
     }
+    case 'host.maintenance':
+      return `${head} 'maintenance' for host '${String(data.host)}': ${data.enabled ? `enabled${data.reason ? ` (${String(data.reason)})` : ''}` : 'disabled'}`;
     default:
       return `${head} '${name}': ${JSON.stringify(data)}`;
   }

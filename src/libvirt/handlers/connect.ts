@@ -6,7 +6,9 @@
 import { FerryError } from '../../errors/index.js';
 import type { Host } from '../../host/host.js';
 import { FERRY_VERSION } from '../../version.js';
+import { readMachine } from '../../host/host-facts.js';
 import type { ProcedureHandlers } from '../connection.js';
+import { topologyXml } from './node.js';
 
 /** libvirt's `virDrvFeature` numbers ferryd supports, and why. */
 export const FEATURES: ReadonlyMap<number, string> = new Map([
@@ -71,14 +73,15 @@ export function connectHandlers(host: Host, qemuVersion: () => Promise<string>):
     CONNECT_IS_SECURE: async (_a, { conn }) => ({ secure: conn.transport === 'tcp' ? 0 : 1 }),
     CONNECT_GET_MAX_VCPUS: async () => ({ maxVcpus: 255 }),
     CONNECT_GET_SYSINFO: async () => ({ sysinfo: `<sysinfo type='smbios'>\n  <system>\n    <entry name='product'>ferryd ${FERRY_VERSION}</entry>\n    <entry name='uuid'>${identity.hostUuid}</entry>\n  </system>\n</sysinfo>\n` }),
-    CONNECT_GET_CAPABILITIES: async () => ({ capabilities: capabilitiesXml(identity.hostUuid) }),
+    // The NUMA topology only when the machine can be read: the rest of the document stands without it.
+    CONNECT_GET_CAPABILITIES: async () => ({ capabilities: capabilitiesXml(identity.hostUuid, await readMachine().then(topologyXml, () => [])) }),
     CONNECT_REGISTER_CLOSE_CALLBACK: async () => ({}),
     CONNECT_UNREGISTER_CLOSE_CALLBACK: async () => ({}),
   };
 }
 
-/** A small capabilities document: the host's UUID and arch, migration transports, the hvm/x86_64 guest. */
-function capabilitiesXml(hostUuid: string): string {
+/** A small capabilities document: the host's UUID and arch, migration transports, NUMA cells, the hvm/x86_64 guest. */
+function capabilitiesXml(hostUuid: string, topology: string[]): string {
   return [
     '<capabilities>',
     '  <host>',
@@ -94,6 +97,7 @@ function capabilitiesXml(hostUuid: string): string {
     '        <uri_transport>unix</uri_transport>',
     '      </uri_transports>',
     '    </migration_features>',
+    ...topology,
     '  </host>',
     '  <guest>',
     '    <os_type>hvm</os_type>',

@@ -102,6 +102,22 @@ export function freeMemoryReply(m: MachineText): RetOf<'NODE_GET_FREE_MEMORY'> {
   return { freeMem: cellsOf(m).reduce((sum, c) => sum + c.freeKiB, 0) * 1024 };
 }
 
+/**
+ * The `<topology>` of the capabilities document: one `<cell>` per NUMA
+ * cell with its memory, which `virsh freecell --all` walks (then asking
+ * NODE_GET_CELLS_FREE_MEMORY for each).
+ */
+export function topologyXml(m: MachineText): string[] {
+  const cells = cellsOf(m);
+  return [
+    '    <topology>',
+    `      <cells num='${cells.length}'>`,
+    ...cells.flatMap((c) => [`        <cell id='${c.id}'>`, `          <memory unit='KiB'>${c.totalKiB}</memory>`, '        </cell>']),
+    '      </cells>',
+    '    </topology>',
+  ];
+}
+
 /** Reads the machine, as a libvirt error when /proc or /sys cannot be read. */
 async function machine(read: () => Promise<MachineText>): Promise<MachineText> {
   try {
