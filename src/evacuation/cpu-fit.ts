@@ -38,7 +38,8 @@ export function cpuMismatch(need: GuestCpuNeed, source: PlacementCpu, destinatio
         ...(cmp.missing.length > 0 ? [`missing: ${cmp.missing.join(',')}`] : []),
         ...(cmp.extra.length > 0 ? [`extra: ${cmp.extra.join(',')}`] : []),
       ].join('; ');
-      return `CPU ${destination.model} differs from the source's ${source.model}${diff ? ` (${diff})` : ''} and the guest is host-passthrough (unsafe would allow it)`;
+      const what = destination.model === source.model ? `CPU ${destination.model} offers other features than the source's` : `CPU ${destination.model} differs from the source's ${source.model}`;
+      return `${what}${diff ? ` (${diff})` : ''} and the guest is host-passthrough (unsafe would allow it)`;
     }
     case 'host-model':
     case 'custom': {

@@ -1,6 +1,7 @@
-/** Evacuation planning (pure): placement, the plan, the record and its reconciliation, the scheduler, and the text the CLI prints. */
+/** Evacuation planning (pure): hosts and guests from host.facts and domain definitions, placement, the plan, the record and its reconciliation, the scheduler, and the text the CLI prints. */
 export type { EvacuationGuest, EvacuationPlan, GuestCpuNeed, HostOutlook, Placement, PlacementCpu, PlacementHost, PlacementOptions, Refusal, ResolvedPlacementOptions, Unplaced } from './types.js';
 export { cpuMismatch } from './cpu-fit.js';
+export { cpuNeedOf, evacuationGuestFromDomain, placementHostFromFacts } from './from-facts.js';
 export { DEFAULT_PLACEMENT_OPTIONS, capacityKiB, chooseDestination, formatMiB, headroomKiB, refusalOf, resolvePlacementOptions, type Choice, type PlannedLoad } from './placement.js';
 export { placementOrder, planEvacuation } from './plan.js';
 export {
