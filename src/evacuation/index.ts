@@ -15,6 +15,7 @@ export {
   openAttempt,
   parseRecord,
   plannedLoads,
+  progressOf,
   type Attempt,
   type EvacuationRecord,
   type GuestEntry,

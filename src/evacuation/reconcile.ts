@@ -106,5 +106,5 @@ function settle(e: GuestEntry, seen: GuestObservation | undefined, source: strin
 
 function toCheck(e: GuestEntry, why: string): void {
   e.status = 'check';
-  e.note = `check: ${why}`;
+  e.note = why;
 }

@@ -213,7 +213,7 @@ export function markEnded(record: EvacuationRecord, name: string, outcome: Migra
       attempt.result = 'unknown';
       attempt.error = outcome.error;
       e.status = 'check';
-      e.note = `outcome unknown (${outcome.error}); check where it runs before anything else is done with it`;
+      e.note = `the migration's outcome is unknown (${outcome.error})`;
       return r;
     case 'failed':
       attempt.result = 'failed';
@@ -236,7 +236,9 @@ function retryElsewhere(r: EvacuationRecord, e: GuestEntry, failedAt: string, er
   const choice = chooseDestination(e.guest, r.source, r.destinations, plannedLoads(r, e), r.options, new Map(e.excluded.map((x) => [x.host, x.reason])));
   if (!choice.ok) {
     e.status = 'failed';
-    e.note = `failed on ${hostName} (${error}) and no other host can take it: ${choice.refusals.filter((x) => x.kind !== 'source').map((x) => x.message).join('; ')}`;
+    // The host that just failed it is named first; the others say their own reasons.
+    const others = choice.refusals.filter((x) => x.kind !== 'source' && x.host !== failedAt);
+    e.note = `failed on ${hostName} (${error})${others.length > 0 ? ` and no other host can take it: ${others.map((x) => x.message).join('; ')}` : ', the only destination'}`;
     return;
   }
   e.status = 'retrying';
@@ -260,6 +262,13 @@ export function plannedLoads(record: EvacuationRecord, except?: GuestEntry): Map
     loads.set(e.destination, { kib: l.kib + memoryNeededKiB(e.guest), guests: l.guests + 1 });
   }
   return loads;
+}
+
+/** How many guests of the evacuation are in each status: the total progress line and the report's last line. */
+export function progressOf(record: EvacuationRecord): Record<GuestStatus, number> & { total: number } {
+  const counts = { total: record.guests.length, pending: 0, running: 0, retrying: 0, done: 0, failed: 0, check: 0 };
+  for (const e of record.guests) counts[e.status]++;
+  return counts;
 }
 
 /** True when nothing is left to start or to wait for: every guest is done, failed or needs a check that no run settles by itself. */

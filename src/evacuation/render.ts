@@ -10,7 +10,7 @@
  */
 import { renderTable } from '../cli/output.js';
 import { formatMiB } from './placement.js';
-import type { EvacuationRecord, GuestEntry } from './record.js';
+import { progressOf, type EvacuationRecord, type GuestEntry } from './record.js';
 import type { EvacuationPlan } from './types.js';
 
 /** A host's name for a URI, falling back to the URI. */
@@ -21,15 +21,15 @@ function namer(hosts: ReadonlyArray<{ uri: string; name: string }>): (uri: strin
 
 /**
  * The plan as `--dry-run` prints it: a row per guest (placed ones in the
- * order they would start, then those no host can take, each host's reason,
- * then those skipped), and a row per destination with its memory and guests
- * before and after.
+ * order they would start, then those no host can take, then those skipped),
+ * each host's reason for a guest no host can take, and a row per
+ * destination with its memory and guests before and after.
  */
 export function renderPlan(plan: EvacuationPlan): string {
   const name = namer(plan.hosts);
   const rows: string[][] = [
     ...plan.placements.map((p) => [p.guest.name, formatMiB(p.guest.memoryKiB), String(p.guest.vcpus), name(p.destination), `${p.guest.state === 'inactive' ? 'offline; ' : ''}${p.why}`]),
-    ...plan.unplaced.map((u) => [u.guest.name, formatMiB(u.guest.memoryKiB), String(u.guest.vcpus), '-', `no destination: ${u.refusals.map((r) => r.message).join('; ')}`]),
+    ...plan.unplaced.map((u) => [u.guest.name, formatMiB(u.guest.memoryKiB), String(u.guest.vcpus), '-', 'no destination, stays (each host\'s reason below)']),
     ...plan.skipped.map((s) => [s.guest.name, formatMiB(s.guest.memoryKiB), String(s.guest.vcpus), '-', `skipped: ${s.reason}`]),
   ];
   const guests = renderTable(['Guest', 'Memory', 'vCPUs', 'Destination', 'Why'], rows);
@@ -40,7 +40,9 @@ export function renderPlan(plan: EvacuationPlan): string {
   const o = plan.options;
   const kept = `${o.headroomPercent} % of each host's memory${o.headroomMiB > 0 ? ` or ${o.headroomMiB} MiB, whichever is more,` : ''} kept free`;
   const summary = `${plan.placements.length} to move, ${plan.unplaced.length} with no destination, ${plan.skipped.length} skipped; ${kept}${o.unsafe ? '; unsafe: host-passthrough CPUs not compared' : ''}`;
-  return `${guests}\n${hosts}\n${summary}\n`;
+  // Each host's reason on a line of its own: the table stays narrow and the numbers line up.
+  const reasons = plan.unplaced.map((u) => `${u.guest.name} (${formatMiB(u.guest.memoryKiB)}) fits nowhere:\n${u.refusals.map((r) => `  ${r.message}\n`).join('')}`);
+  return `${guests}\n${reasons.length > 0 ? `${reasons.join('')}\n` : ''}${hosts}\n${summary}\n`;
 }
 
 /** Seconds with one decimal, or `-`. */
@@ -48,7 +50,7 @@ function seconds(ms: number | undefined): string {
   return ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`;
 }
 
-/** What became of one guest, in a few words. */
+/** What became of one guest, in a few words; a failure's or a doubt's reason goes under the table. */
 function resultOf(e: GuestEntry, name: (uri: string | undefined) => string): string {
   const tries = e.attempts.filter((a) => a.result !== 'interrupted').length;
   const failedOn = e.excluded.map((x) => name(x.host));
@@ -58,9 +60,9 @@ function resultOf(e: GuestEntry, name: (uri: string | undefined) => string): str
       return tries > 1 ? `${how} (attempt ${tries}; failed on ${failedOn.join(', ')})` : how;
     }
     case 'failed':
-      return `failed: ${e.note}`;
+      return 'failed, stays on the source';
     case 'check':
-      return e.note.startsWith('check:') ? e.note : `check: ${e.note}`;
+      return 'to check';
     case 'running':
       return 'running';
     case 'retrying':
@@ -72,8 +74,9 @@ function resultOf(e: GuestEntry, name: (uri: string | undefined) => string): str
 
 /**
  * The final report: a row per guest with its destination, the time its last
- * migration took, the downtime QEMU reported and the result, then the
- * totals. Guests skipped by the plan are listed under it.
+ * migration took, the downtime QEMU reported and the result; under it why
+ * each failed guest failed and what is in doubt about each one to check,
+ * then the totals and the guests the plan skipped.
  */
 export function renderReport(record: EvacuationRecord): string {
   const name = namer([record.source, ...record.destinations]);
@@ -81,12 +84,14 @@ export function renderReport(record: EvacuationRecord): string {
     const last = e.attempts.at(-1);
     const time = last?.endedAtMs !== undefined ? last.endedAtMs - last.startedAtMs : undefined;
     const downtime = e.status === 'done' && last?.downtimeMs !== undefined ? `${last.downtimeMs} ms` : '-';
-    return [e.guest.name, name(e.destination), e.status === 'done' ? seconds(time) : '-', downtime, resultOf(e, name)];
+    // A failed guest is on the source: no destination to show.
+    return [e.guest.name, e.status === 'failed' ? '-' : name(e.destination), e.status === 'done' ? seconds(time) : '-', downtime, resultOf(e, name)];
   });
-  const count = (s: GuestEntry['status']) => record.guests.filter((e) => e.status === s).length;
-  const parts = [`${count('done')} of ${record.guests.length} moved`, `${count('failed')} failed`, `${count('check')} to check`];
-  const left = count('pending') + count('retrying') + count('running');
+  const why = record.guests.flatMap((e) => (e.status === 'failed' ? [`${e.guest.name}: ${e.note}\n`] : e.status === 'check' ? [`${e.guest.name}: check where it runs: ${e.note}\n`] : []));
+  const n = progressOf(record);
+  const parts = [`${n.done} of ${n.total} moved`, `${n.failed} failed`, `${n.check} to check`];
+  const left = n.pending + n.retrying + n.running;
   if (left > 0) parts.push(`${left} not finished (run again to continue)`);
   const skipped = record.skipped.map((s) => `skipped ${s.name}: ${s.reason}\n`).join('');
-  return `${renderTable(['Guest', 'Destination', 'Time', 'Downtime', 'Result'], rows)}\n${parts.join(', ')}\n${skipped}`;
+  return `${renderTable(['Guest', 'Destination', 'Time', 'Downtime', 'Result'], rows)}\n${why.join('')}${why.length > 0 ? '\n' : ''}${parts.join(', ')}\n${skipped}`;
 }

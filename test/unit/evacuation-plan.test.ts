@@ -270,11 +270,16 @@ describe('renderPlan', () => {
     expect(renderPlan(plan)).toBe(
       [
         ' Guest   Memory     vCPUs   Destination   Why',
-        '-'.repeat(145),
+        '-'.repeat(110),
         ' db      3072 MiB   1       d             the only host that can take it',
         ' web1    1024 MiB   1       d             most memory left after it: 2048 MiB (next b: 512 MiB)',
-        ' big     8192 MiB   1       -             no destination: b: 1536 MiB free, needs 8192 MiB; c: in maintenance; d: 6144 MiB free, needs 8192 MiB',
+        " big     8192 MiB   1       -             no destination, stays (each host's reason below)",
         ' old     512 MiB    1       -             skipped: inactive; include inactive definitions to move it offline',
+        '',
+        'big (8192 MiB) fits nowhere:',
+        '  b: 1536 MiB free, needs 8192 MiB',
+        '  c: in maintenance',
+        '  d: 6144 MiB free, needs 8192 MiB',
         '',
         ' Host                 Free now    Free after   Guests now   Guests after',
         '-'.repeat(74),

@@ -8,6 +8,7 @@ import {
   markStarted,
   parseRecord,
   plannedLoads,
+  progressOf,
   type EvacuationRecord,
   type GuestEntry,
   type MigrationOutcome,
@@ -257,7 +258,7 @@ describe('retry policy', () => {
     r = markEnded(markStarted(r, 'g', 2), 'g', { result: 'failed', error: 'e2' }, 3);
     expect(entry(r, 'g')).toMatchObject({
       status: 'failed',
-      note: 'failed on c (e2) and no other host can take it: b: its migration there failed: e1; c: its migration there failed: e2',
+      note: 'failed on c (e2) and no other host can take it: b: its migration there failed: e1',
     });
   });
 
@@ -265,13 +266,13 @@ describe('retry policy', () => {
     let r = recordFor(a, [guest('x', 3072), guest('y', 3072)], [host('b', { freeGiB: 4 }), host('c', { freeGiB: 4 })]);
     expect(r.guests.map((e) => short(e.destination))).toEqual(['b', 'c']);
     r = markEnded(markStarted(r, 'x', 0), 'x', { result: 'failed', error: 'boom' }, 1);
-    expect(entry(r, 'x').note).toBe('failed on b (boom) and no other host can take it: b: its migration there failed: boom; c: 1024 MiB free (3072 MiB already planned here), needs 3072 MiB');
+    expect(entry(r, 'x').note).toBe('failed on b (boom) and no other host can take it: c: 1024 MiB free (3072 MiB already planned here), needs 3072 MiB');
   });
 
   it('records a lost outcome as needing a check, and never starts that guest again by itself', () => {
     let r = recordFor(a, [guest('g', 1024), guest('h', 512)], three());
     r = markEnded(markStarted(r, 'g', 0), 'g', { result: 'unknown', error: 'lost the source during finish' }, 1);
-    expect(entry(r, 'g')).toMatchObject({ status: 'check', note: 'outcome unknown (lost the source during finish); check where it runs before anything else is done with it' });
+    expect(entry(r, 'g')).toMatchObject({ status: 'check', note: "the migration's outcome is unknown (lost the source during finish)" });
     expect(nextMigrations({ record: r, maxParallel: 4 }).map((s) => s.name)).toEqual(['h']);
     expect(inFlight(entry(r, 'g'))).toBe(false);
   });
@@ -361,8 +362,8 @@ describe('reconcile after an interruption', () => {
     const g3 = entry(r, 'g3');
     const g4 = entry(r, 'g4');
     const stillMigrating = reconcile(r, { guests: Object.fromEntries([on(r, 'g3', 'source', true), on(r, 'g4', 'source')]) }, 20_000);
-    expect(entry(stillMigrating, 'g3')).toMatchObject({ status: 'check', note: 'check: its migration is still in flight on the source' });
-    expect(entry(stillMigrating, 'g4')).toMatchObject({ status: 'check', note: 'check: on the source, but whether its migration is still in flight was not asked' });
+    expect(entry(stillMigrating, 'g3')).toMatchObject({ status: 'check', note: 'its migration is still in flight on the source' });
+    expect(entry(stillMigrating, 'g4')).toMatchObject({ status: 'check', note: 'on the source, but whether its migration is still in flight was not asked' });
     // Both may still be streaming: the scheduler keeps their slots. The plan sent g1 g4 g5 to b
     // and g2 g3 g6 to c; g2 failed on c and was re-planned to b. With g4 on its way to b and g3
     // to c, g2 takes b's second incoming slot, g5 waits for b, and g6 takes c's second.
@@ -375,11 +376,11 @@ describe('reconcile after an interruption', () => {
     expect(entry(notLooked, 'g6').status).toBe('pending');
 
     const twice = reconcile(r, { guests: { [g3.guest.uuid]: { hosts: [uri('a'), g3.destination!] }, [g4.guest.uuid]: { hosts: [] } } }, 20_000);
-    expect(entry(twice, 'g3').note).toBe(`check: found on a and ${short(g3.destination)}`);
-    expect(entry(twice, 'g4').note).toBe('check: found on no host');
+    expect(entry(twice, 'g3').note).toBe(`found on a and ${short(g3.destination)}`);
+    expect(entry(twice, 'g4').note).toBe('found on no host');
 
     const silent = reconcile(r, { guests: Object.fromEntries([on(r, 'g3', 'source', false)]), unreachable: [g3.destination!] }, 20_000);
-    expect(entry(silent, 'g3').note).toBe(`check: seen on the source, but its destination ${short(g3.destination)} did not answer`);
+    expect(entry(silent, 'g3').note).toBe(`seen on the source, but its destination ${short(g3.destination)} did not answer`);
 
     // Once the hosts say where they are, a later reconcile settles them.
     const settled = reconcile(stillMigrating, { guests: Object.fromEntries([on(r, 'g3', 'dest'), on(r, 'g4', 'source', false)]) }, 30_000);
@@ -407,15 +408,19 @@ describe('renderReport', () => {
     r = markEnded(markStarted(r, 'db', 1_000), 'db', { result: 'failed', error: 'link cut' }, 4_000);
     r = markEnded(markStarted(r, 'db', 4_000), 'db', { result: 'migrated', downtimeMs: 7 }, 9_250);
     r = markEnded(markStarted(r, 'cache', 1_000), 'cache', { result: 'unknown', error: 'source lost' }, 2_000);
+    expect(progressOf(r)).toEqual({ total: 5, pending: 1, running: 0, retrying: 0, done: 2, failed: 1, check: 1 });
     expect(renderReport(r)).toBe(
       [
         ' Guest   Destination   Time     Downtime   Result',
-        '-'.repeat(149),
+        '-'.repeat(78),
         ' web     b             12.5 s   42 ms      migrated',
         ' db      b             5.3 s    7 ms       migrated (attempt 2; failed on c)',
-        ' cache   c             -        -          check: outcome unknown (source lost); check where it runs before anything else is done with it',
+        ' cache   c             -        -          to check',
         ' mail    c             -        -          not started',
-        ' huge    -             -        -          failed: no destination can take it: b: 8192 MiB free, needs 65536 MiB; c: 8192 MiB free, needs 65536 MiB',
+        ' huge    -             -        -          failed, stays on the source',
+        '',
+        "cache: check where it runs: the migration's outcome is unknown (source lost)",
+        'huge: no destination can take it: b: 8192 MiB free, needs 65536 MiB; c: 8192 MiB free, needs 65536 MiB',
         '',
         '2 of 5 moved, 1 failed, 1 to check, 1 not finished (run again to continue)',
         'skipped arch: inactive; include inactive definitions to move it offline',
