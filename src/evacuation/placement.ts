@@ -85,7 +85,8 @@ export function memoryNeededKiB(guest: EvacuationGuest): number {
 /**
  * Why `host` cannot take `guest`, or undefined when it can. Checked in this
  * order, the first reason wins: the source itself, a host excluded for this
- * guest (its migration there failed), maintenance, CPU, vCPUs, memory.
+ * guest (its migration there failed), maintenance, CPU, CPU count (fewer
+ * CPUs than the guest's vCPUs, unless its source had fewer still), memory.
  *
  * @param excluded hosts this guest may not go to, with the reason shown after the host's name
  */
@@ -104,7 +105,12 @@ export function refusalOf(
   if (host.maintenance) return refuse('maintenance', 'in maintenance');
   const cpu = cpuMismatch(guest.cpu, source.cpu, host.cpu, options.unsafe);
   if (cpu !== undefined) return refuse('cpu', cpu);
-  if (guest.vcpus > host.cpus) return refuse('vcpus', `${host.cpus} CPUs, the guest has ${guest.vcpus} vCPUs`);
+  // Never fewer CPUs than the guest has now: as many as its vCPUs, or as its source has if that is fewer
+  // (KVM and libvirt allow more vCPUs than CPUs, so a guest that ran that way may go on doing so).
+  const cpusNeeded = Math.min(guest.vcpus, source.cpus);
+  if (host.cpus < cpusNeeded) {
+    return refuse('vcpus', `${host.cpus} CPUs, the guest has ${guest.vcpus} vCPUs${source.cpus < guest.vcpus ? ` and ran on ${source.cpus}` : ''}`);
+  }
   const need = memoryNeededKiB(guest);
   const free = freeAfterPlanKiB(host, load, options);
   if (need > free) {

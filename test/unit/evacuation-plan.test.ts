@@ -154,9 +154,14 @@ describe('planEvacuation: hosts that cannot take a guest', () => {
     ]);
   });
 
-  it('refuses a host with fewer CPUs than the guest has vCPUs', () => {
-    const plan = planEvacuation(source, [guest('wide', 1024, { vcpus: 16 })], [host('b')], bare);
-    expect(refusalsOf(plan, 'wide')).toEqual(['b: 8 CPUs, the guest has 16 vCPUs']);
+  it('refuses a host with fewer CPUs than the guest has vCPUs, unless its source had fewer still', () => {
+    const wide = guest('wide', 1024, { vcpus: 6 });
+    expect(refusalsOf(planEvacuation(source, [wide], [host('b', { cpus: 4 })], bare), 'wide')).toEqual(['b: 4 CPUs, the guest has 6 vCPUs']);
+    // 16 vCPUs on an 8-CPU source: another 8-CPU host is no worse; a 4-CPU one is.
+    const wider = guest('wider', 1024, { vcpus: 16 });
+    const plan = planEvacuation(source, [wider], [host('b', { cpus: 4 }), host('c', { cpus: 8 })], bare);
+    expect(destinationsOf(plan)).toEqual({ wider: 'c' });
+    expect(refusalsOf(planEvacuation(source, [wider], [host('b', { cpus: 4 })], bare), 'wider')).toEqual(['b: 4 CPUs, the guest has 16 vCPUs and ran on 8']);
   });
 
   it('gives the first reason per host: maintenance before CPU before memory', () => {

@@ -291,6 +291,13 @@ describe('retry policy', () => {
 });
 
 describe('the record', () => {
+  it('of a host with nothing to move is settled at once and says so', () => {
+    const r = recordFor(host('a'), [], [host('b')]);
+    expect(isSettled(r)).toBe(true);
+    expect(nextMigrations({ record: r, maxParallel: 4 })).toEqual([]);
+    expect(renderReport(r)).toBe(' Guest   Destination   Time   Downtime   Result\n' + '-'.repeat(49) + '\n\n0 of 0 moved, 0 failed, 0 to check\n');
+  });
+
   it('survives JSON, and a record of another version is refused', () => {
     const r = recordFor(host('a'), [guest('g', 1024), guest('huge', 64 * 1024)], [host('b')]);
     expect(parseRecord(JSON.parse(JSON.stringify(r)))).toEqual(r);
