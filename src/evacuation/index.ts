@@ -9,6 +9,7 @@ export {
   EVACUATION_RECORD_VERSION,
   createRecord,
   failuresOf,
+  hostNameOf,
   isSettled,
   markEnded,
   markStarted,

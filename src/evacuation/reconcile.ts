@@ -4,7 +4,7 @@
  * win. Pure: the observation is gathered by the caller (a `list --all` on
  * the source and every destination, and the source's jobs).
  */
-import { openAttempt, type EvacuationRecord, type GuestEntry } from './record.js';
+import { hostNameOf, openAttempt, type EvacuationRecord, type GuestEntry } from './record.js';
 
 /** Where one guest was found. */
 export interface GuestObservation {
@@ -45,7 +45,7 @@ export interface Observation {
 export function reconcile(record: EvacuationRecord, observed: Observation, nowMs: number): EvacuationRecord {
   const r: EvacuationRecord = { ...structuredClone(record), updatedAtMs: nowMs };
   const unreachable = new Set(observed.unreachable ?? []);
-  const nameOf = (uri: string) => (uri === r.source.uri ? r.source.name : r.destinations.find((d) => d.uri === uri)?.name ?? uri);
+  const nameOf = (uri: string) => hostNameOf(r, uri);
   for (const e of r.guests) {
     const seen = Object.prototype.hasOwnProperty.call(observed.guests, e.guest.uuid) ? observed.guests[e.guest.uuid] : undefined;
     settle(e, seen, r.source.uri, unreachable, nameOf, nowMs);

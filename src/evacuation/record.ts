@@ -28,6 +28,8 @@ export const EVACUATION_RECORD_VERSION = 1;
  */
 export type GuestStatus = 'pending' | 'running' | 'retrying' | 'done' | 'failed' | 'check';
 
+const STATUSES: ReadonlySet<string> = new Set<GuestStatus>(['pending', 'running', 'retrying', 'done', 'failed', 'check']);
+
 /** One migration of one guest. */
 export interface Attempt {
   destination: string;
@@ -119,7 +121,7 @@ export function createRecord(plan: EvacuationPlan, source: PlacementHost, destin
 /**
  * A record read back from JSON, its version checked.
  *
- * @throws FerryError `operation_invalid` for another version or something that is not a record
+ * @throws FerryError `operation_invalid` for another version, something that is not a record, or a damaged guest entry
  */
 export function parseRecord(value: unknown): EvacuationRecord {
   const v = value as Partial<EvacuationRecord> | null;
@@ -129,6 +131,18 @@ export function parseRecord(value: unknown): EvacuationRecord {
   if (v.version !== EVACUATION_RECORD_VERSION) {
     throw new FerryError('operation_invalid', `evacuation record version ${showValue(v.version)} is not the version this Ferry reads (${EVACUATION_RECORD_VERSION}); finish it with the Ferry that wrote it, or plan afresh`);
   }
+  v.guests.forEach((e: Partial<GuestEntry> | null, i) => {
+    const ok =
+      e !== null &&
+      typeof e === 'object' &&
+      typeof e.guest?.name === 'string' &&
+      typeof e.guest.uuid === 'string' &&
+      typeof e.status === 'string' &&
+      STATUSES.has(e.status) &&
+      Array.isArray(e.attempts) &&
+      Array.isArray(e.excluded);
+    if (!ok) throw new FerryError('operation_invalid', `evacuation record entry ${i + 1} is damaged (a guest with a name, UUID, known status, attempts and exclusions is expected); plan afresh`);
+  });
   return v as EvacuationRecord;
 }
 
@@ -204,7 +218,7 @@ export function markEnded(record: EvacuationRecord, name: string, outcome: Migra
       attempt.result = 'migrated';
       if (outcome.downtimeMs !== undefined) attempt.downtimeMs = outcome.downtimeMs;
       if (outcome.at !== undefined && outcome.at !== e.destination) {
-        e.note = `found on ${outcome.at}, not on the planned ${e.destination ?? 'destination'}`;
+        e.note = `found on ${hostNameOf(r, outcome.at)}, not on the planned ${e.destination !== undefined ? hostNameOf(r, e.destination) : 'destination'}`;
         e.destination = outcome.at;
       }
       e.status = 'done';
@@ -223,9 +237,14 @@ export function markEnded(record: EvacuationRecord, name: string, outcome: Migra
   }
 }
 
+/** A host's name for messages, its URI when the record does not know it. */
+export function hostNameOf(record: EvacuationRecord, uri: string): string {
+  return uri === record.source.uri ? record.source.name : record.destinations.find((d) => d.uri === uri)?.name ?? uri;
+}
+
 /** The retry policy for a guest left on the source by a failed migration to `failedAt` (changes `e` in `r`). */
 function retryElsewhere(r: EvacuationRecord, e: GuestEntry, failedAt: string, error: string): void {
-  const hostName = r.destinations.find((d) => d.uri === failedAt)?.name ?? failedAt;
+  const hostName = hostNameOf(r, failedAt);
   if (!e.excluded.some((x) => x.host === failedAt)) e.excluded.push({ host: failedAt, reason: `its migration there failed: ${error}` });
   const failures = failuresOf(e);
   if (failures >= r.retry.maxFailures) {

@@ -284,7 +284,8 @@ describe('retry policy', () => {
     const started = markStarted(r, 'g', 1);
     expect(() => markStarted(started, 'g', 2)).toThrow(expect.objectContaining({ code: 'operation_invalid', message: expect.stringMatching(/it is running/) }));
     expect(() => markStarted(r, 'nope', 2)).toThrow(expect.objectContaining({ code: 'no_domain' }));
-    markEnded(started, 'g', { result: 'migrated', downtimeMs: 40 }, 3);
+    const elsewhere = markEnded(started, 'g', { result: 'migrated', downtimeMs: 40, at: uri('c') }, 3);
+    expect(entry(elsewhere, 'g')).toMatchObject({ status: 'done', destination: uri('c'), note: 'found on c, not on the planned b' });
     expect(JSON.stringify(r)).toBe(before);
     expect(entry(started, 'g').status).toBe('running');
   });
@@ -304,6 +305,9 @@ describe('the record', () => {
     expect(entry(r, 'huge')).toMatchObject({ status: 'failed', note: 'no destination can take it: b: 16384 MiB free, needs 65536 MiB' });
     expect(() => parseRecord({ ...r, version: 2 })).toThrow(expect.objectContaining({ code: 'operation_invalid', message: expect.stringMatching(/version 2 is not/) }));
     expect(() => parseRecord({ hello: 1 })).toThrow(expect.objectContaining({ code: 'operation_invalid' }));
+    const damaged = JSON.parse(JSON.stringify(r));
+    damaged.guests[1].status = 'teleported';
+    expect(() => parseRecord(damaged)).toThrow(expect.objectContaining({ code: 'operation_invalid', message: expect.stringMatching(/entry 2 is damaged/) }));
   });
 });
 
