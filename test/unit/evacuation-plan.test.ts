@@ -253,6 +253,62 @@ describe('planEvacuation: spreading', () => {
   });
 });
 
+describe('planEvacuation: invariants over random fleets (300 seeded cases)', () => {
+  it('never overfills a host, never uses one in maintenance or with the wrong CPU, and accounts for every guest once', () => {
+    const cpus = [
+      { model: 'Skylake-Server', fingerprint: 'fp-skylake', features: BASE_FEATURES },
+      { model: 'Icelake-Server', fingerprint: 'fp-icelake', features: [...BASE_FEATURES, 'avx512f'] },
+      { model: 'EPYC-Rome', fingerprint: 'fp-rome', features: ['sse2', 'sse4-1', 'avx', 'avx2', 'sha-ni'] },
+    ];
+    const seen = { placed: 0, unplaced: 0, passthroughPlaced: 0, memoryRefusals: 0, cpuRefusals: 0 };
+    for (let seed = 1; seed <= 300; seed++) {
+      const rand = rng(seed);
+      const pick = <T,>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+      const hosts = Array.from({ length: 1 + Math.floor(rand() * 4) }, (_, i) => {
+        const total = (2 + Math.floor(rand() * 30)) * GiB;
+        const committed = Math.floor(rand() * total * 0.8);
+        return host(`h${i}`, { cpus: pick([2, 4, 8]), cpu: pick(cpus), maintenance: rand() < 0.15, guests: Math.floor(rand() * 5), memory: { totalKiB: total, availableKiB: Math.floor(rand() * total), committedKiB: committed } });
+      });
+      const guests = Array.from({ length: Math.floor(rand() * 25) }, (_, i) =>
+        guest(`r${i}`, 64 + Math.floor(rand() * 6000), {
+          vcpus: pick([1, 2, 4, 8]),
+          state: rand() < 0.2 ? 'inactive' : 'running',
+          cpu: pick([{ mode: 'default' }, { mode: 'host-passthrough' }, { mode: 'custom', model: 'Icelake-Server', requiredFeatures: ['avx512f'] }, { mode: 'host-model', requiredFeatures: ['avx2'] }] as const),
+        }),
+      );
+      const options = { headroomPercent: pick([0, 5, 10]), headroomMiB: pick([0, 256]), includeInactive: rand() < 0.5 };
+      const plan = planEvacuation(source, guests, hosts, options);
+      const resolved = resolvePlacementOptions(options);
+      const where = `seed ${seed}`;
+      // Every guest once, in exactly one list.
+      const listed = [...plan.placements.map((p) => p.guest.name), ...plan.unplaced.map((u) => u.guest.name), ...plan.skipped.map((x) => x.guest.name)];
+      expect(listed.sort(), where).toEqual(guests.map((g) => g.name).sort());
+      for (const h of hosts) {
+        const mine = plan.placements.filter((p) => p.destination === h.uri).map((p) => p.guest);
+        const used = mine.filter((g) => g.state === 'running').reduce((a, g) => a + g.memoryKiB, 0);
+        expect(used, where).toBeLessThanOrEqual(capacityKiB(h, resolved));
+        if (h.maintenance) expect(mine, where).toEqual([]);
+        for (const g of mine) {
+          expect(h.cpus, where).toBeGreaterThanOrEqual(Math.min(g.vcpus, source.cpus));
+          if (g.cpu.mode === 'host-passthrough') expect(h.cpu.fingerprint, where).toBe(source.cpu.fingerprint);
+          if (g.cpu.mode === 'custom' || g.cpu.mode === 'host-model') for (const f of g.cpu.requiredFeatures) expect(h.cpu.features, where).toContain(f);
+        }
+      }
+      // A guest left out has one reason per host, and none of them is "it fits".
+      for (const u of plan.unplaced) expect(u.refusals.map((r) => r.host), where).toEqual(hosts.map((h) => h.uri));
+      if (!options.includeInactive) expect(plan.placements.every((p) => p.guest.state === 'running'), where).toBe(true);
+      seen.placed += plan.placements.length;
+      seen.unplaced += plan.unplaced.length;
+      seen.passthroughPlaced += plan.placements.filter((p) => p.guest.cpu.mode === 'host-passthrough').length;
+      const kinds = plan.unplaced.flatMap((u) => u.refusals.map((r) => r.kind));
+      seen.memoryRefusals += kinds.filter((k) => k === 'memory').length;
+      seen.cpuRefusals += kinds.filter((k) => k === 'cpu').length;
+    }
+    // The fleets were tight enough to refuse and roomy enough to place: the checks above bit.
+    for (const [what, n] of Object.entries(seen)) expect(n, what).toBeGreaterThan(100);
+  });
+});
+
 describe('planEvacuation: input checked first', () => {
   it('refuses inconsistent input with invalid_arg and a sentence', () => {
     const b = host('b');
