@@ -187,11 +187,14 @@ async function afterPostcopyFinishFailed(
     await src.confirm({ jobId: begin.jobId, cancelled: false });
     return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false } };
   }
-  await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
   if (outcome === 'aborted') {
+    await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
     throw new FerryError('operation_failed', `post-copy migration of '${name}' failed after the switch: the destination dropped its copy (${e.message}); the source keeps the guest's memory but, having switched, cannot run it`);
   }
-  throw postcopyPausedError(name, `the destination did not answer after the switch (${e.message})`);
+  // Unreachable: the stream itself decides. If it completes, the destination QEMU holds the whole guest and its
+  // daemon resumes it when it is back (it takes over a switched copy at start); if it stalls, it is paused.
+  await src.confirm({ jobId: begin.jobId, cancelled: false });
+  throw new FerryError('operation_failed', `post-copy migration of '${name}': the whole stream reached the destination, but its daemon did not answer (${e.message}); it resumes the guest there as soon as it runs again, and this host has stopped its copy`);
 }
 
 /** The error of a migration whose destination was lost while the source streamed. */

@@ -380,6 +380,11 @@ export class IncomingMigrations {
   async recoverPostcopy(): Promise<void> {
     for (const d of this.host.registry.all()) {
       const rt = d.runtime;
+      if (rt && !rt.qemu.exitReason && rt.incoming && d.status.state === 'paused' && d.status.reason === 'post-copy') {
+        // Switched to post-copy, never handed over, and its finish died with the daemon: this copy is the guest.
+        await this.takeOverByDomain(d, rt, 'found switched to post-copy after a restart').catch((err: Error) => this.log(`cannot take over '${d.name}': ${err.message}`));
+        continue;
+      }
       if (!rt || rt.qemu.exitReason || d.status.state !== 'running' || (d.status.reason !== 'post-copy' && d.status.reason !== 'post-copy failed')) continue;
       const status = (await rt.qemu.qmp.execute<{ status?: string }>('query-migrate').catch(() => ({ status: 'unknown' }))).status;
       this.log(`after the restart, '${d.name}' runs here in post-copy; its stream is ${status ?? 'none'}`);

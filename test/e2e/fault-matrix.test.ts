@@ -36,6 +36,10 @@ const CELLS: Array<[Mode, Victim, Moment]> = [
   ['tunnelled', 'dest-ferryd', 'early-perform'],
   ['storage', 'dest-disk-full', 'early-perform'],
   ['postcopy', 'user-abort', 'early-perform'],
+  // Post-copy after the switch: a cut link pauses the stream and the cell resumes it (recovered to D); a destination
+  // ferryd killed before its finish resumed the guest takes the switched copy over when it restarts.
+  ['postcopy', 'link', 'confirm'],
+  ['postcopy', 'dest-ferryd', 'finish'],
   ['p2p', 'link', 'finish'],
   // Peer left down: nothing is restored until the command has ended by itself.
   ['p2p', 'dest-ferryd-down', 'early-perform'],

@@ -230,7 +230,11 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
       // makes the outcome unknown: it stays until its daemon comes back and removes it.)
       // Nothing may go on receiving on the destination: an incoming QEMU (never handed the guest) exits with its
       // daemon or is removed by it. A QEMU that was handed the guest (a migration that got that far) is the guest.
-      const incomingLeft = () => qemuPidsMentioning(B.d.runDir).some((p) => qemuPidsMentioning(uuid).includes(p)) && statusOf(B.d.runDir, name)?.extra?.incoming !== false;
+      // (An incoming QEMU that switched to post-copy holds the guest's device state: it is kept, recorded 'paused:post-copy'.)
+      const incomingLeft = () => {
+        const st = statusOf(B.d.runDir, name);
+        return qemuPidsMentioning(B.d.runDir).some((p) => qemuPidsMentioning(uuid).includes(p)) && st?.extra?.incoming !== false && st?.state !== 'paused:post-copy';
+      };
       const leftover = await waitFor('no incoming QEMU of the guest on the destination', () => !incomingLeft(), 15_000, 200).then(
         () => false,
         () => true,
@@ -272,7 +276,9 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   const stA = sa === 'null' ? null : sa!;
   const stB = sb === 'null' ? null : sb!;
   const active = (s: string | null) => s !== null && (s.startsWith('running') || s.startsWith('paused'));
-  const activeHosts = [active(stA) ? 'source' : null, active(stB) ? 'destination' : null].filter((x): x is string => x !== null);
+  // A source copy left 'paused (post-copy failed)' is stale by design and never runs again: it is not where the guest is.
+  const activeSource = active(stA) && stA !== 'paused (post-copy failed)';
+  const activeHosts = [activeSource ? 'source' : null, active(stB) ? 'destination' : null].filter((x): x is string => x !== null);
 
   // Judge.
   for (const [h, st] of [[A, stA], [B, stB]] as const) {
@@ -294,7 +300,8 @@ export async function runCell(cluster: Cluster, mode: Mode, victim: Victim, mome
   } else if (activeHosts.length === 0) {
     outcome = 'lost';
     if (!guestQemuKilled) problems.push(`the guest runs nowhere (source: ${stA ?? 'undefined'}, destination: ${stB ?? 'undefined'})`);
-    else if (!((stA ?? '').startsWith('shut off') || (stB ?? '').startsWith('shut off'))) problems.push('the killed guest is not reported shut off anywhere');
+    // (After the switch to post-copy the source's stale copy says so itself: paused (post-copy failed).)
+    else if (!((stA ?? '').startsWith('shut off') || (stB ?? '').startsWith('shut off') || stA === 'paused (post-copy failed)')) problems.push('the killed guest is not reported shut off anywhere');
   } else {
     outcome = activeHosts[0]!;
     const st = outcome === 'source' ? stA! : stB!;
