@@ -144,6 +144,8 @@ export async function runMigration(
   const out: DriverOutcome = { begin, prepare, perform, finish };
   try {
     await src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) });
+    // A post-copy's confirm returns once the whole stream has arrived: the guest's state is no longer 'post-copy'.
+    if (perform?.postcopy && finish.reason === 'post-copy') out.finish = { ...finish, reason: 'migrated' };
   } catch (err) {
     // In post-copy, confirm waits for the rest of the stream: its failure (a stream that broke and was paused) is the migration's.
     if (perform?.postcopy) throw err;

@@ -256,7 +256,9 @@ export class IncomingMigrations {
         // The guest now runs here: for outcome checks the job is done, whatever the rest of a post-copy stream does.
         job.state = 'finished';
         if (postcopy) {
-          // The rest of the memory follows while the guest runs; the source's confirm waits for its end.
+          // The rest of the memory follows while the guest runs; the source's confirm waits for its end. The
+          // completed job then carries the source's figures, as a pre-copy finish's does.
+          if (args.sourceStats) job.stats = args.sourceStats;
           this.followPostcopyRest(job, rt);
           return { ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), domainName: d.name, state: d.status.state, reason: d.status.reason, persistent: d.persistent };
         }
@@ -369,7 +371,7 @@ export class IncomingMigrations {
    * ends either way.
    */
   private followPostcopyRest(job: IncomingJob, rt: NonNullable<HostedDomain['runtime']>, ended?: Promise<Awaited<ReturnType<typeof followMigration>>>): void {
-    void this.watchPostcopyRest(job.domain, rt, job.startedAt, job.downtimeMs, `job ${job.id}`, ended).finally(() => this.release(job));
+    void this.watchPostcopyRest(job.domain, rt, { startedAt: job.startedAt, ...(job.downtimeMs !== undefined ? { downtimeMs: job.downtimeMs } : {}), ...(job.stats ? { stats: job.stats } : {}) }, `job ${job.id}`, ended).finally(() => this.release(job));
   }
 
   /**
@@ -390,17 +392,24 @@ export class IncomingMigrations {
       this.log(`after the restart, '${d.name}' runs here in post-copy; its stream is ${status ?? 'none'}`);
       if (status === 'completed') await this.host.migrationStates.markPostcopyCompleted(d, rt);
       else if (status === 'postcopy-paused') await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
-      else if (status === 'postcopy-active' || status === 'postcopy-recover') void this.watchPostcopyRest(d, rt, Date.now(), undefined, 'after a restart');
+      else if (status === 'postcopy-active' || status === 'postcopy-recover') void this.watchPostcopyRest(d, rt, { startedAt: Date.now() }, 'after a restart');
     }
   }
 
-  private async watchPostcopyRest(d: HostedDomain, rt: NonNullable<HostedDomain['runtime']>, startedAt: number, downtimeMs: number | undefined, what: string, ended?: Promise<Awaited<ReturnType<typeof followMigration>>>): Promise<void> {
+  private async watchPostcopyRest(
+    d: HostedDomain,
+    rt: NonNullable<HostedDomain['runtime']>,
+    job: { startedAt: number; downtimeMs?: number; stats?: JobStats },
+    what: string,
+    ended?: Promise<Awaited<ReturnType<typeof followMigration>>>,
+  ): Promise<void> {
+    const { startedAt, downtimeMs } = job;
     const done = async (): Promise<void> => {
       const rest = await (ended ?? followMigration(rt.qemu.qmp, { pollMs: 200 }));
       const elapsed = Date.now() - startedAt;
       if (rest.status === 'completed') {
         await this.host.migrationStates.markPostcopyCompleted(d, rt);
-        d.completedJob = { type: 'Completed', operation: 'Incoming migration', time_elapsed: elapsed, ...(downtimeMs !== undefined ? { downtime: downtimeMs } : {}) };
+        d.completedJob = { ...(job.stats ?? {}), type: 'Completed', operation: 'Incoming migration', time_elapsed: elapsed, ...(downtimeMs !== undefined ? { downtime: downtimeMs } : {}) };
       } else {
         const why = 'error' in rest ? rest.error : rest.status;
         if (!rt.qemu.exitReason) await this.host.migrationStates.markPostcopyFailed(d, rt, 'destination');
@@ -570,7 +579,7 @@ export class IncomingMigrations {
     if (pending !== undefined) await this.host.migrationStates.persistAfterMigration(d, DomainDocument.parse(pending));
     await rm(this.pendingPersistPath(d.uuid), { force: true });
     await this.host.migrationStates.handOver(d, rt, { paused: false, postcopy: true });
-    void this.watchPostcopyRest(d, rt, Date.now(), undefined, 'taken over after a restart');
+    void this.watchPostcopyRest(d, rt, { startedAt: Date.now() }, 'taken over after a restart');
     return 'finished';
   }
 
