@@ -9,6 +9,7 @@ import { registerStatsCommands } from './commands/domain-stats.js';
 import { registerConsoleCommands } from './commands/console.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerHostFactsCommands } from './commands/host-facts.js';
+import { registerEvacuateCommand } from './commands/evacuate.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { registerTlsCommands } from './commands/tls-setup.js';
 import { registerJobCommands, registerMigrateCommand } from './commands/migrate.js';
@@ -38,6 +39,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerMaintenanceCommands(program, ctx);
   registerTlsCommands(program, ctx);
   registerMigrateCommand(program, ctx);
+  registerEvacuateCommand(program, ctx);
   registerJobCommands(program, ctx);
   for (const cmd of program.commands) cmd.exitOverride();
   program.hook('preAction', () => {

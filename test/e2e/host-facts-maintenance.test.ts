@@ -217,6 +217,34 @@ describe.skipIf(!netnsAvailable())('host facts and maintenance mode', () => {
     expect((await facts(B)).guests).toMatchObject({ running: 1, defined: 1 });
   });
 
+  it('evacuate --dry-run plans the running guests onto the destinations from their facts, names a destination in maintenance as the reason a guest stays, and changes nothing', async () => {
+    await startGuest(B, 'maint-a');
+    const q = statusOf(B.d.runDir, 'maint-a')!;
+    const plan = await B.ferry(['evacuate', '--to', A.tcpUri, '--dry-run'], { json: true });
+    expectCliOk(plan, 'evacuate --dry-run from B to A');
+    expect(plan.json.placements.map((p: { guest: { name: string }; destination: string }) => [p.guest.name, p.destination]), JSON.stringify(plan.json).slice(0, 3000)).toEqual([['maint-a', A.tcpUri]]);
+    expect(plan.json.unplaced).toEqual([]);
+    const text = await B.ferry(['evacuate', '--to', A.tcpUri, '--dry-run']);
+    expectCliOk(text, 'evacuate --dry-run (text)');
+    expect(text.stdout, text.stdout).toMatch(new RegExp(`maint-a\\s+256\\.0 MiB\\s+1\\s+${A.ns}\\s`));
+
+    await maintenance(A, ['enable', '--reason', 'plan check']);
+    try {
+      const refused = await B.ferry(['evacuate', '--to', A.tcpUri, '--dry-run'], { json: true });
+      expectCliOk(refused, 'evacuate --dry-run with the only destination in maintenance');
+      expect(refused.json.placements).toEqual([]);
+      expect(refused.json.unplaced[0].guest.name).toBe('maint-a');
+      expect(refused.json.unplaced[0].refusals.map((r: { kind: string }) => r.kind)).toEqual(['maintenance']);
+    } finally {
+      await maintenance(A, ['disable']);
+    }
+    // This build only plans: without --dry-run the command says so, and nothing moved.
+    expectCliError(await B.ferry(['evacuate', '--to', A.tcpUri], { json: true }), 'argument_unsupported', 74, 'evacuate without --dry-run');
+    expect(statusOf(B.d.runDir, 'maint-a')?.pid).toBe(q.pid);
+    expect(await domainNames(B)).toEqual(['maint-a']);
+    await expectHeartbeatCarriesOn(hb(B), 'maint-a');
+  });
+
   it('a bad reason is refused with invalid_arg and changes nothing', async () => {
     const msg = expectCliError(await B.ferry(['maintenance', 'enable', '--reason', 'x'.repeat(2000)], { json: true }), 'invalid_arg', 8, 'a reason of 2000 characters');
     expect(msg).toContain('longer than 1024');
