@@ -55,6 +55,13 @@ export interface MigrationContext {
   active?: boolean;
   /** Whether the guest is paused because a disk reported an I/O error (`paused (I/O error)`). */
   pausedByIoError?: boolean;
+  /**
+   * Where the guest stands in a post-copy migration that has not ended:
+   * 'stale' for a source copy whose post-copy broke after the switch
+   * (`paused (post-copy failed)`), 'incomplete' for a destination copy
+   * still receiving its memory; 'none' otherwise.
+   */
+  postcopy?: 'none' | 'stale' | 'incomplete';
   /** Whether the guest has a persistent definition (rather than being transient). */
   persistent?: boolean;
   /** The guest's disks. */
@@ -537,6 +544,19 @@ export const MIGRATION_RULES: readonly MigrationRule[] = [
       input.ctx.pausedByIoError === true && !has(input, 'OFFLINE')
         ? `${guest(input)} is paused after a disk I/O error: resolve the error and resume it before migrating`
         : undefined,
+  },
+  {
+    id: 'domain-holds-its-memory',
+    code: 'operation_invalid',
+    needs: ['postcopy'],
+    description: `The guest holds all of its memory: not a source copy left behind by a broken post-copy (only ${fd('POSTCOPY_RESUME')} moves it on), nor a destination copy still receiving its memory by post-copy.`,
+    check: (input) => {
+      if (input.ctx.postcopy === 'stale' && !has(input, 'POSTCOPY_RESUME')) {
+        return `the post-copy migration of ${guest(input)} broke after the switch and is paused; resume it with ${f('POSTCOPY_RESUME')}`;
+      }
+      if (input.ctx.postcopy === 'incomplete') return `${guest(input)} is still receiving its memory by post-copy from another host; it can migrate once it holds all of it`;
+      return undefined;
+    },
   },
   {
     id: 'offline-needs-persistent-guest',

@@ -20,6 +20,12 @@ export function guestContext(d: HostedDomain): MigrationContext {
     domainName: d.name,
     active: d.active,
     pausedByIoError: d.status.state === 'paused' && d.status.reason === 'I/O error',
+    postcopy:
+      d.status.state === 'paused' && d.status.reason === 'post-copy failed'
+        ? 'stale'
+        : d.status.state === 'running' && (d.status.reason === 'post-copy' || d.status.reason === 'post-copy failed')
+          ? 'incomplete'
+          : 'none',
     persistent: d.persistent,
     hardLimitKiB: def.hardLimitKiB,
     disks: def.disks,

@@ -134,7 +134,6 @@ export class OutgoingMigrations {
     const { flags, params } = request;
     const resume = hasFlag(flags, 'POSTCOPY_RESUME');
     if (resume) await requirePausedPostcopy(d);
-    else refuseIncompleteGuest(d);
     const policy = resolvePolicy(req.policy, this.defaultPolicy);
     const copied = new Set(hasFlag(flags, 'NON_SHARED_DISK') || hasFlag(flags, 'NON_SHARED_INC') ? selectedDisks(defNow.disks, params) : []);
     if (!offline && d.runtime && !resume) {
@@ -641,20 +640,6 @@ async function untilStopped(qmp: QmpClient, seen: () => number | undefined): Pro
 export async function stopSource(host: Host, d: HostedDomain, rt: HostedDomain['runtime'], flags: number): Promise<void> {
   if (rt) await host.migrationStates.stopAfterMigration(d, rt);
   if (hasFlag(flags, 'UNDEFINE_SOURCE')) await host.migrationStates.undefineAfterMigration(d);
-}
-
-/**
- * Refuses to migrate a guest that does not hold all of its memory: a
- * destination still receiving pages by post-copy, or a source whose
- * post-copy broke after the switch (only POSTCOPY_RESUME may move it on).
- */
-function refuseIncompleteGuest(d: HostedDomain): void {
-  if (d.status.reason === 'post-copy failed' && d.status.state === 'paused') {
-    throw new FerryError('operation_invalid', `the post-copy migration of '${d.name}' broke after the switch and is paused; resume it with --postcopy-resume (POSTCOPY_RESUME)`);
-  }
-  if ((d.status.reason === 'post-copy failed' || d.status.reason === 'post-copy') && d.status.state === 'running') {
-    throw new FerryError('operation_invalid', `domain '${d.name}' is still receiving its memory by post-copy from another host; it can migrate once it holds all of it`);
-  }
 }
 
 /**

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { capacityKiB, resolvePlacementOptions } from '../../src/evacuation/placement.js';
 import { planEvacuation } from '../../src/evacuation/plan.js';
 import type { EvacuationGuest, EvacuationPlan, PlacementHost } from '../../src/evacuation/types.js';
-import { renderPlan } from '../../src/evacuation/render.js';
+import { renderPlan } from '../../src/cli/evacuation-render.js';
 
 const MiB = 1024; // KiB
 const GiB = 1024 * MiB;

@@ -13,7 +13,7 @@ import {
   type GuestEntry,
   type MigrationOutcome,
 } from '../../src/evacuation/record.js';
-import { renderReport } from '../../src/evacuation/render.js';
+import { renderReport } from '../../src/cli/evacuation-render.js';
 import { inFlight, nextMigrations, type MigrationStart, type SchedulerState } from '../../src/evacuation/scheduler.js';
 import type { EvacuationGuest, PlacementHost, PlacementOptions } from '../../src/evacuation/types.js';
 

@@ -94,6 +94,8 @@ const CASES: Case[] = [
   ['domain-running', ['LIVE'], {}, { active: false }, 'operation_invalid', 'the domain is not running', '--offline (OFFLINE) with --persistent (PERSIST_DEST)'],
   ['domain-running', ['LIVE'], {}, { active: false, domainName: 'web1' }, 'operation_invalid', "domain 'web1' is not running"],
   ['domain-not-io-error', ['LIVE'], {}, { active: true, pausedByIoError: true, domainName: 'web1' }, 'operation_invalid', "domain 'web1' is paused after a disk I/O error"],
+  ['domain-holds-its-memory', ['LIVE', 'PEER2PEER'], {}, { active: true, postcopy: 'stale', domainName: 'web1' }, 'operation_invalid', "the post-copy migration of domain 'web1' broke after the switch", '--postcopy-resume (POSTCOPY_RESUME)'],
+  ['domain-holds-its-memory', ['LIVE', 'POSTCOPY', 'POSTCOPY_RESUME'], {}, { active: true, postcopy: 'incomplete', domainName: 'web1' }, 'operation_invalid', "domain 'web1' is still receiving its memory by post-copy"],
   ['offline-needs-persistent-guest', ['OFFLINE', 'PERSIST_DEST'], {}, { persistent: false }, 'operation_invalid', '--offline (OFFLINE) requires a persistent guest'],
   ['offline-needs-persistent-guest', ['OFFLINE', 'PERSIST_DEST'], {}, { persistent: false, active: false, domainName: 't1' }, 'operation_invalid', "cannot migrate transient domain 't1' offline"],
   ['rdma-needs-hard-limit', ['LIVE'], { migrate_uri: 'rdma://h:1' }, { hardLimitKiB: undefined }, 'operation_invalid', 'no memory hard limit', '<memtune><hard_limit>'],
@@ -270,6 +272,11 @@ describe('guest facts', () => {
   it('lets OFFLINE move a shut-off guest and one paused by an I/O error', () => {
     expect(() => validate(['OFFLINE', 'PERSIST_DEST'], {}, { active: false, pausedByIoError: false, persistent: true }, {})).not.toThrow();
     expect(() => validate(['OFFLINE', 'PERSIST_DEST'], {}, { active: true, pausedByIoError: true, persistent: true }, {})).not.toThrow();
+  });
+
+  it('lets POSTCOPY_RESUME move a source copy left behind by a broken post-copy, and every flag move a guest with no post-copy under way', () => {
+    expect(() => validate(['LIVE', 'POSTCOPY', 'POSTCOPY_RESUME'], {}, { active: true, postcopy: 'stale' }, {})).not.toThrow();
+    expect(() => validate(['LIVE'], {}, { active: true, postcopy: 'none' }, {})).not.toThrow();
   });
 
   it('reports a shut-off guest before its being transient, for a live migration', () => {

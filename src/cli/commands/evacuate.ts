@@ -9,7 +9,7 @@ import { Option, type Command } from 'commander';
 import { DomainDocument } from '../../domain/index.js';
 import { FerryError } from '../../errors/index.js';
 import { evacuationGuestFromDomain, placementHostFromFacts, planEvacuation, type EvacuationGuest, type PlacementOptions } from '../../evacuation/index.js';
-import { renderPlan } from '../../evacuation/render.js';
+import { renderPlan } from '../evacuation-render.js';
 import type { CliContext } from '../context.js';
 import { openConnection } from '../connection.js';
 import { printResult } from '../output.js';

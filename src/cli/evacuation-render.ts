@@ -3,15 +3,12 @@
  * (guest, destination, time, downtime, result). Tables are Ferry's own
  * (`renderTable` in src/cli/output.ts), so they line up with `ferry list`.
  *
- * This is the one file of src/evacuation/ that reaches into src/cli/: it is
- * the CLI's view of the evacuation. When `ferry evacuate` lands it belongs
- * beside that command (src/cli/commands/); the API and the dashboard use
- * the plan and the record as JSON instead.
+ * It is the CLI's view of the evacuation (src/evacuation/ itself imports
+ * nothing of the CLI); the API and the dashboard use the plan and the
+ * record as JSON instead.
  */
-import { renderTable } from '../cli/output.js';
-import { formatMiB } from './placement.js';
-import { progressOf, type EvacuationRecord, type GuestEntry } from './record.js';
-import type { EvacuationPlan } from './types.js';
+import { formatMiB, progressOf, type EvacuationPlan, type EvacuationRecord, type GuestEntry } from '../evacuation/index.js';
+import { renderTable } from './output.js';
 
 /** A host's name for a URI, falling back to the URI. */
 function namer(hosts: ReadonlyArray<{ uri: string; name: string }>): (uri: string | undefined) => string {
