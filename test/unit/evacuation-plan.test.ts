@@ -3,6 +3,7 @@ import { capacityKiB, resolvePlacementOptions } from '../../src/evacuation/place
 import { planEvacuation } from '../../src/evacuation/plan.js';
 import type { EvacuationGuest, EvacuationPlan, PlacementHost } from '../../src/evacuation/types.js';
 import { renderPlan } from '../../src/cli/evacuation-render.js';
+import { Rng } from '../fuzz/rng.js';
 
 const MiB = 1024; // KiB
 const GiB = 1024 * MiB;
@@ -47,16 +48,11 @@ function refusalsOf(plan: EvacuationPlan, name: string): string[] {
   return plan.unplaced.find((u) => u.guest.name === name)?.refusals.map((r) => r.message) ?? [];
 }
 
-/** A small deterministic PRNG (mulberry32), so that "random" cases repeat. */
-function rng(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(t ^ (t >>> 15), 1 | t);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fuzz tests' seeded PRNG as a function, so that "random" cases repeat. */
+const rng = (seed: number): (() => number) => {
+  const r = new Rng(seed);
+  return () => r.next();
+};
 
 describe('planEvacuation: memory', () => {
   it('places a guest that fills a host exactly, and refuses one that needs a KiB more', () => {

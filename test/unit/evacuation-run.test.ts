@@ -16,6 +16,7 @@ import {
 import { renderReport } from '../../src/cli/evacuation-render.js';
 import { inFlight, nextMigrations, type MigrationStart, type SchedulerState } from '../../src/evacuation/scheduler.js';
 import type { EvacuationGuest, PlacementHost, PlacementOptions } from '../../src/evacuation/types.js';
+import { Rng } from '../fuzz/rng.js';
 
 const MiB = 1024; // KiB
 const GiB = 1024 * MiB;
@@ -54,16 +55,11 @@ function entry(r: EvacuationRecord, name: string): GuestEntry {
 
 const short = (u: string | undefined) => u?.replace(/^ferry\+tls:\/\/|\/system$/g, '');
 
-/** A small deterministic PRNG (mulberry32), so that "random" runs repeat. */
-function rng(seed: number): () => number {
-  let t = seed >>> 0;
-  return () => {
-    t = (t + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(t ^ (t >>> 15), 1 | t);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The fuzz tests' seeded PRNG as a function, so that "random" runs repeat. */
+const rng = (seed: number): (() => number) => {
+  const r = new Rng(seed);
+  return () => r.next();
+};
 
 /** What the simulated executor saw: the most in flight at once, overall and per host and direction. */
 interface Peaks {
