@@ -24,8 +24,10 @@ import type {
 import type { MigrationForecast } from '../migration/forecast-inputs.js';
 import type { HostFacts } from '../host/host-facts.js';
 import type { MaintenanceStatus } from '../host/maintenance.js';
+import type { EvacuationPlan } from '../evacuation/index.js';
+import type { EvacuationRequest, EvacuationStatus } from '../migration/evacuations.js';
 
-export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent, DirtyRateMode, DirtyRateStarted, HostFacts, MaintenanceStatus };
+export type { DomainInfo, DomainSummary, ListFilter, LifecycleEvent, DirtyRateMode, DirtyRateStarted, HostFacts, MaintenanceStatus, EvacuationPlan, EvacuationRequest, EvacuationStatus };
 
 /** Protocol version, sent in `connect.hello`; bump on incompatible change (2: keepalive pings). */
 export const PROTOCOL_VERSION = 2;
@@ -203,7 +205,8 @@ export interface HostMaintenance extends MaintenanceStatus {
 
 /**
  * Method table of the host itself (src/api/host-handlers.ts): the facts a
- * placement decision needs, and maintenance mode (docs/hosts.md).
+ * placement decision needs, maintenance mode (docs/hosts.md), and
+ * evacuation (docs/evacuation.md).
  */
 export interface HostStateApiMethods {
   /** `hostfacts`, `nodeinfo`, `nodememstats`, `freecell`: CPU, memory, guests, maintenance, migration load. */
@@ -214,6 +217,14 @@ export interface HostStateApiMethods {
   'host.maintenance.enable': { params: { reason?: string }; result: HostMaintenance };
   /** `maintenance disable`. */
   'host.maintenance.disable': { params: Record<string, never>; result: HostMaintenance };
+  /** `evacuate --dry-run`: the plan for emptying this host onto `to`, from what every host reports; changes nothing. */
+  'host.evacuate.plan': { params: EvacuationRequest; result: EvacuationPlan };
+  /** `evacuate`: starts emptying this host (run by this daemon), continues an unfinished evacuation, or answers the running one's status. */
+  'host.evacuate.start': { params: EvacuationRequest; result: EvacuationStatus };
+  /** `evacuate-status`: the running or last evacuation, with the running migrations' figures. */
+  'host.evacuate.status': { params: Record<string, never>; result: EvacuationStatus };
+  /** `evacuate-stop [--abort]`: no new migrations start; with `abort` the running ones are aborted (their guests stay here). */
+  'host.evacuate.stop': { params: { abort?: boolean }; result: EvacuationStatus };
 }
 
 /** Method table: parameter and result types of every call. */

@@ -92,3 +92,60 @@ export function renderReport(record: EvacuationRecord): string {
   const skipped = record.skipped.map((s) => `skipped ${s.name}: ${s.reason}\n`).join('');
   return `${renderTable(['Guest', 'Destination', 'Time', 'Downtime', 'Result'], rows)}\n${why.join('')}${why.length > 0 ? '\n' : ''}${parts.join(', ')}\n${skipped}`;
 }
+
+/** One in-flight migration's percent, as virsh computes it from data remaining and total. */
+function percentOf(f: { dataTotal?: number; dataRemaining?: number }): string {
+  if (!f.dataTotal || f.dataRemaining === undefined) return '…';
+  return `${Math.max(0, Math.min(99, Math.floor(100 - (f.dataRemaining * 100) / f.dataTotal)))} %`;
+}
+
+/**
+ * The progress line of a running evacuation: the totals, then each
+ * migration in flight with its destination and percent.
+ */
+export function renderEvacuationLine(st: { state: string; record: EvacuationRecord | null; inFlight: ReadonlyArray<{ name: string; destination: string; dataTotal?: number; dataRemaining?: number }> }): string {
+  if (st.record === null) return st.state;
+  const name = namer([st.record.source, ...st.record.destinations]);
+  const n = progressOf(st.record);
+  const totals = `[${n.done}/${n.total} moved${n.failed > 0 ? `, ${n.failed} failed` : ''}${n.check > 0 ? `, ${n.check} to check` : ''}${st.state !== 'running' ? `, ${st.state}` : ''}]`;
+  return [totals, ...st.inFlight.map((f) => `${f.name}→${name(f.destination)} ${percentOf(f)}`)].join(' ');
+}
+
+/**
+ * A line for each guest whose evacuation moved on between two records (it
+ * started, moved, failed, was re-planned, needs a check); with no earlier
+ * record, the migrations under way.
+ */
+export function renderGuestChanges(before: EvacuationRecord | null, after: EvacuationRecord): string {
+  const name = namer([after.source, ...after.destinations]);
+  const old = new Map((before?.guests ?? []).map((e) => [e.guest.uuid, e]));
+  const lines: string[] = [];
+  for (const e of after.guests) {
+    const was = old.get(e.guest.uuid);
+    if (before === null ? e.status !== 'running' : was !== undefined && was.status === e.status && was.attempts.length === e.attempts.length) continue;
+    const last = e.attempts.at(-1);
+    switch (e.status) {
+      case 'running':
+        lines.push(`${e.guest.name}: ${e.guest.state === 'inactive' ? 'moving offline' : 'migrating'} to ${name(last?.destination)}${e.attempts.length > 1 ? ` (attempt ${e.attempts.length})` : ''}`);
+        break;
+      case 'done': {
+        const took = last?.endedAtMs !== undefined ? ` in ${seconds(last.endedAtMs - last.startedAtMs)}` : '';
+        lines.push(`${e.guest.name}: ${e.guest.state === 'inactive' ? 'moved offline' : 'migrated'} to ${name(e.destination)}${took}${last?.downtimeMs !== undefined ? `, downtime ${last.downtimeMs} ms` : ''}`);
+        break;
+      }
+      case 'retrying':
+        lines.push(`${e.guest.name}: failed on ${name(last?.destination)} (${last?.error ?? '?'}); will try ${name(e.destination)}`);
+        break;
+      case 'failed':
+        lines.push(`${e.guest.name}: failed, stays on the source: ${e.note}`);
+        break;
+      case 'check':
+        lines.push(`${e.guest.name}: to check: ${e.note}`);
+        break;
+      case 'pending':
+        lines.push(`${e.guest.name}: ${e.note}`);
+        break;
+    }
+  }
+  return lines.map((l) => `${l}\n`).join('');
+}

@@ -47,8 +47,16 @@ export function printResult(o: Output, value: unknown, human: () => string): voi
   }
 }
 
+/**
+ * A failure the command has already printed, in its result (an evacuation's
+ * report with `--json`, whose object carries the error): only the exit
+ * status is left to give.
+ */
+export class ReportedFailure extends FerryError {}
+
 /** Prints an error as `error: <sentence>`, or as a JSON object, and returns the exit status. */
 export function printError(o: Output, err: unknown): number {
+  if (err instanceof ReportedFailure) return EXIT_FAILURE;
   const e: FerryError = toFerryError(err);
   if (o.json) o.out(JSON.stringify({ error: e.toPayload() }, null, 2));
   else o.err(`error: ${e.message}`);

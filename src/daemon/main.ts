@@ -15,6 +15,8 @@ import { loadTlsCredentials } from '../api/tls.js';
 import { parseDaemonArgs } from './config.js';
 import { acquireInstanceLock } from './instance-lock.js';
 import { Migrations, type PeerConnector } from '../migration/host-migrations.js';
+import { Evacuations, type EvacuationPeerConnector } from '../migration/evacuations.js';
+import { FerryError } from '../errors/index.js';
 import { migrationHandlers } from '../api/migration-handlers.js';
 import { hostStateHandlers } from '../api/host-handlers.js';
 import { remoteDestination } from '../api/migration-endpoints.js';
@@ -55,7 +57,15 @@ async function run(): Promise<void> {
   // A post-copy stream silent for as long as a silent peer daemon counts as gone is paused, ready to be resumed.
   const postcopyStallMs = cfg.keepalive.intervalS > 0 ? cfg.keepalive.intervalS * cfg.keepalive.count * 1000 : undefined;
   const migrations = new Migrations(host, connectPeer, log, qemuTlsDir, { ...DEFAULT_POLICY, mode: cfg.migrationPolicy }, postcopyStallMs);
-  const server = new ApiServer(buildHandlers(host, { ...migrationHandlers(migrations, log), ...hostStateHandlers(host, migrations) }), log, cfg.keepalive);
+  // An evacuation asks its destinations for their facts and guests: the native API only (libvirt has no host.facts).
+  const connectEvacuationPeer: EvacuationPeerConnector = async (uri) => {
+    if (isLibvirtUri(uri)) throw new FerryError('argument_unsupported', `evacuation needs Ferry destinations (ferry+tls://, ferry+tcp://, ferry+unix://), not ${uri}`);
+    const client = await ApiClient.connect(uri, peerOpts);
+    return { facts: () => client.call('host.facts', {}), domains: () => client.call('domain.list', { all: true }), close: () => client.close() };
+  };
+  const evacuations = new Evacuations(host, migrations, connectEvacuationPeer, log);
+  await evacuations.load();
+  const server = new ApiServer(buildHandlers(host, { ...migrationHandlers(migrations, log), ...hostStateHandlers(host, migrations, evacuations) }), log, cfg.keepalive);
   const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);

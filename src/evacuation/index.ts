@@ -26,3 +26,4 @@ export {
 } from './record.js';
 export { reconcile, type GuestObservation, type Observation } from './reconcile.js';
 export { inFlight, nextMigrations, type HostLimits, type MigrationStart, type SchedulerState } from './scheduler.js';
+export { EvacuationRun, type ExecutorOps, type RunOptions, type RunState } from './execute.js';

@@ -191,7 +191,9 @@ export type MigrationOutcome =
   /** The migration failed and the guest is still on the source, and only there. */
   | { result: 'failed'; error: string }
   /** The outcome is not known (a lost connection after the switch-over, say). */
-  | { result: 'unknown'; error: string };
+  | { result: 'unknown'; error: string }
+  /** Stopped on purpose (the user aborted the evacuation's migrations); the guest is on the source, and its destination is not to blame. */
+  | { result: 'interrupted'; error: string };
 
 /**
  * Records how `name`'s running migration ended, and applies the retry policy:
@@ -201,7 +203,8 @@ export type MigrationOutcome =
  *   this guest and it is re-planned onto another (`retrying`), counting the
  *   memory every other guest of the plan takes there; after
  *   `retry.maxFailures` failures, or when no other host can take it, `failed`;
- * - unknown: `check`, never retried automatically.
+ * - unknown: `check`, never retried automatically;
+ * - interrupted (aborted by the user): `pending` again, no host excluded.
  *
  * @throws FerryError `operation_invalid` unless it is `running`
  */
@@ -228,6 +231,12 @@ export function markEnded(record: EvacuationRecord, name: string, outcome: Migra
       attempt.error = outcome.error;
       e.status = 'check';
       e.note = `the migration's outcome is unknown (${outcome.error})`;
+      return r;
+    case 'interrupted':
+      attempt.result = 'interrupted';
+      attempt.error = outcome.error;
+      e.status = 'pending';
+      e.note = `stopped before it moved (${outcome.error}); still on the source`;
       return r;
     case 'failed':
       attempt.result = 'failed';

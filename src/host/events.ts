@@ -1,4 +1,4 @@
-/** The daemon's event bus: lifecycle, migration-iteration, job-completed and host maintenance events fanned out to API subscribers. */
+/** The daemon's event bus: lifecycle, migration-iteration, job-completed, host maintenance and evacuation events fanned out to API subscribers. */
 import { EventEmitter } from 'node:events';
 import type { JobStats } from './job-stats.js';
 
@@ -50,9 +50,22 @@ export interface MaintenanceEvent {
   timestamp: string;
 }
 
+/** An evacuation of this host changed (a migration started or ended, it was stopped, it ended); `host.evacuate.status` has the details. */
+export interface EvacuationEvent {
+  host: string;
+  state: string;
+  total: number;
+  done: number;
+  failed: number;
+  check: number;
+  running: number;
+  timestamp: string;
+}
+
 /** A typed event published by the host layer. */
 export type HostEvent =
   | { name: 'host.maintenance'; data: MaintenanceEvent }
+  | { name: 'host.evacuation'; data: EvacuationEvent }
   | { name: 'domain.migration-policy'; data: MigrationPolicyEvent }
   | { name: 'domain.lifecycle'; data: LifecycleEvent }
   | { name: 'domain.migration-iteration'; data: MigrationIterationEvent }
@@ -84,6 +97,11 @@ export class EventBus {
   /** Publishes a step of a migration's convergence policy. */
   migrationPolicy(domain: { name: string; uuid: string }, step: MigrationPolicyEvent['step'], message: string): void {
     this.publish({ name: 'domain.migration-policy', data: { domain: domain.name, uuid: domain.uuid, step, message, timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes a change of an evacuation of this host. */
+  evacuation(data: Omit<EvacuationEvent, 'timestamp'>): void {
+    this.publish({ name: 'host.evacuation', data: { ...data, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes a change of the host's maintenance mode. */

@@ -83,7 +83,7 @@ export class IncomingMigrations {
     private readonly log: (msg: string) => void,
     private readonly qemuTlsDir?: string,
   ) {
-    this.slots = new MigrationSlots('incoming', host.config.migrationLimits?.incoming ?? defaultMigrationLimit());
+    this.slots = new MigrationSlots('incoming', host.config.migrationLimits?.incoming ?? defaultMigrationLimit(), log);
   }
 
   /** Ports for incoming memory streams and disk copies. */

@@ -79,7 +79,7 @@ export class OutgoingMigrations {
     private readonly postcopyStallMs: number = DEFAULT_POSTCOPY_STALL_MS,
   ) {
     this.journal = new MigrationJournal(host.config.stateDir);
-    this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit());
+    this.slots = new MigrationSlots('outgoing', host.config.migrationLimits?.outgoing ?? defaultMigrationLimit(), log);
     this.control = new OutgoingJobControl(host, log, this.jobs);
   }
 

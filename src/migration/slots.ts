@@ -31,6 +31,8 @@ export class MigrationSlots {
   constructor(
     readonly kind: 'outgoing' | 'incoming',
     readonly limit: number,
+    /** Told of every change of the load (ferryd logs it: the numbers in flight are checked from the log). */
+    private readonly onChange: (line: string) => void = () => undefined,
   ) {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new FerryError('invalid_arg', `the ${kind} migration limit must be a positive integer`);
   }
@@ -38,6 +40,10 @@ export class MigrationSlots {
   /** How many run and how many wait. */
   get load(): { running: number; queued: number; limit: number } {
     return { running: this.running, queued: this.queue.length, limit: this.limit };
+  }
+
+  private changed(): void {
+    this.onChange(`migration slots: ${this.kind} ${this.running} running of ${this.limit}, ${this.queue.length} queued`);
   }
 
   claim(): SlotTicket {
@@ -48,6 +54,7 @@ export class MigrationSlots {
         grant: () => {
           state = 'granted';
           this.running++;
+          this.changed();
           resolve();
         },
         fail: (e) => {
@@ -59,10 +66,14 @@ export class MigrationSlots {
     // A rejection nobody awaits yet must not count as unhandled.
     granted.catch(() => undefined);
     if (this.running < this.limit) entry!.grant();
-    else this.queue.push(entry!);
+    else {
+      this.queue.push(entry!);
+      this.changed();
+    }
     const leaveQueue = () => {
       const i = this.queue.indexOf(entry!);
       if (i >= 0) this.queue.splice(i, 1);
+      this.changed();
     };
     return {
       granted,
@@ -70,7 +81,9 @@ export class MigrationSlots {
         if (state === 'granted') {
           state = 'done';
           this.running--;
-          this.queue.shift()?.grant();
+          const next = this.queue.shift();
+          if (next) next.grant();
+          else this.changed();
         } else if (state === 'waiting') {
           leaveQueue();
           entry!.fail(new FerryError('operation_aborted', 'the migration left the queue'));

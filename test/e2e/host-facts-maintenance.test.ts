@@ -217,7 +217,7 @@ describe.skipIf(!netnsAvailable())('host facts and maintenance mode', () => {
     expect((await facts(B)).guests).toMatchObject({ running: 1, defined: 1 });
   });
 
-  it('evacuate --dry-run plans the running guests onto the destinations from their facts, names a destination in maintenance as the reason a guest stays, and changes nothing', async () => {
+  it('evacuate --dry-run plans the running guests onto the destinations from their facts, names a destination in maintenance as the reason a guest stays, and changes nothing; without --dry-run the guest moves', async () => {
     await startGuest(B, 'maint-a');
     const q = statusOf(B.d.runDir, 'maint-a')!;
     const plan = await B.ferry(['evacuate', '--to', A.tcpUri, '--dry-run'], { json: true });
@@ -238,11 +238,23 @@ describe.skipIf(!netnsAvailable())('host facts and maintenance mode', () => {
     } finally {
       await maintenance(A, ['disable']);
     }
-    // This build only plans: without --dry-run the command says so, and nothing moved.
-    expectCliError(await B.ferry(['evacuate', '--to', A.tcpUri], { json: true }), 'argument_unsupported', 74, 'evacuate without --dry-run');
+    // The plans changed nothing.
     expect(statusOf(B.d.runDir, 'maint-a')?.pid).toBe(q.pid);
     expect(await domainNames(B)).toEqual(['maint-a']);
     await expectHeartbeatCarriesOn(hb(B), 'maint-a');
+
+    // Without --dry-run the guest moves, and the report says where.
+    const ev = await B.ferry(['evacuate', '--to', A.tcpUri], { json: true, timeoutMs: 120_000 });
+    expectCliOk(ev, 'evacuate B -> A');
+    expect(ev.json.state).toBe('ended');
+    expect(ev.json.record.guests.map((g: { guest: { name: string }; status: string; destination: string }) => [g.guest.name, g.status, g.destination])).toEqual([['maint-a', 'done', A.tcpUri]]);
+    await expectContinuity('maint-a', hb(B), hb(A));
+    expect(await domainNames(B)).toEqual([]);
+    expect(await domainNames(A)).toContain('maint-a');
+    const status = await B.ferry(['evacuate-status']);
+    expectCliOk(status, 'evacuate-status after the evacuation');
+    expect(status.stdout).toMatch(/state: ended/);
+    expect(status.stdout).toMatch(/1 of 1 moved, 0 failed, 0 to check/);
   });
 
   it('a bad reason is refused with invalid_arg and changes nothing', async () => {

@@ -1,18 +1,26 @@
 /**
- * `ferry -c SOURCE evacuate --to URI [--to URI ...] --dry-run`: the plan
- * for emptying a host (issue 15), from what each host reports
- * (`host.facts`) and the source's guests and definitions. This build plans
- * only: the migrations themselves are not wired yet, and the command says
- * so rather than pretend (docs/evacuation.md).
+ * Emptying a host (issue 15, docs/evacuation.md):
+ *
+ * - `ferry -c SOURCE evacuate --to URI [--to URI ...]` asks the source
+ *   daemon to plan and run the evacuation (`host.evacuate.start`), follows
+ *   it to its end with a line per guest as its migration starts and ends
+ *   and, on a terminal, a progress line, then prints the report. The
+ *   evacuation runs in the daemon: this command only watches it, so killing
+ *   the command leaves it running, and running it again follows it (or,
+ *   after the daemon stopped mid-way, continues it). Ctrl-C stops it on
+ *   purpose: the first lets the running migrations finish and starts no
+ *   more, the second aborts them;
+ * - `--dry-run` prints the plan (`host.evacuate.plan`) and changes nothing;
+ * - `evacuate-status` and `evacuate-stop [--abort]` for another terminal or a script.
  */
 import { Option, type Command } from 'commander';
-import { DomainDocument } from '../../domain/index.js';
-import { FerryError } from '../../errors/index.js';
-import { evacuationGuestFromDomain, placementHostFromFacts, planEvacuation, type EvacuationGuest, type PlacementOptions } from '../../evacuation/index.js';
-import { renderPlan } from '../evacuation-render.js';
+import { FerryError, showValue } from '../../errors/index.js';
+import { progressOf, type EvacuationRecord } from '../../evacuation/index.js';
+import type { ApiClient } from '../../api/client.js';
+import type { EvacuationRequest, EvacuationStatus } from '../../api/protocol.js';
+import { renderEvacuationLine, renderGuestChanges, renderPlan, renderReport } from '../evacuation-render.js';
 import type { CliContext } from '../context.js';
-import { openConnection } from '../connection.js';
-import { printResult } from '../output.js';
+import { ReportedFailure, printResult } from '../output.js';
 import { parsePositiveInt } from './console.js';
 
 interface EvacuateOptions {
@@ -22,50 +30,188 @@ interface EvacuateOptions {
   unsafe?: boolean;
   headroomPercent?: string;
   headroomMib?: string;
+  maxParallel?: number;
+  maxFailures?: number;
+  fresh?: boolean;
 }
 
-/** Registers `evacuate`. */
+/** How often the progress line asks for the running migrations' figures (ms); changes of the record arrive as events at once. */
+const PROGRESS_POLL_MS = 1000;
+
+/** A number option; its range is the planner's to check. */
+function parseNumber(value: string, option: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new FerryError('invalid_arg', `${option} needs a number, not ${showValue(value)}`);
+  return n;
+}
+
+/** States in which the daemon still runs the evacuation. */
+const ACTIVE: ReadonlySet<string> = new Set(['running', 'stopping', 'aborting']);
+
+/** Registers `evacuate`, `evacuate-status` and `evacuate-stop`. */
 export function registerEvacuateCommand(program: Command, ctx: CliContext): void {
   program
     .command('evacuate')
-    .description('plan emptying this host onto others: every running guest (and with --include-inactive every inactive definition) placed by memory, CPU and maintenance')
-    .addOption(new Option('--to <uri>', 'a destination host (repeat for several)').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]))
-    .option('--dry-run', 'print the plan and change nothing (required in this build: the migrations are not wired yet)')
+    .description('empty this host: live-migrate every running guest (and with --include-inactive every inactive definition) to the hosts given, placed by memory, CPU and maintenance, a bounded number at a time; run again to continue after an interruption')
+    .addOption(new Option('--to <uri>', 'a destination host, as the source daemon reaches it (repeat for several)').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]))
+    .option('--dry-run', 'print the plan and change nothing')
     .option('--include-inactive', 'move persistent inactive definitions too (offline)')
-    .option('--unsafe', 'place host-passthrough guests on hosts with another CPU')
+    .option('--unsafe', 'place host-passthrough guests on hosts with another CPU (and migrate them with --unsafe)')
     .option('--headroom-percent <n>', "part of a destination's memory kept free, in percent (default 10)")
     .option('--headroom-mib <n>', 'memory kept free on a destination, in MiB (default 0; the larger headroom applies)')
+    .option('--max-parallel <n>', "migrations at once (default: the source's outgoing migration limit)", (v) => parsePositiveInt(v, '--max-parallel'))
+    .option('--max-failures <n>', 'failed migrations of one guest before it is left on the source (default 3)', (v) => parsePositiveInt(v, '--max-failures'))
+    .option('--fresh', 'discard an unfinished evacuation of this host and plan afresh')
     .action(async (opts: EvacuateOptions) => {
-      const destinations = opts.to ?? [];
-      if (destinations.length === 0) throw new FerryError('invalid_arg', 'evacuate needs at least one destination: --to URI');
-      if (!opts.dryRun) {
-        throw new FerryError('argument_unsupported', 'this build of ferry evacuate only plans: add --dry-run to print the plan; the evacuation itself (migrating the guests) is not wired yet');
-      }
-      const options: PlacementOptions = {
+      const to = opts.to ?? [];
+      if (to.length === 0) throw new FerryError('invalid_arg', 'evacuate needs at least one destination: --to URI');
+      const req: EvacuationRequest = {
+        to,
         ...(opts.includeInactive ? { includeInactive: true } : {}),
         ...(opts.unsafe ? { unsafe: true } : {}),
-        ...(opts.headroomPercent !== undefined ? { headroomPercent: parsePositiveInt(opts.headroomPercent, 'headroom-percent') } : {}),
-        ...(opts.headroomMib !== undefined ? { headroomMiB: parsePositiveInt(opts.headroomMib, 'headroom-mib') } : {}),
+        ...(opts.headroomPercent !== undefined ? { headroomPercent: parseNumber(opts.headroomPercent, '--headroom-percent') } : {}),
+        ...(opts.headroomMib !== undefined ? { headroomMiB: parseNumber(opts.headroomMib, '--headroom-mib') } : {}),
+        ...(opts.maxParallel !== undefined ? { maxParallel: opts.maxParallel } : {}),
+        ...(opts.maxFailures !== undefined ? { maxFailures: opts.maxFailures } : {}),
+        ...(opts.fresh ? { fresh: true } : {}),
       };
       const source = await ctx.client();
-      const sourceHost = placementHostFromFacts(ctx.uri, await source.call('host.facts', {}));
-      const guests: EvacuationGuest[] = [];
-      for (const d of await source.call('domain.list', { all: true })) {
-        const active = d.id !== null;
-        if (!active && !d.persistent) continue;
-        const { xml } = await source.call('domain.xml', { domain: d.uuid, ...(active ? {} : { inactive: true }) });
-        guests.push(evacuationGuestFromDomain(DomainDocument.parse(xml).def, active ? 'running' : 'inactive', ctx.uri));
+      if (opts.dryRun) {
+        const plan = await source.call('host.evacuate.plan', req);
+        printResult(ctx.output, plan, () => renderPlan(plan));
+        return;
       }
-      const hosts = [];
-      for (const uri of destinations) {
-        const client = await openConnection(uri, ctx.connectOptions);
-        try {
-          hosts.push(placementHostFromFacts(uri, await client.call('host.facts', {})));
-        } finally {
-          client.close();
-        }
+      await source.call('events.subscribe', {});
+      const first = await source.call('host.evacuate.start', req);
+      if (!ctx.output.json) {
+        const p = first.record ? progressOf(first.record) : undefined;
+        const how = first.continued ? `continuing an unfinished evacuation (${p?.done ?? 0} of ${p?.total ?? 0} already moved)` : first.state !== 'running' || (p?.running ?? 0) > 0 ? 'following the evacuation already running' : 'evacuating';
+        process.stderr.write(`evacuate: ${how}: ${p?.total ?? 0} guests to ${first.record?.destinations.map((d) => d.name).join(', ') ?? '-'}, at most ${first.maxParallel ?? '?'} at once (Ctrl-C stops starting new migrations)\n`);
       }
-      const plan = planEvacuation(sourceHost, guests, hosts, options);
-      printResult(ctx.output, plan, () => renderPlan(plan));
+      const final = await follow(source, first, ctx.output.json);
+      reportEnd(ctx, final);
     });
+
+  program
+    .command('evacuate-status')
+    .description("the running or last evacuation of this host: each guest's destination, time, downtime and result, and the migrations in flight")
+    .action(async () => {
+      const client = await ctx.client();
+      const st = await client.call('host.evacuate.status', {});
+      printResult(ctx.output, st, () => (st.record === null ? 'no evacuation of this host\n' : `state: ${st.state}\n${renderInFlight(st)}${renderReport(st.record)}`));
+    });
+
+  program
+    .command('evacuate-stop')
+    .description('stop the running evacuation: no new migrations start, the running ones finish (with --abort they are aborted and their guests stay here)')
+    .option('--abort', 'abort the running migrations too')
+    .action(async (opts: { abort?: boolean }) => {
+      const client = await ctx.client();
+      const st = await client.call('host.evacuate.stop', { abort: opts.abort === true });
+      printResult(ctx.output, st, () => `evacuation ${st.state}: ${st.inFlight.length} migration${st.inFlight.length === 1 ? '' : 's'} still running\n`);
+    });
+}
+
+function renderInFlight(st: EvacuationStatus): string {
+  return st.inFlight.length === 0 ? '' : `in flight: ${renderEvacuationLine(st)}\n`;
+}
+
+/**
+ * Follows the evacuation until the daemon no longer runs it: each change of
+ * the record (an event) prints the guests whose status changed; on a
+ * terminal a progress line is redrawn every second. Ctrl-C stops the
+ * evacuation (twice: aborts). A lost connection ends the wait with an
+ * error that says the evacuation goes on in the daemon.
+ */
+async function follow(client: ApiClient, first: EvacuationStatus, json: boolean): Promise<EvacuationStatus> {
+  const tty = !json && process.stderr.isTTY === true;
+  let last = first;
+  let shown = '';
+  let interrupts = 0;
+  const clearLine = () => {
+    if (tty && shown !== '') process.stderr.write(`\r${' '.repeat(shown.length)}\r`);
+    shown = '';
+  };
+  const show = (st: EvacuationStatus, before: EvacuationRecord | null) => {
+    if (json) return;
+    const changes = st.record ? renderGuestChanges(before, st.record) : '';
+    if (changes !== '') {
+      clearLine();
+      process.stderr.write(changes);
+    }
+    if (tty) {
+      const line = renderEvacuationLine(st);
+      process.stderr.write(`\r${line.padEnd(shown.length)}`);
+      shown = line;
+    }
+  };
+  show(first, null);
+  const onSigint = () => {
+    interrupts++;
+    const abort = interrupts > 1;
+    clearLine();
+    process.stderr.write(abort ? 'evacuate: aborting the running migrations; their guests stay on the source\n' : 'evacuate: stopping: no new migrations start, the running ones finish (Ctrl-C again aborts them)\n');
+    client.call('host.evacuate.stop', { abort }).catch((err: Error) => process.stderr.write(`evacuate: could not stop: ${err.message}\n`));
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    return await new Promise<EvacuationStatus>((resolve, reject) => {
+      let asking = false;
+      let again = false;
+      const refresh = () => {
+        if (asking) {
+          again = true;
+          return;
+        }
+        asking = true;
+        client.call('host.evacuate.status', {}).then(
+          (st) => {
+            asking = false;
+            const before = last.record;
+            last = st;
+            show(st, before);
+            if (!ACTIVE.has(st.state)) return finish(st);
+            if (again) {
+              again = false;
+              refresh();
+            }
+          },
+          (err: unknown) => finish(undefined, err),
+        );
+      };
+      const timer = setInterval(refresh, PROGRESS_POLL_MS);
+      const onEvent = (name: string) => {
+        if (name === 'host.evacuation') refresh();
+      };
+      const onClose = (err: unknown) => finish(undefined, err ?? new Error('closed'));
+      const finish = (st?: EvacuationStatus, err?: unknown) => {
+        clearInterval(timer);
+        client.off('event', onEvent);
+        client.off('close', onClose);
+        clearLine();
+        if (st) resolve(st);
+        else reject(new FerryError('no_connect', `lost the connection to the source daemon (${err instanceof Error ? err.message : String(err)}); the evacuation goes on there: 'ferry evacuate-status' shows it, 'ferry evacuate' with the same --to follows it again`));
+      };
+      client.on('event', onEvent);
+      client.on('close', onClose);
+      if (!ACTIVE.has(first.state)) finish(first);
+      else refresh();
+    });
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** The report, and the exit status: 0 only when every guest moved. */
+function reportEnd(ctx: CliContext, st: EvacuationStatus): void {
+  const record = st.record;
+  if (record === null) throw new FerryError('internal_error', 'the daemon answered no evacuation');
+  const n = progressOf(record);
+  const notMoved = n.total - n.done;
+  const error =
+    notMoved === 0
+      ? undefined
+      : new FerryError('operation_failed', `${notMoved} of ${n.total} guest${n.total === 1 ? '' : 's'} not moved (${n.failed} failed, ${n.check} to check, ${n.pending + n.retrying + n.running} not finished${st.state === 'interrupted' ? ': the evacuation was stopped; run the same command again to continue' : ''})`);
+  printResult(ctx.output, { ...st, ...(error ? { error: error.toPayload() } : {}) }, () => renderReport(record));
+  if (error) throw ctx.output.json ? new ReportedFailure(error.code, error.message) : error;
 }

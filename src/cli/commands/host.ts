@@ -70,6 +70,8 @@ function describeEvent(name: string, data: Record<string, unknown>): string {
       const stats = (data.stats ?? {}) as Record<string, unknown>;
       return `${head} 'job-completed' for domain '${String(data.domain)}': ${String(stats.operation ?? 'job')} ${String(stats.type ?? '')}`;
     }
+    case 'host.evacuation':
+      return `${head} 'evacuation' for host '${String(data.host)}': ${String(data.state)}, ${String(data.done)} of ${String(data.total)} moved, ${String(data.running)} running, ${String(data.failed)} failed, ${String(data.check)} to check`;
     case 'host.maintenance':
       return `${head} 'maintenance' for host '${String(data.host)}': ${data.enabled ? `enabled${data.reason ? ` (${String(data.reason)})` : ''}` : 'disabled'}`;
     default:
