@@ -61,7 +61,8 @@ async function run(): Promise<void> {
   const connectEvacuationPeer: EvacuationPeerConnector = async (uri) => {
     if (isLibvirtUri(uri)) throw new FerryError('argument_unsupported', `evacuation needs Ferry destinations (ferry+tls://, ferry+tcp://, ferry+unix://), not ${uri}`);
     const client = await ApiClient.connect(uri, peerOpts);
-    return { facts: () => client.call('host.facts', {}), domains: () => client.call('domain.list', { all: true }), close: () => client.close() };
+    // Bounded: a destination that stops answering must not hold the evacuation up (the facts may ask QEMU about the CPU).
+    return { facts: () => client.call('host.facts', {}, { timeoutMs: 60_000 }), domains: () => client.call('domain.list', { all: true }, { timeoutMs: 20_000 }), close: () => client.close() };
   };
   const evacuations = new Evacuations(host, migrations, connectEvacuationPeer, log);
   await evacuations.load();
