@@ -49,6 +49,7 @@ import { readHostFacts, type HostFacts } from '../host/host-facts.js';
 import type { Host } from '../host/host.js';
 import type { DomainSummary } from '../host/views.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { DEFAULT_POLICY, resolvePolicy } from './convergence.js';
 import type { Migrations } from './host-migrations.js';
 
 /** Another host as an evacuation asks it: what it has, and which guests it holds. */
@@ -71,6 +72,8 @@ export interface EvacuationRequest extends PlacementOptions {
   maxFailures?: number;
   /** Discard an unfinished evacuation's record and plan afresh. */
   fresh?: boolean;
+  /** The convergence policy of every migration (docs/convergence.md); the host's when absent. Not kept in the record: a run that continues uses its own request's. */
+  policy?: unknown;
 }
 
 /**
@@ -117,6 +120,7 @@ export class Evacuations {
   private lastMaxInFlight = 0;
   private maxParallel: number | null = null;
   private continued = false;
+  private policy: unknown;
 
   constructor(
     private readonly host: Host,
@@ -181,8 +185,10 @@ export class Evacuations {
       const { plan, source, destinations } = await this.freshPlan(req);
       record = createRecord(plan, source, destinations, Date.now(), req.maxFailures !== undefined ? { maxFailures: req.maxFailures } : {});
     }
-    // The scheduler's own check of the limit, before anything is stored or started.
+    // The scheduler's and the policy's own checks, before anything is stored or started.
     nextMigrations({ record, maxParallel, stopping: true });
+    resolvePolicy(req.policy, DEFAULT_POLICY);
+    this.policy = req.policy;
     await this.save(record);
     this.last = record;
     this.maxParallel = maxParallel;
@@ -293,7 +299,7 @@ export class Evacuations {
     if (d === undefined) return { result: 'unknown', error: 'the guest is no longer defined on the source' };
     const flags = (s.offline ? OFFLINE : LIVE) | (d.persistent ? PERSISTENT : 0) | (run.record.options.unsafe ? UNSAFE : 0);
     try {
-      const out = await this.migrations.migratePeerToPeer(s.uuid, s.destination, { flags, params: {} });
+      const out = await this.migrations.migratePeerToPeer(s.uuid, s.destination, { flags, params: {}, ...(this.policy !== undefined ? { policy: this.policy } : {}) });
       return { result: 'migrated', ...(out.finish.downtimeMs !== undefined ? { downtimeMs: out.finish.downtimeMs } : {}) };
     } catch (err) {
       const error = toFerryError(err).message;

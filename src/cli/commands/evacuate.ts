@@ -21,9 +21,10 @@ import type { EvacuationRequest, EvacuationStatus } from '../../api/protocol.js'
 import { renderEvacuationLine, renderGuestChanges, renderPlan, renderReport } from '../evacuation-render.js';
 import type { CliContext } from '../context.js';
 import { ReportedFailure, printResult } from '../output.js';
+import { addPolicyOptions, policyFromOptions, type PolicyOptions } from '../policy-options.js';
 import { parsePositiveInt } from './console.js';
 
-interface EvacuateOptions {
+interface EvacuateOptions extends PolicyOptions {
   to?: string[];
   dryRun?: boolean;
   includeInactive?: boolean;
@@ -50,8 +51,8 @@ const ACTIVE: ReadonlySet<string> = new Set(['running', 'stopping', 'aborting'])
 
 /** Registers `evacuate`, `evacuate-status` and `evacuate-stop`. */
 export function registerEvacuateCommand(program: Command, ctx: CliContext): void {
-  program
-    .command('evacuate')
+  const evacuate = program.command('evacuate');
+  addPolicyOptions(evacuate)
     .description('empty this host: live-migrate every running guest (and with --include-inactive every inactive definition) to the hosts given, placed by memory, CPU and maintenance, a bounded number at a time; run again to continue after an interruption')
     .addOption(new Option('--to <uri>', 'a destination host, as the source daemon reaches it (repeat for several)').argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), v]))
     .option('--dry-run', 'print the plan and change nothing')
@@ -75,6 +76,8 @@ export function registerEvacuateCommand(program: Command, ctx: CliContext): void
         ...(opts.maxFailures !== undefined ? { maxFailures: opts.maxFailures } : {}),
         ...(opts.fresh ? { fresh: true } : {}),
       };
+      const policy = policyFromOptions(opts);
+      if (policy) req.policy = policy;
       const source = await ctx.client();
       if (opts.dryRun) {
         const plan = await source.call('host.evacuate.plan', req);

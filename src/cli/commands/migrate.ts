@@ -20,6 +20,7 @@ import { runMigration } from '../../migration/driver.js';
 import type { CliContext } from '../context.js';
 import { printResult, renderFields } from '../output.js';
 import { MigrationProgress } from '../progress.js';
+import { addPolicyOptions, policyFromOptions, type PolicyOptions } from '../policy-options.js';
 import { parsePositiveInt } from './console.js';
 
 /** Commander's camel-case key of an option like `--copy-storage-all`. */
@@ -27,7 +28,7 @@ function optionKey(option: string): string {
   return option.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-interface MigrateExtras {
+interface MigrateExtras extends PolicyOptions {
   verbose?: boolean;
   timeout?: number;
   timeoutSuspend?: boolean;
@@ -35,12 +36,6 @@ interface MigrateExtras {
   postcopyAfterPrecopy?: boolean;
   direct?: boolean;
   dryRun?: boolean;
-  policy?: string;
-  maxDowntime?: number;
-  downtimeSteps?: number;
-  progressTimeout?: number;
-  completionTimeoutPerGib?: number;
-  completionAction?: string;
 }
 
 /** Registers `migrate`. */
@@ -57,7 +52,7 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     const value = p.cliInput === 'file' ? 'FILE' : p.valueName;
     cmd.addOption(new Option(`${p.option} <${value}>`, `${p.summary}${p.availability === 'later' ? ' (not implemented yet)' : ''}`));
   }
-  cmd
+  addPolicyOptions(cmd)
     .option('--direct', 'hypervisor-native direct migration (not offered for QEMU: use managed mode or --p2p)')
     .option('--verbose', 'show a progress bar')
     .option('--timeout <seconds>', 'act when the live migration has not finished after SECONDS (default action: suspend the guest)', (v) => parsePositiveInt(v, '--timeout'))
@@ -65,12 +60,6 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
     .option('--timeout-postcopy', 'with --timeout: switch to post-copy instead of suspending')
     .option('--postcopy-after-precopy', 'with --postcopy: switch to post-copy once the first pass over memory is done')
     .option('--dry-run', 'migrate nothing: measure the guest and the path, and forecast whether and how the migration would finish')
-    .addOption(new Option('--policy <mode>', 'when the migration does not converge: none, warn (say so, with what would help) or auto (escalate: downtime, throttling, post-copy where the flags allow, then abort); default: the host\'s').choices(['none', 'warn', 'auto']))
-    .option('--max-downtime <ms>', `with --policy auto: the highest downtime limit it may set (default ${DEFAULT_POLICY.maxDowntimeMs})`, (v) => parseNonNegativeInt(v, '--max-downtime'))
-    .option('--downtime-steps <n>', `with --policy auto: steps to raise the downtime limit to --max-downtime (default ${DEFAULT_POLICY.downtimeSteps})`, (v) => parseNonNegativeInt(v, '--downtime-steps'))
-    .option('--progress-timeout <seconds>', `seconds without data remaining shrinking before the migration counts as stalled; 0 = off (default ${DEFAULT_POLICY.progressTimeoutS})`, (v) => parseNonNegativeInt(v, '--progress-timeout'))
-    .option('--completion-timeout-per-gib <seconds>', 'seconds per GiB of guest memory after which --completion-action is taken; 0 = off (default 0)', (v) => parseNonNegativeInt(v, '--completion-timeout-per-gib'))
-    .addOption(new Option('--completion-action <action>', 'what the completion timeout does: abort (default), postcopy (needs --postcopy) or pause').choices(['abort', 'postcopy', 'pause']))
     .action(async (domain: string, destUri: string, opts: Record<string, unknown> & MigrateExtras) => {
       if (opts.direct) throw new FerryError('argument_unsupported', '--direct migration is not offered for QEMU guests; use managed migration (default) or --p2p');
       if ((opts.timeoutPostcopy || opts.postcopyAfterPrecopy) && opts.postcopy !== true) {
@@ -186,24 +175,6 @@ export function registerMigrateCommand(program: Command, ctx: CliContext): void 
         process.off('SIGINT', onSigint);
       }
     });
-}
-
-/** The policy settings given on the command line, or undefined for the host's. */
-function policyFromOptions(o: MigrateExtras): Record<string, unknown> | undefined {
-  const p: Record<string, unknown> = {};
-  if (o.policy !== undefined) p.mode = o.policy;
-  if (o.maxDowntime !== undefined) p.maxDowntimeMs = o.maxDowntime;
-  if (o.downtimeSteps !== undefined) p.downtimeSteps = o.downtimeSteps;
-  if (o.progressTimeout !== undefined) p.progressTimeoutS = o.progressTimeout;
-  if (o.completionTimeoutPerGib !== undefined) p.completionTimeoutPerGiBS = o.completionTimeoutPerGib;
-  if (o.completionAction !== undefined) p.completionAction = o.completionAction;
-  return Object.keys(p).length ? p : undefined;
-}
-
-/** A whole number option value (0 allowed). */
-function parseNonNegativeInt(v: string, option: string): number {
-  if (!/^\d{1,9}$/.test(v)) throw new FerryError('invalid_arg', `${option} expects a whole number, not '${v}'`);
-  return Number(v);
 }
 
 /** The forecast as `migrate --dry-run` prints it. */
