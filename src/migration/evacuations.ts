@@ -105,6 +105,8 @@ export interface EvacuationStatus {
   maxParallel: number | null;
   /** Set when `start` continued an unfinished record rather than planning afresh. */
   continued?: boolean;
+  /** Set in `start`'s answer when the evacuation was already running (the caller follows it). */
+  attached?: boolean;
 }
 
 const RECORD_FILE = 'evacuation.json';
@@ -169,7 +171,7 @@ export class Evacuations {
       if (!sameSet(this.run.record.destinations.map((d) => d.uri), req.to)) {
         throw new FerryError('operation_invalid', `an evacuation of this host to ${this.run.record.destinations.map((d) => d.uri).join(', ')} is running; stop it first ('ferry evacuate-stop') or follow it with the same --to`);
       }
-      return this.status();
+      return { ...this.status(), attached: true };
     }
     const maxParallel = req.maxParallel ?? this.migrations.outgoing.slots.limit;
     let record: EvacuationRecord;

@@ -88,7 +88,7 @@ export function registerEvacuateCommand(program: Command, ctx: CliContext): void
       const first = await source.call('host.evacuate.start', req);
       if (!ctx.output.json) {
         const p = first.record ? progressOf(first.record) : undefined;
-        const how = first.continued ? `continuing an unfinished evacuation (${p?.done ?? 0} of ${p?.total ?? 0} already moved)` : first.state !== 'running' || (p?.running ?? 0) > 0 ? 'following the evacuation already running' : 'evacuating';
+        const how = first.attached ? 'following the evacuation already running' : first.continued ? `continuing an unfinished evacuation (${p?.done ?? 0} of ${p?.total ?? 0} already moved)` : 'evacuating';
         process.stderr.write(`evacuate: ${how}: ${p?.total ?? 0} guests to ${first.record?.destinations.map((d) => d.name).join(', ') ?? '-'}, at most ${first.maxParallel ?? '?'} at once (Ctrl-C stops starting new migrations)\n`);
       }
       const final = await follow(source, first, ctx.output.json);
