@@ -13,7 +13,7 @@ import {
   type GuestEntry,
   type MigrationOutcome,
 } from '../../src/evacuation/record.js';
-import { renderReport } from '../../src/cli/evacuation-render.js';
+import { renderEvacuationLine, renderGuestChanges, renderReport } from '../../src/cli/evacuation-render.js';
 import { inFlight, nextMigrations, type MigrationStart, type SchedulerState } from '../../src/evacuation/scheduler.js';
 import type { EvacuationGuest, PlacementHost, PlacementOptions } from '../../src/evacuation/types.js';
 import { Rng } from '../fuzz/rng.js';
@@ -434,5 +434,22 @@ describe('renderReport', () => {
         '',
       ].join('\n'),
     );
+  });
+});
+
+describe('the progress the command prints while it follows', () => {
+  it('a line per guest that moved on, and a progress line with the totals and each migration in flight', () => {
+    const a = host('a', { maxOutgoing: 4 });
+    const r0 = recordFor(a, [guest('web', 2048), guest('db', 1024), guest('mail', 800)], [host('b', { freeGiB: 8 }), host('c', { freeGiB: 8 })]);
+    const r1 = markStarted(markStarted(r0, 'web', 1_000), 'db', 1_000);
+    expect(renderGuestChanges(null, r1)).toBe('web: migrating to b\ndb: migrating to c\n');
+    expect(renderGuestChanges(r1, r1)).toBe('');
+    let r2 = markEnded(r1, 'web', { result: 'migrated', downtimeMs: 31 }, 6_200);
+    r2 = markEnded(r2, 'db', { result: 'failed', error: 'prepare refused' }, 2_000);
+    expect(renderGuestChanges(r1, r2)).toBe('web: migrated to b in 5.2 s, downtime 31 ms\ndb: failed on c (prepare refused); will try b\n');
+    const r3 = markStarted(r2, 'db', 2_100);
+    expect(renderGuestChanges(r2, r3)).toBe('db: migrating to b (attempt 2)\n');
+    const line = renderEvacuationLine({ state: 'stopping', record: r3, inFlight: [{ name: 'db', destination: uri('b'), dataTotal: 1000, dataRemaining: 250 }, { name: 'x', destination: uri('c') }] });
+    expect(line).toBe('[1/3 moved, stopping] db→b 75 % x→c …');
   });
 });
