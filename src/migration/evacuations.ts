@@ -176,7 +176,8 @@ export class Evacuations {
     const maxParallel = req.maxParallel ?? this.migrations.outgoing.slots.limit;
     let record: EvacuationRecord;
     this.continued = false;
-    if (this.last !== null && !isSettled(this.last) && !req.fresh) {
+    // An unfinished record, or one that ended with guests to check (what the user runs again for), is continued.
+    if (this.last !== null && (!isSettled(this.last) || this.last.guests.some((e) => e.status === 'check')) && !req.fresh) {
       const dests = this.last.destinations.map((d) => d.uri);
       if (!sameSet(dests, req.to)) {
         throw new FerryError('operation_invalid', `an unfinished evacuation of this host to ${dests.join(', ')} exists; continue it with the same --to, or plan afresh with --fresh`);
@@ -204,7 +205,7 @@ export class Evacuations {
     });
     this.run = run;
     const p = progressOf(record);
-    this.log(`evacuation ${this.continued ? 'continues' : 'starts'}: ${p.total} guests (${p.done} done, ${p.failed} failed, ${p.check} to check), to ${record.destinations.map((d) => d.name).join(', ')}, at most ${this.maxParallel} at once`);
+    this.log(`evacuation ${this.continued ? 'continues' : 'starts'}: ${p.total} guest${p.total === 1 ? '' : 's'} (${p.done} done, ${p.failed} failed, ${p.check} to check), to ${record.destinations.map((d) => d.name).join(', ')}, at most ${this.maxParallel} at once`);
     void run.run().then(
       (final) => {
         this.last = final;
@@ -300,6 +301,7 @@ export class Evacuations {
     const d = this.host.registry.getByUuid(s.uuid);
     if (d === undefined) return { result: 'unknown', error: 'the guest is no longer defined on the source' };
     const flags = (s.offline ? OFFLINE : LIVE) | (d.persistent ? PERSISTENT : 0) | (run.record.options.unsafe ? UNSAFE : 0);
+    await this.resumeIfLeftByUnknownOutcome(run, s);
     try {
       const out = await this.migrations.migratePeerToPeer(s.uuid, s.destination, { flags, params: {}, ...(this.policy !== undefined ? { policy: this.policy } : {}) });
       return { result: 'migrated', ...(out.finish.downtimeMs !== undefined ? { downtimeMs: out.finish.downtimeMs } : {}) };
@@ -319,6 +321,23 @@ export class Evacuations {
       const at = where.length === 0 ? 'no host' : where.map((u) => hostNameOf(run.record, u)).join(' and ');
       return { result: 'unknown', error: `${error}; afterwards found on ${at}` };
     }
+  }
+
+  /**
+   * A guest whose earlier migration ended with an unknown outcome was left
+   * paused here (`paused (migrating)`) so that it could not run twice. The
+   * scheduler starts it again only after `reconcile` found it here and on
+   * no destination, every destination answering: then it is this copy or
+   * none, and it is resumed first (QEMU migrates no guest it paused for an
+   * earlier migration), as the unknown outcome's message tells a user to.
+   */
+  private async resumeIfLeftByUnknownOutcome(run: EvacuationRun, s: MigrationStart): Promise<void> {
+    const d = this.host.registry.getByUuid(s.uuid);
+    const entry = run.record.guests.find((g) => g.guest.uuid === s.uuid);
+    if (s.offline || d === undefined || !d.active || d.status.state !== 'paused' || d.status.reason !== 'migrating') return;
+    if (entry === undefined || !entry.attempts.some((a) => a.result === 'unknown') || this.migrating(s.uuid)) return;
+    this.log(`evacuation: resuming '${d.name}': an earlier migration of it ended with an unknown outcome, and no destination has it`);
+    await this.host.lifecycle.resume(s.uuid);
   }
 
   /**
