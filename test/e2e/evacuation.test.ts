@@ -25,7 +25,12 @@
  *   - the evacuating CLI killed, then `ferry evacuate` run again: it
  *     attaches and finishes;
  *   - the source's ferryd killed and restarted, then `ferry evacuate` run
- *     again: it continues from its record and finishes.
+ *     again: it continues from its record and finishes; the same while a
+ *     migration waits in confirm (its guest already runs on the
+ *     destination): that guest counts as done and is not moved again;
+ *   - Ctrl-C twice in `ferry evacuate`: nothing new starts, the running
+ *     migrations are aborted and their guests run on at h1; run again, it
+ *     finishes.
  *
  * A guest whose migration outcome is unknown is never retried by the run
  * itself (docs/evacuation.md, "Failures"): when a fault leaves one, the
@@ -52,11 +57,14 @@ import {
   expectEvacuated,
   fleetOf,
   forgetEvacuation,
+  heartbeatHost,
   limitsSeen,
+  listingOf,
   statusCounts,
   stopEvacuation,
   type FleetGuest,
 } from '../support/evacuation.js';
+import { expectHeartbeatCarriesOn } from '../support/heartbeat.js';
 import { netnsAvailable } from '../support/netns.js';
 
 /** Each ferryd's migration limits; the evacuation's --max-parallel defaults to the source's outgoing one. */
@@ -80,7 +88,7 @@ useDaemonCleanup(async () => {
   if (!cluster) return;
   for (const h of cluster.hosts) {
     cluster.setLink(h, true);
-    for (const f of ['test-hold', 'held-dest-finishing']) rmSync(join(h.d.runDir, f), { force: true });
+    for (const f of ['test-hold', 'held-dest-finishing', 'held-source-confirming']) rmSync(join(h.d.runDir, f), { force: true });
   }
   if (h1.d.alive()) await stopEvacuation(h1).catch(() => undefined);
   await resetDaemons([h1.d, h2.d, h3.d]);
@@ -351,5 +359,79 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     const startedAfter = evacuationStarts(logSince(h1, marks).slice(restartedAt)).map((s) => s.name);
     expect(startedAfter.filter((n) => doneBefore.includes(n)), `done before the restart: ${doneBefore.join(', ')}`).toEqual([]);
     expect(limitsSeen(logSince(h1, marks), [h2, h3].map((h) => ({ host: h.name, log: logSince(h, marks) })), LIMITS).problems).toEqual([]);
+  }, 300_000);
+
+  it("the source's ferryd killed while a migration waits in confirm (the destination already runs the guest): after the restart that guest is done, not moved again, and the re-run finishes", async () => {
+    const guests = await startFleet(fleetOf('evf', FAULT_FLEET));
+    const marks = logMarks();
+    const hold = join(h1.d.runDir, 'test-hold');
+    const held = join(h1.d.runDir, 'held-source-confirming');
+    writeFileSync(hold, 'source-confirming\n');
+    const run = evacuate();
+    await waitFor('a migration to be held in confirm on h1', () => {
+      if (run.exited()) throw new Error(`ferry evacuate ended first: ${run.stdout()}${run.stderr()}`);
+      return existsSync(held);
+    }, 60_000, 50);
+    rmSync(hold);
+    const inConfirm = evacuationStarts(logSince(h1, marks))
+      .map((s) => s.name)
+      .filter((n) => !evacuationEnds(logSince(h1, marks)).some((e) => e.name === n));
+    await h1.d.kill9();
+    rmSync(held, { force: true });
+    const lost = await run.done;
+    expect(lost.code, `${lost.stdout}${lost.stderr}`).toBe(1);
+    await h1.d.restart();
+    const interrupted = await h1.ferry(['evacuate-status'], { json: true });
+    expectCliOk(interrupted, 'evacuate-status after the restart');
+    expect(interrupted.json?.state, describeRecord(interrupted.json?.record)).toBe('interrupted');
+
+    const again = await evacuate().done;
+    expectCliOk(again, `ferry evacuate run again after the restart\n${h1.name}'s log:\n${evacuationLog(h1, marks)}`);
+    const final = again.json as EvacuationStatus;
+    expect(final.continued).toBe(true);
+    await expectEvacuated(h1, [h2, h3], guests, final);
+    // A guest whose migration had reached confirm was on its destination already: the re-run found it there and did not move it again.
+    const restartedAt = logSince(h1, marks).lastIndexOf('evacuation continues: ');
+    const startedAfter = evacuationStarts(logSince(h1, marks).slice(restartedAt)).map((s) => s.name);
+    const confirmed = (final.record?.guests ?? []).filter((e) => inConfirm.includes(e.guest.name) && e.attempts.length === 1).map((e) => e.guest.name);
+    expect(confirmed, `guests in flight when h1 was killed (${inConfirm.join(', ')}) that needed no second attempt\n${describeRecord(final.record)}\n${evacuationLog(h1, marks)}`).not.toEqual([]);
+    expect(startedAfter.filter((n) => confirmed.includes(n))).toEqual([]);
+  }, 300_000);
+
+  it('Ctrl-C twice in ferry evacuate: the first starts nothing new, the second aborts the running migrations (their guests run on at h1); ferry evacuate run again finishes', async () => {
+    const guests = await startFleet(fleetOf('evg', FAULT_FLEET));
+    const marks = logMarks();
+    const run = evacuate();
+    await midway(run);
+    run.kill('SIGINT');
+    const stopping = await waitFor('the evacuation to be stopping with migrations in flight', async () => {
+      const st = await evacuationStatus(h1);
+      return st.state === 'stopping' && st.inFlight.length > 0 ? st : undefined;
+    }, 30_000, 50);
+    const aborted = stopping.inFlight.map((f) => f.name);
+    run.kill('SIGINT');
+    const stopped = await run.done;
+    expect(stopped.code, `${stopped.stdout}${stopped.stderr}`).toBe(1);
+    expect(stopped.json?.error?.code, stopped.stdout).toBe('operation_failed');
+    expect(stopped.json?.state, describeRecord(stopped.json?.record)).toBe('interrupted');
+    // Nothing started after the first Ctrl-C; the aborted guests are pending again and run on at h1, in the same QEMU, intact.
+    const log = logSince(h1, marks);
+    const stopAt = log.indexOf('evacuation: stop requested');
+    expect(stopAt, log).toBeGreaterThan(0);
+    expect(evacuationStarts(log.slice(stopAt)), 'migrations started after the stop').toEqual([]);
+    const rec = (stopped.json as EvacuationStatus).record!;
+    const back = rec.guests.filter((e) => aborted.includes(e.guest.name) && e.status === 'pending').map((e) => e.guest.name);
+    expect(back, `aborted (${aborted.join(', ')}) and pending again\n${describeRecord(rec)}`).not.toEqual([]);
+    const h1List = await listingOf(h1);
+    for (const name of back) {
+      expect(h1List.running, `'${name}' runs on at h1`).toContain(name);
+      await expectHeartbeatCarriesOn(heartbeatHost(h1), name);
+    }
+
+    const again = await evacuate().done;
+    expectCliOk(again, `ferry evacuate run again after Ctrl-C\n${h1.name}'s log:\n${evacuationLog(h1, marks)}`);
+    const final = again.json as EvacuationStatus;
+    expect(final.continued).toBe(true);
+    await expectEvacuated(h1, [h2, h3], guests, final);
   }, 300_000);
 });
