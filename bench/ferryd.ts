@@ -24,6 +24,8 @@ export interface FerrydOptions {
   listenTls?: string;
   /** `--tls-dir`: server credentials for `--listen-tls`, client credentials for peer connections. */
   tlsDir?: string;
+  /** More ferryd arguments, appended last (e.g. `--max-outgoing-migrations 4`). */
+  extraArgs?: string[];
 }
 
 export interface Ferryd {
@@ -58,6 +60,7 @@ export async function startFerryd(o: FerrydOptions): Promise<Ferryd> {
   if (o.listenTcp || o.libvirtTcp) args.push('--insecure');
   if (o.tlsDir) args.push('--tls-dir', o.tlsDir);
   if (o.listenTls) args.push('--listen-tls', o.listenTls);
+  args.push(...(o.extraArgs ?? []));
   const [file, argv] = o.netns ? ['ip', ['netns', 'exec', o.netns, process.execPath, ...args]] : [process.execPath, args];
   mkdirSync(o.dir, { recursive: true });
   const fd = openSync(logPath, 'w');

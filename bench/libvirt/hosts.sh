@@ -7,6 +7,11 @@
 #
 # FERRY_LIBVIRT_MIGRATE_TLS_DIR=DIR at start: both QEMU drivers use DIR for
 # `virsh migrate --tls` (migrate_tls_x509_cert_dir, peers verified).
+# FERRY_LIBVIRT_HOSTS=N at start and net (2 to 9, default 2): N hosts instead
+# of two (bench/evacuation-scale.ts uses 4). With more than two, the hosts'
+# links (still lvbI inside host I) plug into a bridge in a namespace of its
+# own, lvb-sw; with two they stay one veth pair, as before. stop removes
+# every host there is, whatever N.
 #
 # Each host is a network namespace (a veth pair: 10.203.0.1 and 10.203.0.2)
 # plus a mount namespace in which /etc/libvirt, /run/libvirt,
@@ -22,6 +27,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 base="${FERRY_LIBVIRT_DIR:-/tmp/ferry-libvirt}"
 addr() { echo "10.203.0.$1"; }
 ns() { echo "lvb-h$1"; }
+count="${FERRY_LIBVIRT_HOSTS:-2}"
+if [[ ! "$count" =~ ^[2-9]$ ]]; then
+  echo "FERRY_LIBVIRT_HOSTS must be a number from 2 to 9, not '$count'" >&2
+  exit 2
+fi
 
 install() {
   local need=()
@@ -42,16 +52,33 @@ install() {
 }
 
 net_up() {
-  ip netns del "$(ns 1)" 2>/dev/null || true
-  ip netns del "$(ns 2)" 2>/dev/null || true
-  ip netns add "$(ns 1)"
-  ip netns add "$(ns 2)"
-  ip link add lvb1 netns "$(ns 1)" type veth peer name lvb2 netns "$(ns 2)"
-  for i in 1 2; do
+  net_down
+  local i
+  for i in $(seq 1 "$count"); do ip netns add "$(ns "$i")"; done
+  if ((count == 2)); then
+    ip link add lvb1 netns "$(ns 1)" type veth peer name lvb2 netns "$(ns 2)"
+  else
+    ip netns add lvb-sw
+    ip -n lvb-sw link add br0 type bridge
+    ip -n lvb-sw link set br0 up
+    for i in $(seq 1 "$count"); do
+      ip link add "lvb$i" netns "$(ns "$i")" type veth peer name "lvb${i}s" netns lvb-sw
+      ip -n lvb-sw link set "lvb${i}s" master br0
+      ip -n lvb-sw link set "lvb${i}s" up
+    done
+  fi
+  for i in $(seq 1 "$count"); do
     ip -n "$(ns "$i")" addr add "$(addr "$i")/24" dev "lvb$i"
     ip -n "$(ns "$i")" link set "lvb$i" up
     ip -n "$(ns "$i")" link set lo up
   done
+}
+
+# Every host namespace there is (up to 9) and the bridge's, whatever the count.
+net_down() {
+  local i
+  for i in $(seq 1 9); do ip netns del "$(ns "$i")" 2>/dev/null || true; done
+  ip netns del lvb-sw 2>/dev/null || true
 }
 
 host_dirs() {
@@ -144,22 +171,19 @@ case "${1:-}" in
     install
     "$0" stop >/dev/null 2>&1 || true
     # Every start is a fresh host: no domains defined by an earlier run.
-    rm -rf "$base/h1" "$base/h2"
+    for i in $(seq 1 "$count"); do rm -rf "${base:?}/h$i"; done
     net_up
-    start_host 1
-    start_host 2
-    echo "host 1: qemu+tcp://$(addr 1)/system (netns $(ns 1)); host 2: qemu+tcp://$(addr 2)/system (netns $(ns 2))"
+    for i in $(seq 1 "$count"); do start_host "$i"; done
+    for i in $(seq 1 "$count"); do echo "host $i: qemu+tcp://$(addr "$i")/system (netns $(ns "$i"))"; done
     ;;
   net)
-    # Only the two network namespaces (benchmarks that leave libvirt out).
+    # Only the network namespaces (benchmarks that leave libvirt out).
     "$0" stop >/dev/null 2>&1 || true
     net_up
     ;;
   stop)
-    stop_host 1 || true
-    stop_host 2 || true
-    ip netns del "$(ns 1)" 2>/dev/null || true
-    ip netns del "$(ns 2)" 2>/dev/null || true
+    for i in $(seq 1 9); do stop_host "$i" || true; done
+    net_down
     ;;
   *)
     echo "usage: $0 start|net|stop" >&2
