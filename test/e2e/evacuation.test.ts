@@ -116,9 +116,9 @@ afterAll(async () => {
   cluster = undefined;
 });
 
-/** `ferry -c H1 --json evacuate --to H2 --to H3 --include-inactive`, run as a process the test may kill. */
-function evacuate(): FerryProcess {
-  return spawnFerry(['evacuate', '--to', h2.tcpUri, '--to', h3.tcpUri, '--include-inactive'], { uri: h1.d.uri, netns: h1.ns, json: true, timeoutMs: EVACUATE_MS });
+/** `ferry -c H1 --json evacuate --to H2 --to H3 --include-inactive` (without `--json` when `json` is false), run as a process the test may signal. */
+function evacuate(json = true): FerryProcess {
+  return spawnFerry(['evacuate', '--to', h2.tcpUri, '--to', h3.tcpUri, '--include-inactive'], { uri: h1.d.uri, netns: h1.ns, json, timeoutMs: EVACUATE_MS });
 }
 
 /** Starts the fleet on h1 and remembers it for the cleanup. */
@@ -320,9 +320,15 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     // The evacuation does not depend on its client.
     const after = await evacuationStatus(h1);
     expect(after.state, describeRecord(after.record)).toBe('running');
-    const again = await evacuate().done;
+    // Run again as a user would, without --json: it says it follows the running evacuation, then prints the report.
+    const again = await evacuate(false).done;
     expectCliOk(again, 'ferry evacuate run again while the evacuation runs');
-    const final = again.json as EvacuationStatus;
+    expect(again.stderr).toMatch(/^evacuate: following the evacuation already running: 6 guests to /m);
+    for (const g of guests) expect(again.stdout, again.stdout).toMatch(new RegExp(`^\\s*${g.name}\\s+(?:${h2.ns}|${h3.ns})\\s.*\\bmigrated\\s*$`, 'm'));
+    expect(again.stdout).toMatch(/\b6 of 6 moved, 0 failed, 0 to check\b/);
+    const status = await h1.ferry(['evacuate-status'], { json: true });
+    expectCliOk(status, 'evacuate-status');
+    const final = status.json as EvacuationStatus;
     expect(final.state).toBe('ended');
     await expectEvacuated(h1, [h2, h3], guests, final);
     // Attaching started nothing twice: one migration per guest, and nobody stopped the run.
