@@ -107,6 +107,9 @@ export interface EvacuationStatus {
   continued?: boolean;
   /** Set in `start`'s answer when the evacuation was already running (the caller follows it). */
   attached?: boolean;
+  /** When the current (or last) run of this daemon started and ended (ms since the epoch); absent before any run. */
+  startedAtMs?: number;
+  endedAtMs?: number;
 }
 
 const RECORD_FILE = 'evacuation.json';
@@ -123,6 +126,8 @@ export class Evacuations {
   private maxParallel: number | null = null;
   private continued = false;
   private policy: unknown;
+  private runStartedAtMs: number | undefined;
+  private runEndedAtMs: number | undefined;
 
   constructor(
     private readonly host: Host,
@@ -204,12 +209,15 @@ export class Evacuations {
       changed: () => this.announce(),
     });
     this.run = run;
+    this.runStartedAtMs = Date.now();
+    this.runEndedAtMs = undefined;
     const p = progressOf(record);
     this.log(`evacuation ${this.continued ? 'continues' : 'starts'}: ${p.total} guest${p.total === 1 ? '' : 's'} (${p.done} done, ${p.failed} failed, ${p.check} to check), to ${record.destinations.map((d) => d.name).join(', ')}, at most ${this.maxParallel} at once`);
     void run.run().then(
       (final) => {
         this.last = final;
         this.lastMaxInFlight = run.maxInFlight;
+        this.runEndedAtMs = Date.now();
         const q = progressOf(final);
         this.log(`evacuation ${isSettled(final) ? 'ended' : 'stopped'}: ${q.done} of ${q.total} moved, ${q.failed} failed, ${q.check} to check, ${q.pending + q.retrying} not started`);
         this.announce();
@@ -226,7 +234,16 @@ export class Evacuations {
     const active = run !== undefined && run.state !== 'ended';
     const state: EvacuationState = active ? run.state : record === null ? 'none' : isSettled(record) ? 'ended' : 'interrupted';
     const inFlight = (active ? run.inFlight : []).map((s) => ({ name: s.name, destination: s.destination, attempt: s.attempt, ...this.jobFigures(s.uuid) }));
-    return { state, record, inFlight, maxInFlight: run?.maxInFlight ?? this.lastMaxInFlight, maxParallel: this.maxParallel, ...(this.continued ? { continued: true } : {}) };
+    return {
+      state,
+      record,
+      inFlight,
+      maxInFlight: run?.maxInFlight ?? this.lastMaxInFlight,
+      maxParallel: this.maxParallel,
+      ...(this.continued ? { continued: true } : {}),
+      ...(this.runStartedAtMs !== undefined ? { startedAtMs: this.runStartedAtMs } : {}),
+      ...(this.runEndedAtMs !== undefined ? { endedAtMs: this.runEndedAtMs } : {}),
+    };
   }
 
   /** Stops the running evacuation: no new starts; with `abort` the running migrations are aborted too. */
