@@ -16,6 +16,9 @@ command -v prlimit >/dev/null || need_apt+=(util-linux)
 # Stock libvirt clients drive ferryd's libvirt protocol listener in the tests.
 command -v virsh >/dev/null || need_apt+=(libvirt-clients)
 /usr/bin/python3 -c 'import libvirt' 2>/dev/null || need_apt+=(python3-libvirt)
+# The dashboard's browser tests drive Debian's Chromium; Prometheus scrapes ferryd in the metrics test.
+command -v chromium >/dev/null || need_apt+=(chromium)
+command -v prometheus >/dev/null || need_apt+=(prometheus)
 # The test guest is a 32-bit kernel: gcc needs its 32-bit support.
 echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - 2>/dev/null || need_apt+=(gcc-multilib)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -10,7 +10,7 @@ import { ALL_STATS_GROUPS, collectStats, fieldsObject, type StatsGroup } from '.
 import type { HostedDomain } from '../host/hosted-domain.js';
 import { FERRY_VERSION } from '../version.js';
 import { PROTOCOL_VERSION, type DomainStatsResult, type HostApiMethod, type HostIdentity } from './protocol.js';
-import type { ApiConnection, Handler } from './server.js';
+import type { Caller, Handler } from './server.js';
 
 function optBool(params: Record<string, unknown>, key: string): boolean {
   const v = params[key];
@@ -76,7 +76,7 @@ export function buildHandlers(host: Host, extra: Record<string, Handler> = {}): 
       const records = await collectStats(statsDomains(host, p), statsGroups(p), { dirtyRates: host.dirtyRates });
       return records.map((r) => ({ domain: r.domain.name, uuid: r.domain.uuid, stats: fieldsObject(r.fields) }));
     },
-    'events.subscribe': async (_p, conn: ApiConnection) => {
+    'events.subscribe': async (_p, conn: Caller) => {
       conn.subscribed = true;
       return { subscribed: true };
     },

@@ -227,8 +227,14 @@ export interface HostStateApiMethods {
   'host.evacuate.stop': { params: { abort?: boolean }; result: EvacuationStatus };
 }
 
+/** Method table of the HTTP listener (src/http/): what `ferry dashboard` asks. */
+export interface DashboardApiMethods {
+  /** `dashboard`: where the HTTP listener is and the token that lets a page act (a client of this API may do everything anyway). */
+  'host.dashboard': { params: Record<string, never>; result: { url: string; token: string } };
+}
+
 /** Method table: parameter and result types of every call. */
-export interface ApiMethods extends HostApiMethods, MigrationApiMethods, HostStateApiMethods {}
+export interface ApiMethods extends HostApiMethods, MigrationApiMethods, HostStateApiMethods, DashboardApiMethods {}
 
 /** A method name. */
 export type ApiMethod = keyof ApiMethods;
@@ -236,5 +242,7 @@ export type ApiMethod = keyof ApiMethods;
 export type HostApiMethod = keyof HostApiMethods;
 /** A method of migration (src/api/migration-handlers.ts). */
 export type MigrationApiMethod = keyof MigrationApiMethods;
+/** A method of the HTTP listener (src/http/server.ts). */
+export type DashboardApiMethod = keyof DashboardApiMethods;
 /** A method of the host itself (src/api/host-handlers.ts). */
 export type HostStateApiMethod = keyof HostStateApiMethods;

@@ -15,8 +15,30 @@ import { addressPort, closeServer, listenMutualTls, listenPlainTcp, listenUnixOw
 
 export type { Transport } from './listeners.js';
 
+/**
+ * Who made a call, for the few methods that depend on it: `events.subscribe`
+ * (the connection gets events), `migration.begin`/`prepare` (a job owned by
+ * the connection), `migration.tunnelAttach` (the connection becomes the
+ * stream). An {@link ApiConnection} is one; the HTTP listener's calls are
+ * another (src/http/server.ts), which offers none of those methods.
+ */
+export interface Caller {
+  readonly id: number;
+  /** How the call came: the native API's listeners, or the HTTP listener. */
+  readonly transport: Transport | 'http';
+  readonly peer: string;
+  subscribed: boolean;
+  /** Aborted when the caller goes away. */
+  readonly closedSignal: AbortSignal;
+  readonly isOpen: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  /** Hands the caller's socket over (it then carries a stream only). */
+  takeOverSocket(): Socket;
+  close(): void;
+}
+
 /** A method handler. `params` is untrusted: handlers validate it. */
-export type Handler = (params: Record<string, unknown>, conn: ApiConnection) => Promise<unknown>;
+export type Handler = (params: Record<string, unknown>, conn: Caller) => Promise<unknown>;
 
 /** Calls a single connection may have in flight before it is told to wait. */
 const MAX_IN_FLIGHT = 64;
@@ -37,7 +59,7 @@ interface PendingAccount {
 }
 
 /** One client connection. Emits 'close' once. */
-export class ApiConnection extends EventEmitter {
+export class ApiConnection extends EventEmitter implements Caller {
   private static nextId = 1;
   /** Daemon-local connection number, for logs and job ownership. */
   readonly id = ApiConnection.nextId++;

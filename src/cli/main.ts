@@ -10,6 +10,7 @@ import { registerConsoleCommands } from './commands/console.js';
 import { registerHostCommands } from './commands/host.js';
 import { registerHostFactsCommands } from './commands/host-facts.js';
 import { registerEvacuateCommand } from './commands/evacuate.js';
+import { registerDashboardCommand } from './commands/dashboard.js';
 import { registerMaintenanceCommands } from './commands/maintenance.js';
 import { registerTlsCommands } from './commands/tls-setup.js';
 import { registerJobCommands, registerMigrateCommand } from './commands/migrate.js';
@@ -40,6 +41,7 @@ export function buildProgram(): { program: Command; ctx: CliContext } {
   registerTlsCommands(program, ctx);
   registerMigrateCommand(program, ctx);
   registerEvacuateCommand(program, ctx);
+  registerDashboardCommand(program, ctx);
   registerJobCommands(program, ctx);
   for (const cmd of program.commands) cmd.exitOverride();
   program.hook('preAction', () => {

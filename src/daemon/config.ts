@@ -30,6 +30,8 @@ export interface DaemonConfig {
   keepalive: KeepaliveSettings;
   /** What an outgoing migration does when it does not converge, unless its request says (see src/migration/convergence.ts). */
   migrationPolicy: PolicyMode;
+  /** The dashboard and /metrics listener (`--http`), HTTPS with `--http-tls` (uses --tls-dir). */
+  http?: ListenAddress & { tls: boolean };
   /** libvirt-protocol listeners: a unix socket, plain TCP (needs --insecure), mutual TLS (uses --tls-dir). */
   libvirt: { socket?: string; tcp?: ListenAddress; tls?: ListenAddress };
 }
@@ -72,6 +74,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     .option('--libvirt-socket <path>', "serve libvirt's remote protocol on this unix socket (virsh -c 'qemu+unix:///system?socket=PATH')")
     .option('--libvirt-listen-tcp <host:port>', "serve libvirt's remote protocol over plain TCP with NO authentication, like libvirtd's auth_tcp=\"none\" (needs --insecure)")
     .option('--libvirt-listen-tls <host:port>', "serve libvirt's remote protocol over mutual TLS with the credentials in --tls-dir (virsh -c 'qemu+tls://HOST:PORT/system?pkipath=DIR')")
+    .option('--http <host:port>', 'serve the dashboard, /metrics and the API for the page over HTTP (reading from this machine needs nothing; changes need the token in RUN_DIR/http-token, see ferry dashboard)')
+    .option('--http-tls', 'serve --http as HTTPS with the certificates of --tls-dir; a client certificate of the CA counts as a credential')
     .option('--host-uuid <uuid>', 'host UUID (default: generated at first start and kept in the state dir)')
     .option('--host-name <name>', "host name (default: the machine's)")
     .option('--migration-ports <min-max>', 'TCP ports for incoming migration streams and disk copies (libvirt\'s default range)', '49152-49215')
@@ -102,6 +106,8 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
     migrationPolicy: PolicyMode;
     libvirtListenTcp?: string;
     libvirtListenTls?: string;
+    http?: string;
+    httpTls?: boolean;
   }>();
   const cfg: DaemonConfig = {
     stateDir: o.stateDir,
@@ -139,6 +145,9 @@ export function parseDaemonArgs(argv: string[]): DaemonConfig {
       ...(o.maxIncomingMigrations !== undefined ? { incoming: parseLimit(o.maxIncomingMigrations, '--max-incoming-migrations') } : {}),
     };
   }
+  if (o.httpTls && !o.http) throw new FerryError('invalid_arg', '--http-tls needs --http HOST:PORT');
+  if (o.httpTls && !o.tlsDir) throw new FerryError('invalid_arg', '--http-tls needs --tls-dir with the CA and server certificate');
+  if (o.http) cfg.http = { ...parseListenAddress(o.http, '--http'), tls: o.httpTls === true };
   if (o.hostUuid) cfg.hostUuid = o.hostUuid;
   if (o.hostName) cfg.hostName = o.hostName;
   return cfg;

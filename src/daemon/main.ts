@@ -28,6 +28,9 @@ import { libvirtHandlers } from '../libvirt/handlers/index.js';
 import { LibvirtClient } from '../libvirt/client.js';
 import { libvirtDestination } from '../libvirt/destination.js';
 import { isLibvirtUri } from '../api/uri.js';
+import { HttpServer, dashboardHandlers } from '../http/server.js';
+import { daemonMetrics } from '../http/metrics.js';
+import { TOKEN_FILE, loadOrCreateToken } from '../http/auth.js';
 
 function log(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ferryd: ${msg}\n`);
@@ -66,7 +69,10 @@ async function run(): Promise<void> {
   };
   const evacuations = new Evacuations(host, migrations, connectEvacuationPeer, log);
   await evacuations.load();
-  const server = new ApiServer(buildHandlers(host, { ...migrationHandlers(migrations, log), ...hostStateHandlers(host, migrations, evacuations) }), log, cfg.keepalive);
+  // One handler table for the native API and the HTTP listener's calls: the same checks for every entry point.
+  let http: { server: HttpServer; token: string } | undefined;
+  const handlers = buildHandlers(host, { ...migrationHandlers(migrations, log), ...hostStateHandlers(host, migrations, evacuations), ...dashboardHandlers(() => http) });
+  const server = new ApiServer(handlers, log, cfg.keepalive);
   const libvirt = new LibvirtServer(libvirtHandlers(host, migrations), log, cfg.keepalive, (uuid) => host.registry.getByUuid(uuid)?.runtime?.id ?? null);
   host.events.subscribe((e) => {
     for (const conn of server.openConnections) conn.sendEvent(e.name, e.data);
@@ -87,6 +93,15 @@ async function run(): Promise<void> {
     const port = await server.listenTcp(cfg.listenTcp.host, cfg.listenTcp.port);
     log(`WARNING: listening on plain TCP ${cfg.listenTcp.host}:${port} with NO authentication (--insecure); use only for tests`);
     endpoints.push(`tcp ${cfg.listenTcp.host}:${port}`);
+  }
+  if (cfg.http) {
+    const token = await loadOrCreateToken(join(cfg.runDir, TOKEN_FILE));
+    const metrics = daemonMetrics(host, migrations, { connections: () => ({ native: server.openConnections.size, libvirt: libvirt.connectionCount, http: http?.server.streamCount ?? 0 }) });
+    const staticDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'web');
+    const httpServer = new HttpServer({ handlers, host, migrations, metrics, token, staticDir, log });
+    const port = await httpServer.listen(cfg.http.host, cfg.http.port, cfg.http.tls ? await loadTlsCredentials(cfg.tlsDir!, 'server') : undefined);
+    http = { server: httpServer, token };
+    endpoints.push(`${cfg.http.tls ? 'https' : 'http'} ${cfg.http.host}:${port}`);
   }
   if (cfg.libvirt.socket) {
     await libvirt.listenUnix(cfg.libvirt.socket);
@@ -110,7 +125,7 @@ async function run(): Promise<void> {
     stopping = true;
     log(`${signal}: stopping; running guests keep running and are re-attached at next start`);
     host.close();
-    void Promise.all([server.close(), libvirt.close()])
+    void Promise.all([server.close(), libvirt.close(), http?.server.close()])
       .then(releaseLock)
       .finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 3000).unref();

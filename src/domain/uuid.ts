@@ -3,7 +3,6 @@
  * form Ferry stores and compares, and the making of new ones. Every layer
  * that reads, checks or makes a UUID does it here.
  */
-import { randomUUID } from 'node:crypto';
 import { FerryError, showValue } from '../errors/index.js';
 
 const DASHED = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
@@ -41,7 +40,7 @@ export function sameUuid(a: string, b: string): boolean {
 
 /** A new random (version 4) UUID, in canonical form. */
 export function newUuid(): string {
-  return randomUUID();
+  return globalThis.crypto.randomUUID();
 }
 
 /**

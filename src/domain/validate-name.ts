@@ -31,7 +31,7 @@ export function domainNameProblem(name: string): string | undefined {
     return `the name is ${chars.length} characters long; at most ${MAX_DOMAIN_NAME_LENGTH} are allowed`;
   }
   // File names (NAME.xml, NAME.serial.log plus a temporary suffix) must stay within the 255-byte limit.
-  const bytes = Buffer.byteLength(name, 'utf8');
+  const bytes = new TextEncoder().encode(name).length;
   if (bytes > MAX_DOMAIN_NAME_BYTES) {
     return `the name takes ${bytes} bytes in UTF-8; at most ${MAX_DOMAIN_NAME_BYTES} are allowed`;
   }

@@ -7,6 +7,7 @@ export {
   flagSpec,
   flagsFromNames,
   hasFlag,
+  migrationMode,
   namesFromFlags,
   type Availability,
   type MigrationFlagName,

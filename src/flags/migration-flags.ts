@@ -439,3 +439,13 @@ export function namesFromFlags(value: number): MigrationFlagName[] {
 export function hasFlag(value: number, name: MigrationFlagName): boolean {
   return (value & flagSpec(name).value) !== 0;
 }
+
+/**
+ * How a migration is run, for counting (metrics): `offline`, `p2p-tunnelled`,
+ * `p2p`, or `managed` (the client drives the phases).
+ */
+export function migrationMode(value: number): 'managed' | 'p2p' | 'p2p-tunnelled' | 'offline' {
+  if (hasFlag(value, 'OFFLINE')) return 'offline';
+  if (hasFlag(value, 'PEER2PEER')) return hasFlag(value, 'TUNNELLED') ? 'p2p-tunnelled' : 'p2p';
+  return 'managed';
+}

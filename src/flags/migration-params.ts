@@ -1,5 +1,5 @@
 /** The one table of typed migration parameters (libvirt's `VIR_MIGRATE_PARAM_*`), their checks and their CLI parsing. */
-import { DISK_TARGET_PATTERN } from '../domain/index.js';
+import { DISK_TARGET_PATTERN } from '../domain/read-disk.js';
 import { FerryError, showValue } from '../errors/index.js';
 import type { Availability } from './migration-flags.js';
 

@@ -1,5 +1,7 @@
 /** The one table of rules a migration request must pass before any host is touched, and the validator that applies them in order. */
-import { canonicalUuid, domainNameProblem, sameUuid, type DiskDef } from '../domain/index.js';
+import { canonicalUuid, sameUuid } from '../domain/uuid.js';
+import { domainNameProblem } from '../domain/validate-name.js';
+import type { DiskDef } from '../domain/types.js';
 import { FerryError, plainText, showValue, type ErrorCode } from '../errors/index.js';
 import {
   MIGRATION_FLAGS,

@@ -29,6 +29,16 @@ export interface JobCompletedEvent {
   domain: string;
   uuid: string;
   stats: JobStats;
+  /** An outgoing migration's mode (`managed`, `p2p`, `p2p-tunnelled`, `offline`); absent on the destination. */
+  mode?: string;
+  timestamp: string;
+}
+
+/** An outgoing migration began (its slot granted, begin done): counted by mode in the metrics. */
+export interface MigrationStartedEvent {
+  domain: string;
+  uuid: string;
+  mode: string;
   timestamp: string;
 }
 
@@ -69,7 +79,8 @@ export type HostEvent =
   | { name: 'domain.migration-policy'; data: MigrationPolicyEvent }
   | { name: 'domain.lifecycle'; data: LifecycleEvent }
   | { name: 'domain.migration-iteration'; data: MigrationIterationEvent }
-  | { name: 'domain.job-completed'; data: JobCompletedEvent };
+  | { name: 'domain.job-completed'; data: JobCompletedEvent }
+  | { name: 'domain.migration-started'; data: MigrationStartedEvent };
 
 /** Publish/subscribe for {@link HostEvent}s. */
 export class EventBus {
@@ -90,8 +101,13 @@ export class EventBus {
   }
 
   /** Publishes a job-completed event. */
-  jobCompleted(domain: { name: string; uuid: string }, stats: JobStats): void {
-    this.publish({ name: 'domain.job-completed', data: { domain: domain.name, uuid: domain.uuid, stats, timestamp: new Date().toISOString() } });
+  jobCompleted(domain: { name: string; uuid: string }, stats: JobStats, mode?: string): void {
+    this.publish({ name: 'domain.job-completed', data: { domain: domain.name, uuid: domain.uuid, stats, ...(mode !== undefined ? { mode } : {}), timestamp: new Date().toISOString() } });
+  }
+
+  /** Publishes the start of an outgoing migration. */
+  migrationStarted(domain: { name: string; uuid: string }, mode: string): void {
+    this.publish({ name: 'domain.migration-started', data: { domain: domain.name, uuid: domain.uuid, mode, timestamp: new Date().toISOString() } });
   }
 
   /** Publishes a step of a migration's convergence policy. */

@@ -37,6 +37,11 @@ export class LibvirtServer {
   ) {}
 
   /** Sends a host event to every connection that registered for it. */
+  /** Connections open now. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
   publish(e: HostEvent): void {
     for (const c of this.connections) deliverEvent(c, e, this.idOf);
   }

@@ -9,7 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import { DomainDocument } from '../domain/index.js';
 import { FerryError, toFerryError } from '../errors/index.js';
-import { hasFlag, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
+import { hasFlag, migrationMode, qemuInetHost, selectedDisks, type MigrationParams } from '../flags/index.js';
 import type { Host } from '../host/host.js';
 import type { HostedDomain } from '../host/hosted-domain.js';
 import { statsFromQemu, type JobStats, type QemuMigrateInfo } from '../host/job-stats.js';
@@ -194,6 +194,7 @@ export class OutgoingMigrations {
       // A host-passthrough guest sees this host's CPU: the destination compares its own with it.
       const liveDef = d.runtime?.liveDoc.def;
       const hostCpu = liveDef?.cpu?.mode === 'host-passthrough' && d.runtime && !resume ? hostCpuFeatures(await probeCpuCapabilities(resolveQemuBinary(liveDef.emulator), d.runtime.accel)) : undefined;
+      this.host.events.migrationStarted(d, migrationMode(flags));
       return {
         jobId: job.id,
         xml,
@@ -572,7 +573,7 @@ export class OutgoingMigrations {
     job.dropOwner?.();
     d.jobs.endAsync(job.asyncJob);
     job.ticket.release();
-    this.host.events.jobCompleted(d, d.completedJob);
+    this.host.events.jobCompleted(d, d.completedJob, migrationMode(job.flags));
     void this.forget(job);
     setTimeout(() => this.jobs.delete(job.id), 10 * 60_000).unref();
   }

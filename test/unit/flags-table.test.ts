@@ -7,6 +7,7 @@ import {
   flagRef,
   flagsFromNames,
   hasFlag,
+  migrationMode,
   namesFromFlags,
   paramRef,
   renderMigrationFlagsDoc,
@@ -234,5 +235,15 @@ describe('generated document', () => {
       expect(row, r.id).toBeGreaterThan(at);
       at = row;
     }
+  });
+});
+
+describe('migrationMode (the metrics label)', () => {
+  it('names how a migration runs: offline first, then peer-to-peer tunnelled or direct, else managed', () => {
+    expect(migrationMode(flagsFromNames(['LIVE']))).toBe('managed');
+    expect(migrationMode(flagsFromNames(['LIVE', 'PEER2PEER']))).toBe('p2p');
+    expect(migrationMode(flagsFromNames(['LIVE', 'PEER2PEER', 'TUNNELLED']))).toBe('p2p-tunnelled');
+    expect(migrationMode(flagsFromNames(['OFFLINE', 'PEER2PEER', 'PERSIST_DEST']))).toBe('offline');
+    expect(migrationMode(flagsFromNames(['OFFLINE', 'PERSIST_DEST']))).toBe('offline');
   });
 });

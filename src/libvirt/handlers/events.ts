@@ -46,7 +46,7 @@ export function eventHandlers(): ProcedureHandlers {
 /** Sends `e` to every registration of `conn` that wants it. */
 export function deliverEvent(conn: LibvirtConnection, e: HostEvent, idOf: (uuid: string) => number | null): void {
   // libvirt has no event of a host's maintenance mode or evacuation: only native API subscribers see them.
-  if (e.name === 'host.maintenance' || e.name === 'host.evacuation') return;
+  if (e.name === 'host.maintenance' || e.name === 'host.evacuation' || e.name === 'domain.migration-started') return;
   const dom = { name: e.data.domain, uuid: uuidBytes(e.data.uuid), id: idOf(e.data.uuid) ?? -1 };
   switch (e.name) {
     case 'domain.lifecycle':
