@@ -19,7 +19,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { hostname, networkInterfaces } from 'node:os';
+import { hostname } from 'node:os';
 import type { TLSSocket } from 'node:tls';
 import { writeFileAtomic } from '../util/atomic-file.js';
 
@@ -53,21 +53,23 @@ export interface Access {
 }
 
 /**
- * The names this listener answers to in `Host`, for a listener bound to
- * `host` on `port`: that address, the loopback names when it listens
- * there, and for a wildcard address every address of the machine and its
- * host name.
+ * The names this listener answers to in `Host`, besides the address a
+ * request arrived at (always accepted, see {@link accessOf}): the address
+ * it is bound to, the loopback names when it listens there or on a
+ * wildcard, and for a wildcard the machine's host name.
  */
 export function allowedHosts(host: string, port: number): Set<string> {
-  const hostPort = (h: string) => (isIP(h) === 6 ? `[${h}]:${port}` : `${h}:${port}`).toLowerCase();
-  const names = new Set<string>([hostPort(host)]);
+  const names = new Set<string>([hostPort(host, port)]);
   const wildcard = host === '0.0.0.0' || host === '::';
-  if (wildcard || isLoopback(host) || host === 'localhost') for (const h of ['localhost', '127.0.0.1', '::1']) names.add(hostPort(h));
-  if (wildcard) {
-    names.add(hostPort(hostname()));
-    for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) names.add(hostPort(a.address));
-  }
+  if (wildcard || isLoopback(host) || host === 'localhost') for (const h of ['localhost', '127.0.0.1', '::1']) names.add(hostPort(h, port));
+  if (wildcard) names.add(hostPort(hostname(), port));
   return names;
+}
+
+/** `host:port` as a `Host` header writes it (IPv6 in brackets), lower case. */
+function hostPort(host: string, port: number | undefined): string {
+  const a = host.startsWith('::ffff:') && isIP(host.slice(7)) === 4 ? host.slice(7) : host;
+  return (isIP(a) === 6 ? `[${a}]:${port}` : `${a}:${port}`).toLowerCase();
 }
 
 /**
@@ -76,9 +78,11 @@ export function allowedHosts(host: string, port: number): Set<string> {
  */
 export function accessOf(req: IncomingMessage, token: string, hosts: ReadonlySet<string>, scheme: 'http' | 'https'): Access {
   const host = (req.headers.host ?? '').toLowerCase();
-  if (!hosts.has(host)) return { read: false, write: false, why: `this listener does not answer to the name ${JSON.stringify(host)}` };
+  // The address the connection arrived at is this listener's own name for it (DNS rebinding brings a name, not that address).
+  const arrivedAt = req.socket.localAddress !== undefined ? hostPort(req.socket.localAddress, req.socket.localPort) : '';
+  if (!hosts.has(host) && host !== arrivedAt) return { read: false, write: false, why: `this listener does not answer to the name ${JSON.stringify(host)}` };
   const origin = req.headers.origin;
-  if (origin !== undefined && !hosts.has(originHost(origin, scheme))) return { read: false, write: false, why: `requests from the page of ${origin} are not accepted` };
+  if (origin !== undefined && !hosts.has(originHost(origin, scheme)) && originHost(origin, scheme) !== arrivedAt) return { read: false, write: false, why: `requests from the page of ${origin} are not accepted` };
   const credential = hasToken(req, token) || clientCertificateOk(req);
   const local = isLoopback(req.socket.remoteAddress);
   if (credential) return { read: true, write: true };

@@ -53,6 +53,9 @@ const OUTCOMES = { Completed: 'succeeded', Failed: 'failed', Cancelled: 'aborted
 export function daemonMetrics(host: Host, migrations: Migrations, sources: MetricsSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client also exports these counts as gauges named `_total`, which Prometheus's naming rules keep for
+  // counters (promtool says so); the same figures stay under `nodejs_active_handles` and so on.
+  for (const legacy of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(legacy);
   const label = { domain: '', uuid: '' };
   type DomainLabels = keyof typeof label;
 

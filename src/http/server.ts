@@ -141,6 +141,7 @@ export class HttpServer {
     const addr = server.address();
     const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
     this.hosts = allowedHosts(host, bound);
+    this.o.log(`http: answering to ${[...this.hosts].join(', ')}`);
     return bound;
   }
 

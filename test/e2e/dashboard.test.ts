@@ -127,6 +127,15 @@ describe.skipIf(!netnsAvailable() || !chromiumAvailable())('the dashboard', () =
 
     expect(await domainNames({ name: 'B', ferry: (a) => onB(a) })).toContain(name);
     await expectContinuity(name, hbA(), hbB());
+    // B's own dashboard (a browser on B, with B's token) lists it running.
+    const bDash = await onB(['dashboard'], true);
+    expectCliOk(bDash, 'ferry dashboard on B');
+    const bBrowser = await launchChromium(pair!.b.ns);
+    const bPage = await bBrowser.newPage({ viewport: { width: 1280, height: 800 } });
+    await bPage.goto(bDash.json.url as string);
+    await waitFor('the guest on B\'s page', async () => ((await bPage.locator(`#guest-table tr[data-domain="${name}"]`).innerText().catch(() => '')) as string).includes('running'), 20_000, 200);
+    await bPage.screenshot({ path: artifactPath('dashboard', '3b-guest-on-destination.png') });
+    await bBrowser.close();
     // The page's guest list follows (lifecycle events): A no longer runs it.
     await waitFor('the guest row on A to show it gone or shut off', async () => {
       const row = page.locator(`#guest-table tr[data-domain="${name}"]`);

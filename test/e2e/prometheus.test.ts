@@ -88,12 +88,26 @@ describe.skipIf(!netnsAvailable() || !prometheusAvailable)('Prometheus scraping 
     const name = 'prom-guest';
     const hbA: HeartbeatHost = { label: 'A', d: A };
     const hbB: HeartbeatHost = { label: 'B', d: B };
-    expectCliOk(await ferry(['define', writeGuestXml(dir, { name, memoryKiB: 262148, cmdline: 'ws=48 rate=20 hb=200' })], { uri: A.uri, netns: pair!.a.ns }), 'define');
+    expectCliOk(await ferry(['define', writeGuestXml(dir, { name, memoryKiB: 262148, cmdline: 'ws=32 rate=2 hb=200' })], { uri: A.uri, netns: pair!.a.ns }), 'define');
     expectCliOk(await ferry(['start', name], { uri: A.uri, netns: pair!.a.ns }), 'start');
     await waitHeartbeats(hbA, name);
-    // Both targets are up before the migration starts.
-    await waitFor('both ferryds scraped', async () => (await query('/api/v1/query?query=up')).filter((r) => r.value?.[1] === '1').length === 2, 30_000, 500);
+    // Both targets are up before the migration starts (the targets' own account in the message if not).
+    let targets = '';
+    await waitFor(
+      'both ferryds scraped',
+      async () => {
+        const r = await httpFrom(pair!.a.ns, `http://127.0.0.1:${PROM_PORT}/api/v1/targets`);
+        const active = JSON.parse(r.body).data.activeTargets as Array<{ health: string; lastError: string; scrapeUrl: string }>;
+        targets = JSON.stringify(active.map((t) => [t.scrapeUrl, t.health, t.lastError]));
+        return active.length === 2 && active.every((t) => t.health === 'up');
+      },
+      30_000,
+      500,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; targets: ${targets}`);
+    });
     const t0 = Date.now() / 1000;
+    // 8 MiB/s against 2 MiB/s of rewrites: a few seconds, several scrapes.
     const migrated = await ferry(['migrate', '--live', '--p2p', '--bandwidth', '8', name, `ferry+tcp://${pair!.b.address}:16609/system`], { uri: A.uri, netns: pair!.a.ns, json: true, timeoutMs: 180_000 });
     expectCliOk(migrated, 'migrate at 8 MiB/s');
     await expectContinuity(name, hbA, hbB);

@@ -12,8 +12,8 @@ import { accessOf, allowedHosts, isLoopback, loadOrCreateToken } from '../../src
 const TOKEN = 'a'.repeat(64);
 const hosts = allowedHosts('127.0.0.1', 8080);
 
-function req(headers: Record<string, string>, remoteAddress = '127.0.0.1', tls?: { authorized: boolean }): IncomingMessage {
-  return { headers, socket: { remoteAddress, ...(tls ? { encrypted: true, authorized: tls.authorized } : {}) } } as unknown as IncomingMessage;
+function req(headers: Record<string, string>, remoteAddress = '127.0.0.1', tls?: { authorized: boolean }, arrivedAt = { localAddress: '127.0.0.1', localPort: 8080 }): IncomingMessage {
+  return { headers, socket: { remoteAddress, ...arrivedAt, ...(tls ? { encrypted: true, authorized: tls.authorized } : {}) } } as unknown as IncomingMessage;
 }
 
 describe('HTTP access', () => {
@@ -38,6 +38,15 @@ describe('HTTP access', () => {
     expect(accessOf(req({ host: '127.0.0.1:8080', origin: 'https://127.0.0.1:8080' }), TOKEN, hosts, 'http').read).toBe(false);
     expect(accessOf(req({ host: '127.0.0.1:8080', origin: 'http://127.0.0.1:8080', authorization: `Bearer ${TOKEN}` }), TOKEN, hosts, 'http').write).toBe(true);
     expect(accessOf(req({ host: '[::1]:8080', origin: 'http://[::1]:8080' }, '::1'), TOKEN, hosts, 'http').read).toBe(true);
+  });
+
+  it('answers to the address a request arrived at, on a wildcard listener, whatever the interfaces were at start', () => {
+    const wide = allowedHosts('0.0.0.0', 8080);
+    const at = { localAddress: '10.0.0.1', localPort: 8080 };
+    expect(accessOf(req({ host: '10.0.0.1:8080', authorization: `Bearer ${TOKEN}` }, '10.0.0.2', undefined, at), TOKEN, wide, 'http').read).toBe(true);
+    expect(accessOf(req({ host: '10.0.0.1:8080', origin: 'http://10.0.0.1:8080', authorization: `Bearer ${TOKEN}` }, '10.0.0.2', undefined, at), TOKEN, wide, 'http').write).toBe(true);
+    expect(accessOf(req({ host: '10.0.0.3:8080', authorization: `Bearer ${TOKEN}` }, '10.0.0.2', undefined, at), TOKEN, wide, 'http').read).toBe(false);
+    expect(accessOf(req({ host: '[fe80::1]:8080', authorization: `Bearer ${TOKEN}` }, 'fe80::2', undefined, { localAddress: 'fe80::1', localPort: 8080 }), TOKEN, wide, 'http').read).toBe(true);
   });
 
   it('counts only loopback addresses as this machine', () => {

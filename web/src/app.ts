@@ -145,8 +145,12 @@ function panelOf(domain: string, uuid: string): Panel {
       h('label', {}, ' Max downtime ', downtime), action('Set', () => call('domain.migrateSetMaxDowntime', { domain, downtime: Number(downtime.value) }), { className: 'set-downtime' }),
     ),
   );
-  document.getElementById('migrations')!.prepend(el);
+  // The newest panel first, under the section's heading.
+  const section = document.getElementById('migrations')!;
+  section.insertBefore(el, section.querySelector('h2')?.nextSibling ?? null);
   p = { el, chart: new MigrationChart(chartEl), figures, ended: false };
+  // The host's slot counts changed with it.
+  refreshHost();
   panels.set(uuid, p);
   return p;
 }
