@@ -140,36 +140,24 @@ export function daemonMetrics(host: Host, migrations: Migrations, sources: Metri
     }
   });
 
-  new Gauge({
-    name: 'ferry_migration_slots_running',
-    help: 'Migrations running now, by direction',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.set({ direction: 'outgoing' }, migrations.outgoing.slots.load.running);
-      this.set({ direction: 'incoming' }, migrations.incoming.slots.load.running);
-    },
-  });
-  new Gauge({
-    name: 'ferry_migration_queue_length',
-    help: 'Migrations waiting for a slot, by direction',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.set({ direction: 'outgoing' }, migrations.outgoing.slots.load.queued);
-      this.set({ direction: 'incoming' }, migrations.incoming.slots.load.queued);
-    },
-  });
-  new Gauge({
-    name: 'ferry_migration_slots_limit',
-    help: 'Migrations that may run at once, by direction',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.set({ direction: 'outgoing' }, migrations.outgoing.slots.limit);
-      this.set({ direction: 'incoming' }, migrations.incoming.slots.limit);
-    },
-  });
+  // The host's migration slots, each figure by direction.
+  const slots = { outgoing: migrations.outgoing.slots, incoming: migrations.incoming.slots };
+  const SLOT_FIGURES: ReadonlyArray<[string, string, (s: (typeof slots)['outgoing']) => number]> = [
+    ['ferry_migration_slots_running', 'Migrations running now, by direction', (s) => s.load.running],
+    ['ferry_migration_queue_length', 'Migrations waiting for a slot, by direction', (s) => s.load.queued],
+    ['ferry_migration_slots_limit', 'Migrations that may run at once, by direction', (s) => s.limit],
+  ];
+  for (const [name, help, read] of SLOT_FIGURES) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['direction'],
+      registers: [registry],
+      collect() {
+        for (const [direction, s] of Object.entries(slots)) this.set({ direction }, read(s));
+      },
+    });
+  }
   new Gauge({
     name: 'ferry_api_connections',
     help: 'Open client connections, by protocol',
