@@ -15,7 +15,7 @@ import { HostedDomain, type DomainRuntime } from './hosted-domain.js';
 import type { DomainRegistry } from './registry.js';
 import { describeExit, requireRuntime, type GuestRunner } from './guest-runner.js';
 import type { DomainInfo, DomainSummary, ListFilter } from './views.js';
-import { readProcStat } from '../qemu/proc-stat.js';
+import { cpuSecondsOf } from '../qemu/proc-stat.js';
 
 /** What the lifecycle operations work on. */
 export interface LifecycleDeps {
@@ -219,8 +219,7 @@ export class Lifecycle {
     const def = d.currentDoc.def;
     let cpuTimeSeconds: number | null = null;
     if (d.runtime) {
-      const st = await readProcStat(d.runtime.qemu.pid);
-      cpuTimeSeconds = st ? (st.utime + st.stime) / 100 : null;
+      cpuTimeSeconds = (await cpuSecondsOf(d.runtime.qemu.pid)) ?? null;
     }
     return {
       ...d.summary(),

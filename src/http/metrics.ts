@@ -13,6 +13,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { DOMAIN_STATES } from '../domain/lifecycle-state.js';
 import type { Host } from '../host/host.js';
+import { cpuSecondsOf } from '../qemu/proc-stat.js';
 import type { JobStats } from '../host/job-stats.js';
 import type { Migrations } from '../migration/host-migrations.js';
 
@@ -78,6 +79,20 @@ export function daemonMetrics(host: Host, migrations: Migrations, sources: Metri
   perDomain('virtual_cpus', 'Virtual CPUs of the domain', (d) => d.currentDoc.def.vcpus);
   perDomain('active', '1 while QEMU runs the domain', (d) => (d.active ? 1 : 0));
   perDomain('persistent', '1 when the domain has a persistent definition', (d) => (d.persistent ? 1 : 0));
+  new Counter({
+    name: 'ferry_domain_info_cpu_time_seconds_total',
+    help: "CPU time the domain's QEMU process has used (user and system), seconds",
+    labelNames: ['domain', 'uuid'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const d of host.registry.all()) {
+        if (d.runtime === null) continue;
+        const seconds = await cpuSecondsOf(d.runtime.qemu.pid);
+        if (seconds !== undefined) this.inc({ domain: d.name, uuid: d.uuid }, seconds);
+      }
+    },
+  });
   new Gauge({
     name: 'ferry_domain_state_reason_info',
     help: 'The domain state and its reason as virsh names them (domstate --reason); always 1',

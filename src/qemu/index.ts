@@ -41,7 +41,7 @@ export {
   type QemuKillOptions,
   type QemuStartOptions,
 } from './process.js';
-export { isProcessAlive, parseProcStat, readProcStat, type ProcStat } from './proc-stat.js';
+export { cpuSecondsOf, isProcessAlive, parseProcStat, readProcStat, type ProcStat } from './proc-stat.js';
 export { guestRamResidentKiB, parseGuestRamResidentKiB } from './guest-ram.js';
 export {
   STATUS_FILE_SUFFIX,

@@ -43,6 +43,15 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   }
 }
 
+/** Clock ticks per second of /proc's times (USER_HZ, 100 on Linux). */
+const TICKS_PER_SECOND = 100;
+
+/** CPU time a process has used, user and kernel mode, in seconds; undefined when it does not exist. */
+export async function cpuSecondsOf(pid: number): Promise<number | undefined> {
+  const st = await readProcStat(pid);
+  return st ? (st.utime + st.stime) / TICKS_PER_SECOND : undefined;
+}
+
 /** Synchronous {@link readProcStat}, for the moment right after spawn where awaiting would let the child race ahead. */
 export function readProcStatSync(pid: number): ProcStat | undefined {
   try {

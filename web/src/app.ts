@@ -35,6 +35,8 @@ interface Panel {
   chart: MigrationChart;
   figures: HTMLElement;
   ended: boolean;
+  /** The job's phase at the last sample, to mark the switch to post-copy. */
+  phase?: string;
 }
 
 const panels = new Map<string, Panel>();
@@ -160,6 +162,8 @@ function onJob(data: { domain: string; uuid: string; stats: Stats }): void {
   if (s.queue_position !== undefined) return;
   const p = panelOf(data.domain, data.uuid);
   p.chart.add(s);
+  if (s.phase === 'post-copy' && p.phase !== 'post-copy') p.chart.markLatest('post-copy');
+  p.phase = s.phase;
   const pct = s.data_total && s.data_remaining !== undefined ? Math.floor(100 - (s.data_remaining * 100) / (s.data_total as number)) : undefined;
   const parts: Array<HTMLElement | null> = [
     h('span', { className: 'phase' }, `${s.operation}, ${s.phase ?? ''}`),
