@@ -31,6 +31,8 @@
  *   - Ctrl-C twice in `ferry evacuate`: nothing new starts, the running
  *     migrations are aborted and their guests run on at h1; run again, it
  *     finishes.
+ *   - a destination put in maintenance midway: what runs there finishes,
+ *     what is sent there afterwards is refused and retried on the other.
  *
  * A guest whose migration outcome is unknown is never retried by the run
  * itself (docs/evacuation.md, "Failures"): when a fault leaves one, the
@@ -92,6 +94,7 @@ useDaemonCleanup(async () => {
   }
   if (h1.d.alive()) await stopEvacuation(h1).catch(() => undefined);
   await resetDaemons([h1.d, h2.d, h3.d]);
+  for (const h of cluster.hosts) expectCliOk(await h.ferry(['maintenance', 'disable']), `maintenance disable on ${h.name}`);
   for (const g of fleet) for (const pid of qemuPidsMentioning(g.uuid)) process.kill(pid, 'SIGKILL');
   fleet = [];
   await forgetEvacuation(h1, [h2.tcpUri, h3.tcpUri]);
@@ -438,6 +441,29 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     expectCliOk(again, `ferry evacuate run again after Ctrl-C\n${h1.name}'s log:\n${evacuationLog(h1, marks)}`);
     const final = again.json as EvacuationStatus;
     expect(final.continued).toBe(true);
+    await expectEvacuated(h1, [h2, h3], guests, final);
+  }, 300_000);
+
+  it('a destination put in maintenance while the evacuation runs: the migration already running there finishes, the later ones are refused and retried on the other host', async () => {
+    const guests = await startFleet(fleetOf('evh', FAULT_FLEET));
+    const marks = logMarks();
+    const run = evacuate();
+    const first = await streamingTo(h2, run);
+    expectCliOk(await h2.ferry(['maintenance', 'enable', '--reason', 'evacuation e2e']), 'maintenance enable on h2');
+    const enabledAt = Date.now();
+    const { final } = await settle(run, marks);
+    const table = describeRecord(final.record);
+    // The one that was streaming there when maintenance began went on (maintenance refuses new incoming migrations only).
+    const e1 = final.record!.guests.find((e) => e.guest.name === first)!;
+    expect(e1.destination, `'${first}' was streaming to ${h2.name}\n${table}`).toBe(h2.tcpUri);
+    // Those started there afterwards were refused with the reason, and went to h3.
+    const refused = final.record!.guests.filter((e) => e.attempts.some((a) => a.destination === h2.tcpUri && a.startedAtMs > enabledAt));
+    expect(refused.map((e) => e.guest.name), `guests sent to ${h2.name} after its maintenance began\n${table}`).not.toEqual([]);
+    for (const e of refused) {
+      const a = e.attempts.find((x) => x.destination === h2.tcpUri && x.startedAtMs > enabledAt)!;
+      expect({ result: a.result, destination: e.destination }, `${e.guest.name}\n${table}`).toEqual({ result: 'failed', destination: h3.tcpUri });
+      expect(a.error, e.guest.name).toMatch(/maintenance/);
+    }
     await expectEvacuated(h1, [h2, h3], guests, final);
   }, 300_000);
 });
