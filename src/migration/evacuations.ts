@@ -127,6 +127,7 @@ export class Evacuations {
   private continued = false;
   private policy: unknown;
   private runStartedAtMs: number | undefined;
+  private starting = false;
   private runEndedAtMs: number | undefined;
 
   constructor(
@@ -178,6 +179,18 @@ export class Evacuations {
       }
       return { ...this.status(), attached: true };
     }
+    // Planning asks every destination: a second start meanwhile would plan the same guests again.
+    if (this.starting) throw new FerryError('resource_busy', 'an evacuation of this host is being planned; follow it with evacuate-status, or try again in a moment');
+    this.starting = true;
+    try {
+      return await this.begin(req);
+    } finally {
+      this.starting = false;
+    }
+  }
+
+  /** Plans or continues, stores the record, and starts the run (one at a time: see `start`). */
+  private async begin(req: EvacuationRequest): Promise<EvacuationStatus> {
     const maxParallel = req.maxParallel ?? this.migrations.outgoing.slots.limit;
     let record: EvacuationRecord;
     this.continued = false;
