@@ -90,7 +90,7 @@ useDaemonCleanup(async () => {
   if (!cluster) return;
   for (const h of cluster.hosts) {
     cluster.setLink(h, true);
-    for (const f of ['test-hold', 'held-dest-finishing', 'held-source-confirming']) rmSync(join(h.d.runDir, f), { force: true });
+    for (const f of ['test-hold', 'held-dest-prepared', 'held-dest-finishing', 'held-source-confirming']) rmSync(join(h.d.runDir, f), { force: true });
   }
   if (h1.d.alive()) await stopEvacuation(h1).catch(() => undefined);
   await resetDaemons([h1.d, h2.d, h3.d]);
@@ -166,15 +166,29 @@ async function streamingTo(dest: ClusterHost, run: FerryProcess): Promise<string
   );
 }
 
-/** The evacuation's status once some guests are done, some in flight and some still to start. */
+/**
+ * Makes the next migration into h2 wait at prepare (a hold point,
+ * src/migration/test-hold.ts) until `letGo`: the evacuation cannot end
+ * meanwhile, so a fault lands midway however fast the other guests move.
+ */
+function holdOneIntoH2(): { letGo(): void } {
+  writeFileSync(join(h2.d.runDir, 'test-hold'), 'dest-prepared\n');
+  return { letGo: () => rmSync(join(h2.d.runDir, 'held-dest-prepared'), { force: true }) };
+}
+
+/** After {@link holdOneIntoH2}: a migration into h2 is held, and at least one other guest is done. */
 async function midway(run: FerryProcess): Promise<EvacuationStatus> {
+  const held = join(h2.d.runDir, 'held-dest-prepared');
   return waitFor(
-    'the evacuation to be midway (some guests done, some in flight, some not started)',
+    'the evacuation to be midway (a migration into h2 held at prepare, another guest done)',
     async () => {
       if (run.exited()) throw new Error(`ferry evacuate ended first: ${run.stdout()}${run.stderr()}`);
+      if (!existsSync(held)) return undefined;
+      // Only the first migration into h2 is held: the others go on.
+      rmSync(join(h2.d.runDir, 'test-hold'), { force: true });
       const st = await evacuationStatus(h1);
       const c = statusCounts(st.record);
-      return st.state === 'running' && (c.done ?? 0) >= 1 && (c.running ?? 0) >= 1 && (c.pending ?? 0) + (c.retrying ?? 0) >= 1 ? st : undefined;
+      return st.state === 'running' && (c.done ?? 0) >= 1 && (c.running ?? 0) >= 1 ? st : undefined;
     },
     120_000,
     100,
@@ -316,6 +330,7 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
   it('the evacuating CLI killed midway: the evacuation runs on in ferryd, and ferry evacuate run again attaches and finishes it', async () => {
     const guests = await startFleet(fleetOf('evc', FAULT_FLEET));
     const marks = logMarks();
+    const hold = holdOneIntoH2();
     const run = evacuate();
     await midway(run);
     run.kill('SIGKILL');
@@ -323,8 +338,15 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     // The evacuation does not depend on its client.
     const after = await evacuationStatus(h1);
     expect(after.state, describeRecord(after.record)).toBe('running');
-    // Run again as a user would, without --json: it says it follows the running evacuation, then prints the report.
-    const again = await evacuate(false).done;
+    // Run again as a user would, without --json: it says it follows the running evacuation; then the held migration goes on
+    // and the re-run prints the report.
+    const rerun = evacuate(false);
+    await waitFor('the re-run to say it follows the running evacuation', () => {
+      if (rerun.exited()) throw new Error(`the re-run ended first: ${rerun.stdout()}${rerun.stderr()}`);
+      return /^evacuate: following the evacuation already running/m.test(rerun.stderr());
+    }, 30_000, 50);
+    hold.letGo();
+    const again = await rerun.done;
     expectCliOk(again, 'ferry evacuate run again while the evacuation runs');
     expect(again.stderr).toMatch(/^evacuate: following the evacuation already running: 6 guests to /m);
     for (const g of guests) expect(again.stdout, again.stdout).toMatch(new RegExp(`^\\s*${g.name}\\s+(?:${h2.ns}|${h3.ns})\\s.*\\bmigrated\\s*$`, 'm'));
@@ -344,6 +366,7 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
   it("the source's ferryd killed and restarted midway: the evacuation is interrupted, and ferry evacuate run again continues it from its record", async () => {
     const guests = await startFleet(fleetOf('evd', FAULT_FLEET));
     const marks = logMarks();
+    const hold = holdOneIntoH2();
     const run = evacuate();
     const before = await midway(run);
     const doneBefore = (before.record?.guests ?? []).filter((e) => e.status === 'done').map((e) => e.guest.name);
@@ -353,6 +376,8 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     expect(lost.code, `${lost.stdout}${lost.stderr}`).toBe(1);
     expect(lost.json?.error?.code, lost.stdout).toBeTruthy();
     await h1.d.restart();
+    // The migration held in h2's prepare goes on: its source is gone, so h2 drops it.
+    hold.letGo();
     const interrupted = await h1.ferry(['evacuate-status'], { json: true });
     expectCliOk(interrupted, 'evacuate-status after the restart');
     expect(interrupted.json?.state, describeRecord(interrupted.json?.record)).toBe('interrupted');
@@ -410,6 +435,7 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
   it('Ctrl-C twice in ferry evacuate: the first starts nothing new, the second aborts the running migrations (their guests run on at h1); ferry evacuate run again finishes', async () => {
     const guests = await startFleet(fleetOf('evg', FAULT_FLEET));
     const marks = logMarks();
+    const hold = holdOneIntoH2();
     const run = evacuate();
     await midway(run);
     run.kill('SIGINT');
@@ -419,6 +445,9 @@ describe.skipIf(!netnsAvailable())('evacuation', () => {
     }, 30_000, 50);
     const aborted = stopping.inFlight.map((f) => f.name);
     run.kill('SIGINT');
+    // The abort reaches the held migration once its prepare goes on.
+    await waitFor('the evacuation to be aborting', async () => (await evacuationStatus(h1)).state === 'aborting', 30_000, 50);
+    hold.letGo();
     const stopped = await run.done;
     expect(stopped.code, `${stopped.stdout}${stopped.stderr}`).toBe(1);
     expect(stopped.json?.error?.code, stopped.stdout).toBe('operation_failed');
