@@ -8,6 +8,7 @@
  * record as JSON instead.
  */
 import { formatMiB, progressOf, type EvacuationPlan, type EvacuationRecord, type GuestEntry } from '../evacuation/index.js';
+import { percentDone } from '../host/job-stats.js';
 import { renderTable } from './output.js';
 
 /** A host's name for a URI, falling back to the URI. */
@@ -93,10 +94,10 @@ export function renderReport(record: EvacuationRecord): string {
   return `${renderTable(['Guest', 'Destination', 'Time', 'Downtime', 'Result'], rows)}\n${why.join('')}${why.length > 0 ? '\n' : ''}${parts.join(', ')}\n${skipped}`;
 }
 
-/** One in-flight migration's percent, as virsh computes it from data remaining and total. */
+/** One in-flight migration's percent, or `…` before the source's job has figures. */
 function percentOf(f: { dataTotal?: number; dataRemaining?: number }): string {
-  if (!f.dataTotal || f.dataRemaining === undefined) return '…';
-  return `${Math.max(0, Math.min(99, Math.floor(100 - (f.dataRemaining * 100) / f.dataTotal)))} %`;
+  const p = percentDone(f.dataTotal, f.dataRemaining);
+  return p === undefined ? '…' : `${p} %`;
 }
 
 /**

@@ -7,7 +7,7 @@
  * has stayed higher for several samples. A migration the forecast finds
  * not converging has no ETA, and the line says why.
  */
-import type { JobStats } from '../host/job-stats.js';
+import { percentDone, type JobStats } from '../host/job-stats.js';
 
 const MIB = 1024 * 1024;
 
@@ -27,8 +27,7 @@ export class MigrationProgress {
 
   /** virsh's percentage: the part of the total that is no longer remaining. */
   static percent(s: JobStats): number {
-    if (!s.data_total || s.data_remaining === undefined) return 0;
-    return Math.max(0, Math.min(99, Math.floor(100 - (s.data_remaining * 100) / s.data_total)));
+    return percentDone(s.data_total, s.data_remaining) ?? 0;
   }
 
   /**

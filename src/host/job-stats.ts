@@ -5,6 +5,16 @@
  * to read 0 after some runs.
  */
 
+/**
+ * virsh's percentage of a migration: the part of the data total no longer
+ * remaining, whole, kept within 0..99 while it runs; undefined while either
+ * figure is unknown. The CLI's progress lines and the dashboard show it.
+ */
+export function percentDone(total: number | undefined, remaining: number | undefined): number | undefined {
+  if (!total || remaining === undefined) return undefined;
+  return Math.max(0, Math.min(99, Math.floor(100 - (remaining * 100) / total)));
+}
+
 /** The subset of QEMU's `query-migrate` answer Ferry reads. */
 export interface QemuMigrateInfo {
   status?: string;

@@ -104,21 +104,12 @@ export function daemonMetrics(host: Host, migrations: Migrations, sources: Metri
     },
   });
 
-  // Per running migration: the job's statistics, labelled by direction.
-  const jobs = () => {
-    const out: Array<{ labels: { domain: string; uuid: string; direction: string }; stats: JobStats }> = [];
-    for (const d of host.registry.all()) {
-      let s: JobStats;
-      try {
-        s = migrations.jobControl.jobInfo(d.uuid, false, (uuid) => migrations.incoming.runningJobInfo(uuid));
-      } catch {
-        continue;
-      }
-      if (s.type === 'None' || s.queue_position !== undefined) continue;
-      out.push({ labels: { domain: d.name, uuid: d.uuid, direction: s.operation === 'Incoming migration' ? 'incoming' : 'outgoing' }, stats: s });
-    }
-    return out;
-  };
+  // Per running migration: the job's statistics, labelled by direction (queued jobs have none yet).
+  const jobs = () =>
+    migrations
+      .runningJobs()
+      .filter((j) => j.stats.queue_position === undefined)
+      .map((j) => ({ labels: { domain: j.domain, uuid: j.uuid, direction: j.stats.operation === 'Incoming migration' ? 'incoming' : 'outgoing' }, stats: j.stats }));
   let scrape: ReturnType<typeof jobs> | undefined;
   for (const [i, f] of JOB_FIGURES.entries()) {
     new Gauge({

@@ -22,7 +22,6 @@ import { extname, join, normalize } from 'node:path';
 import type { Registry } from 'prom-client';
 import { FerryError, toFerryError } from '../errors/index.js';
 import type { Host } from '../host/host.js';
-import type { JobStats } from '../host/job-stats.js';
 import type { Migrations } from '../migration/host-migrations.js';
 import type { Caller, Handler } from '../api/server.js';
 import type { DashboardApiMethod } from '../api/protocol.js';
@@ -263,17 +262,7 @@ export class HttpServer {
   /** Pushes each running migration's statistics (outgoing and incoming) to the streams. */
   private sampleJobs(): void {
     if (this.streams.size === 0) return;
-    const m = this.o.migrations;
-    for (const d of this.o.host.registry.all()) {
-      let stats: JobStats;
-      try {
-        stats = m.jobControl.jobInfo(d.uuid, false, (uuid) => m.incoming.runningJobInfo(uuid));
-      } catch {
-        continue;
-      }
-      if (stats.type === 'None') continue;
-      this.broadcast('job', { domain: d.name, uuid: d.uuid, stats, timestamp: new Date().toISOString() } satisfies { domain: string; uuid: string; stats: JobStats; timestamp: string });
-    }
+    for (const j of this.o.migrations.runningJobs()) this.broadcast('job', { ...j, timestamp: new Date().toISOString() });
   }
 }
 

@@ -10,6 +10,7 @@ import { FerryError } from '../errors/index.js';
 import { hasFlag, qemuUnixUri, tunnelJobId } from '../flags/index.js';
 import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
+import type { JobStats } from '../host/job-stats.js';
 import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
 import { admitBetweenHosts, admitOnSource } from './admission.js';
 import type { ProbeResult } from './bandwidth-probe.js';
@@ -90,6 +91,21 @@ export class Migrations {
   async recover(): Promise<void> {
     await this.recovery.recover();
     await this.incoming.recoverPostcopy().catch((err: Error) => this.log(`post-copy recovery failed: ${err.message}`));
+  }
+
+  /** Every migration job on this host now, outgoing or incoming (queued ones too, with their place), with its statistics. */
+  runningJobs(): Array<{ domain: string; uuid: string; stats: JobStats }> {
+    const jobs: Array<{ domain: string; uuid: string; stats: JobStats }> = [];
+    for (const d of this.host.registry.all()) {
+      let stats: JobStats;
+      try {
+        stats = this.jobControl.jobInfo(d.uuid, false, (uuid) => this.incoming.runningJobInfo(uuid));
+      } catch {
+        continue;
+      }
+      if (stats.type !== 'None') jobs.push({ domain: d.name, uuid: d.uuid, stats });
+    }
+    return jobs;
   }
 
   /** This host's source side, as the driver calls it in peer-to-peer mode. */

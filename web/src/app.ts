@@ -10,6 +10,7 @@ import { CallError, call, followEvents, read, token } from './api.js';
 import { MigrationChart, type JobSample } from './chart.js';
 import { bytes, fill, h, secs } from './dom.js';
 import { migrateForm } from './migrate-form.js';
+import { percentDone } from '../../src/host/job-stats.js';
 
 interface Domain {
   id: number | null;
@@ -164,7 +165,7 @@ function onJob(data: { domain: string; uuid: string; stats: Stats }): void {
   p.chart.add(s);
   if (s.phase === 'post-copy' && p.phase !== 'post-copy') p.chart.markLatest('post-copy');
   p.phase = s.phase;
-  const pct = s.data_total && s.data_remaining !== undefined ? Math.floor(100 - (s.data_remaining * 100) / (s.data_total as number)) : undefined;
+  const pct = percentDone(s.data_total as number | undefined, s.data_remaining);
   const parts: Array<HTMLElement | null> = [
     h('span', { className: 'phase' }, `${s.operation}, ${s.phase ?? ''}`),
     h('span', {}, ` ${pct ?? '–'} %`),
