@@ -1,5 +1,5 @@
 /** How the CLI picks and opens its connection: `-c URI`, else FERRY_DEFAULT_URI, else the local socket. */
-import { ApiClient, type ConnectOptions } from '../api/client.js';
+import type { ApiClient, ConnectOptions } from '../api/client.js';
 import { type KeepaliveSettings } from '../api/keepalive.js';
 
 /** The default URI, like virsh's qemu:///system. */
@@ -16,6 +16,8 @@ export function connectOptions(keepalive: KeepaliveSettings | undefined, env: No
 }
 
 /** Opens a client for `uri`. */
-export function openConnection(uri: string, opts: ConnectOptions): Promise<ApiClient> {
+export async function openConnection(uri: string, opts: ConnectOptions): Promise<ApiClient> {
+  // The client (net, tls, framing) loads on first use: `uri`, `--help` and usage errors start without it.
+  const { ApiClient } = await import('../api/client.js');
   return ApiClient.connect(uri, opts);
 }

@@ -5,7 +5,6 @@
  * desktop's browser is started on it (xdg-open). The token comes over the
  * API, whose clients may do everything anyway.
  */
-import { spawn } from 'node:child_process';
 import type { Command } from 'commander';
 import { FerryError } from '../../errors/index.js';
 import type { CliContext } from '../context.js';
@@ -23,6 +22,8 @@ export function registerDashboardCommand(program: Command, ctx: CliContext): voi
       const url = `${d.url}#token=${d.token}`;
       printResult(ctx.output, { url }, () => url);
       if (opts.open) {
+        // node:child_process (and node:net under it) loads only here: it costs every other command ~2 ms of start-up.
+        const { spawn } = await import('node:child_process');
         await new Promise<void>((resolve, reject) => {
           const child = spawn('xdg-open', [url], { stdio: 'ignore', detached: true });
           child.once('error', (err) => reject(new FerryError('operation_failed', `cannot open a browser (xdg-open): ${err.message}; open the address above yourself`)));

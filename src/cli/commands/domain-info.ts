@@ -1,6 +1,5 @@
 /** `list`, `dominfo`, `domstate`, `vncdisplay`, `dumpxml`, `domid`, `domname`, `domuuid`: commands that read domains. */
 import type { Command } from 'commander';
-import { DomainDocument, VNC_PORT_MIN } from '../../domain/index.js';
 import { describeStatus, type DomainStatus } from '../../domain/lifecycle-state.js';
 import { FerryError } from '../../errors/index.js';
 import type { ListFilter } from '../../api/protocol.js';
@@ -120,6 +119,8 @@ export function registerInfoCommands(program: Command, ctx: CliContext): void {
       const client = await ctx.client();
       const { state } = await client.call('domain.state', { domain });
       if (state === 'shutoff') throw new FerryError('operation_invalid', `domain '${domain}' is not running`);
+      // The XML reader (@xmldom/xmldom) loads only here: `list` and the rest start without it (docs/performance.md).
+      const { DomainDocument, VNC_PORT_MIN } = await import('../../domain/index.js');
       const g = DomainDocument.parse((await client.call('domain.xml', { domain, inactive: false })).xml).def.graphics;
       if (g === undefined || g.port === undefined) throw new FerryError('operation_failed', `domain '${domain}' has no VNC display`);
       const display = `${g.listen === '::1' ? '[::1]' : g.listen}:${g.port - VNC_PORT_MIN}`;

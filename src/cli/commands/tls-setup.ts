@@ -1,6 +1,5 @@
 /** `tls-setup DIR`: make a test CA with server and client certificates for mutual TLS. */
 import type { Command } from 'commander';
-import { createTestPki } from '../../api/pki-setup.js';
 import type { CliContext } from '../context.js';
 import { printResult } from '../output.js';
 import { parsePositiveInt } from './console.js';
@@ -16,6 +15,7 @@ export function registerTlsCommands(program: Command, ctx: CliContext): void {
     .option('--reuse-ca', 'issue new certificates from the CA already in DIR')
     .option('--client-name <cn>', 'common name of the client certificate', 'ferry-client')
     .action(async (dir: string, opts: { host: string[]; days: number; reuseCa?: boolean; clientName: string }) => {
+      const { createTestPki } = await import('../../api/pki-setup.js');
       const files = await createTestPki(dir, { hosts: opts.host, days: opts.days, reuseCa: !!opts.reuseCa, clientName: opts.clientName });
       printResult(ctx.output, { dir, files }, () => `Test PKI written to ${dir}:\n${files.map((f) => `  ${f}`).join('\n')}`);
     });
