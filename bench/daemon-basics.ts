@@ -15,10 +15,9 @@
  *
  * Run: npx tsx bench/daemon-basics.ts [--runs 20] [--domains 100]
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { testGuestXml } from '../test/support/guest-xml.js';
 import { startFerryd } from './ferryd.js';
 import {
@@ -135,16 +134,14 @@ console.log(JSON.stringify(out));
 
 /**
  * Where `ferry --version`'s start-up goes: in fresh processes, the import of
- * commander, then @xmldom/xmldom, then the CLI's own modules (what
- * dist/cli/main.js imports, with everything they pull in).
+ * commander, then @xmldom/xmldom. (Ferry's own CLI modules are one bundle
+ * since issue 17, dist/cli/ferry.js, loaded by dist/cli/main.js: see
+ * bench/cli-start.ts for what the CLI costs over `node -e 0`.)
  */
 async function importCosts(runs: number): Promise<Record<string, { cpu: Summary; wall: Summary }>> {
-  const mainJs = readFileSync(CLI, 'utf8');
-  const own = [...mainJs.matchAll(/^import .* from '(\.[^']+)';$/gm)].map((m) => pathToFileURL(join(dirname(CLI), m[1]!)).href);
   const mods = [
     { label: 'commander', spec: 'commander' },
     { label: '@xmldom/xmldom', spec: '@xmldom/xmldom' },
-    ...own.map((spec) => ({ label: "Ferry's CLI modules (the rest of what main.js imports)", spec })),
   ];
   const acc: Record<string, { cpu: number[]; wall: number[] }> = {};
   for (let i = 0; i < runs; i++) {

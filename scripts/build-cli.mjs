@@ -15,7 +15,11 @@
 // A source map next to it: `node --enable-source-maps dist/cli/main.js`,
 // or FERRY_DEBUG=1 for the stack of an internal error.
 import { build } from 'esbuild';
-import { chmod, rm, stat, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
+import { chmod, copyFile, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Script } from 'node:vm';
 
 /**
  * commander requires node:child_process at load, for executable
@@ -34,10 +38,22 @@ const lazyChildProcessForCommander = {
   },
 };
 
+/**
+ * `await import('node:tls')` and the like: a require() when the code runs
+ * (the bundle is CommonJS, and code compiled by node:vm cannot import()).
+ */
+const dynamicBuiltinsAsRequire = {
+  name: 'dynamic-builtins-as-require',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'dynamic-import' ? { path: args.path, namespace: 'ferry-require' } : undefined));
+    b.onLoad({ filter: /.*/, namespace: 'ferry-require' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
+
 const out = 'dist/cli';
 await rm(out, { recursive: true, force: true });
 await build({
-  entryPoints: { main: 'src/cli/main.ts' },
+  entryPoints: { ferry: 'src/cli/main.ts' },
   bundle: true,
   format: 'cjs',
   platform: 'node',
@@ -47,10 +63,25 @@ await build({
   minify: true,
   sourcemap: true,
   outdir: out,
-  plugins: [lazyChildProcessForCommander],
+  plugins: [lazyChildProcessForCommander, dynamicBuiltinsAsRequire],
   logLevel: 'warning',
 });
+const bundle = await readFile(`${out}/ferry.js`, 'utf8');
+if (/\bimport\(/.test(bundle)) throw new Error(`${out}/ferry.js calls import(), which code compiled by node:vm cannot`);
 await writeFile(`${out}/package.json`, '{ "type": "commonjs" }\n');
+await copyFile('scripts/cli-loader.cjs', `${out}/main.js`);
 await chmod(`${out}/main.js`, 0o755);
-const { size } = await stat(`${out}/main.js`);
-console.log(`cli: ${out}/main.js ${(size / 1024).toFixed(1)} KiB`);
+// The code cache: written by one `ferry list --all` (against no daemon:
+// it fails to connect), so that the functions a command runs (commander's
+// parsing, a registration, the client's connect) are in it compiled, not
+// only the top level. Then checked as the loader will use it.
+const warm = spawnSync(process.execPath, [`${out}/main.js`, '-c', `ferry+unix:///system?socket=${join(tmpdir(), `ferry-build-${process.pid}.sock`)}`, 'list', '--all'], {
+  env: { ...process.env, FERRY_WRITE_CODE_CACHE: '1' },
+  encoding: 'utf8',
+  timeout: 30_000,
+});
+if (warm.status !== 1 || !warm.stderr.startsWith('error: cannot connect')) throw new Error(`the bundle does not run: ${warm.error ?? ''}${warm.stderr}`);
+const cache = await readFile(`${out}/ferry.js.cache`);
+const check = new Script(`(function (exports, require, module, __filename, __dirname) {\n${bundle}\n})`, { filename: `${out}/ferry.js`, lineOffset: -1, cachedData: cache });
+if (check.cachedDataRejected) throw new Error(`V8 rejects the code cache just written (${out}/ferry.js.cache)`);
+console.log(`cli: ${out}/ferry.js ${(bundle.length / 1024).toFixed(1)} KiB, its code cache ${(cache.length / 1024).toFixed(1)} KiB, entry ${out}/main.js`);

@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * `ferry`'s entry point. Start-up time is most of what a short command
  * costs (docs/performance.md, "CLI start"), so this module loads nothing:
