@@ -17,7 +17,7 @@ export function connectOptions(keepalive: KeepaliveSettings | undefined, env: No
 
 /** Opens a client for `uri`. */
 export async function openConnection(uri: string, opts: ConnectOptions): Promise<ApiClient> {
-  // The client (net, tls, framing) loads on first use: `uri`, `--help` and usage errors start without it.
+  // The client (node:net, the framing) is initialized on first use: `uri`, `--help` and usage errors start without it.
   const { ApiClient } = await import('../api/client.js');
   return ApiClient.connect(uri, opts);
 }
