@@ -93,6 +93,18 @@ function cpuOf(pid: number): Cpu | undefined {
     return undefined;
   }
 }
+/** CPU ms of ferryd's relay helpers in a piece of ferryd's log (their exit lines, see src/migration/tunnel.ts). */
+function helperCpu(log: string): { user: number; sys: number } | undefined {
+  let user = 0;
+  let sys = 0;
+  let found = false;
+  for (const m of log.matchAll(/helper CPU [\d.]+ ms \(user ([\d.]+), sys ([\d.]+)\)/g)) {
+    found = true;
+    user += Number(m[1]);
+    sys += Number(m[2]);
+  }
+  return found ? { user, sys } : undefined;
+}
 interface Io {
   rchar: number;
   wchar: number;
@@ -684,6 +696,7 @@ runMain(async () => {
       }
       const sampler = new Sampler(daemons[0], 'lvb1', daemons, name);
       const cpu0 = [cpuOf(daemons[0]), cpuOf(daemons[1])];
+      const logAt = tool === 'ferry' ? [read(fd[0].logPath).length, read(fd[1].logPath).length] : undefined;
       const io0 = [ioOf(daemons[0]), ioOf(daemons[1])];
       const tx0 = txOf(daemons[0], 'lvb1');
       sampler.start();
@@ -710,6 +723,14 @@ runMain(async () => {
       await Promise.all(attached.map((a) => a.stop()));
       if (m.code !== 0) throw new Error(`${tool} migrate: ${m.stderr.trim() || m.stdout.trim()}`);
       await sleep(1500);
+      // ferryd's relay helper is a process of its own: its CPU (from its exit line in ferryd's log) is the daemon's.
+      if (logAt) {
+        for (const [i, side] of [[0, 'a'], [1, 'b']] as const) {
+          const h = helperCpu(read(fd[i].logPath).slice(logAt[i]));
+          const cpu = r.cpu[side];
+          if (cpu && h) r.cpu[side] = { ...cpu, user: cpu.user + h.user, sys: cpu.sys + h.sys };
+        }
+      }
       const c = checkMigrationContinuity(read(srcLog), read(dstLog));
       if (!c.ok) r.problems.push(...c.problems.map((p) => `guest check: ${p}`));
     } catch (err) {

@@ -138,7 +138,7 @@ const MIGRATION_TIMEOUT_MS = 300_000;
 const UNLIMITED_BANDWIDTH_BYTES = 2 ** 53 - 1;
 const MB = 1e6;
 
-const ALL = ['raw', 'ferry', 'libvirt'] as const;
+const ALL = ['raw', 'ferry', 'ferry-tunnelled', 'libvirt'] as const;
 type Contender = (typeof ALL)[number];
 const CONTENDERS: Contender[] = (() => {
   const picked = (argValue('contenders') ?? ALL.join(',')).split(',').map((s) => s.trim());
@@ -152,6 +152,7 @@ const CONTENDERS: Contender[] = (() => {
 const LABEL: Record<Contender, string> = {
   raw: 'raw QEMU NBD mirror over QMP (floor)',
   ferry: 'Ferry `migrate --live --p2p --copy-storage-all`',
+  'ferry-tunnelled': 'Ferry `migrate --live --p2p --tunnelled --copy-storage-all` (NBD and memory through the daemons)',
   libvirt: 'libvirt 9.0 `virsh migrate --live --p2p --copy-storage-all`',
 };
 
@@ -533,9 +534,9 @@ runMain(async () => {
   };
 
   // ---------------- Ferry
-  const runFerry = async (run: number): Promise<Run> => {
-    const name = `fe-${run}`;
-    const r: Run = { contender: 'ferry', run, domain: name, ok: false, problems: [] };
+  const runFerry = async (run: number, tunnelled = false): Promise<Run> => {
+    const name = `${tunnelled ? 'ft' : 'fe'}-${run}`;
+    const r: Run = { contender: tunnelled ? 'ferry-tunnelled' : 'ferry', run, domain: name, ok: false, problems: [] };
     const img = images(name);
     const uuid = randomUUID();
     const xmlA = join(work, `${name}.a.xml`);
@@ -565,7 +566,7 @@ runMain(async () => {
       })();
       const logLen = read(fd[0].logPath).length;
       const t0 = Date.now();
-      const m = await ferry(0, fd[0], ['--json', 'migrate', '--live', '--p2p', '--copy-storage-all', ...SYNC_ARGS, '--suspend', '--xml', xmlB, name, FERRY_URI[1]!], MIGRATION_TIMEOUT_MS);
+      const m = await ferry(0, fd[0], ['--json', 'migrate', '--live', '--p2p', ...(tunnelled ? ['--tunnelled'] : []), '--copy-storage-all', ...SYNC_ARGS, '--suspend', '--xml', xmlB, name, FERRY_URI[1]!], MIGRATION_TIMEOUT_MS);
       polling = false;
       await poller;
       r.wallMs = m.ms;
@@ -675,7 +676,7 @@ runMain(async () => {
   const loadStart = os.loadavg();
   for (let run = 1; run <= RUNS; run++) {
     for (const c of rotate(CONTENDERS, run - 1)) {
-      const r = c === 'raw' ? await runRaw(run) : c === 'ferry' ? await runFerry(run) : await runLibvirt(run);
+      const r = c === 'raw' ? await runRaw(run) : c === 'ferry' ? await runFerry(run) : c === 'ferry-tunnelled' ? await runFerry(run, true) : await runLibvirt(run);
       results.push(r);
       process.stderr.write(
         `run ${run} ${c.padEnd(7)}: ${r.ok ? 'OK    ' : 'FAILED'} wall ${r.wallMs?.toFixed(0) ?? '-'} ms, mirror start ${r.mirrorStartMs?.toFixed(0) ?? '-'} ms, ready ${r.readyMs?.toFixed(0) ?? '-'} ms, ` +
@@ -733,8 +734,8 @@ runMain(async () => {
       ['disk copy time (mirror start → ready)', figures.copyMs],
       ['disk copy throughput', figures.copyMBps],
     ] as const
-  ).map(([label, f]) => [label, ratio(f, 'ferry', 'raw'), ratio(f, 'ferry', 'libvirt'), ratio(f, 'libvirt', 'raw')]);
-  const ratioTable = markdownTable(['figure (medians of OK runs)', 'Ferry / raw', 'Ferry / libvirt', 'libvirt / raw'], ratioRows);
+  ).map(([label, f]) => [label, ratio(f, 'ferry', 'raw'), ratio(f, 'ferry', 'libvirt'), ratio(f, 'libvirt', 'raw'), ratio(f, 'ferry-tunnelled', 'ferry')]);
+  const ratioTable = markdownTable(['figure (medians of OK runs)', 'Ferry / raw', 'Ferry / libvirt', 'libvirt / raw', 'Ferry tunnelled / Ferry direct'], ratioRows);
   const runRows = results.map((r) => [
     r.contender,
     String(r.run),

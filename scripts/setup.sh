@@ -38,5 +38,7 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 fi
 
 make -s -C guest
+# ferryd's native helper: the byte mover of tunnelled migrations (src/migration/tunnel.ts).
+make -s -C native
 npm run -s build
 echo "setup: ready ($(qemu-system-x86_64 --version | head -1))"

@@ -88,7 +88,7 @@ export function migrationHandlers(m: Migrations, log: (msg: string) => void): Re
           conn.close();
           return;
         }
-        attachToQemu(raw, path);
+        attachToQemu(raw, path, log);
       });
       return { attached: true };
     },

@@ -5,13 +5,13 @@
  * a daemon connection that was handed over with bytes already buffered.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ApiConnection } from '../../src/api/server.js';
-import { attachToQemu, openRelay } from '../../src/migration/tunnel.js';
+import { attachToQemu, openRelay, RELAY_HELPER, type RelayCopy } from '../../src/migration/tunnel.js';
 import { closed, listen, portOf as port } from '../support/sockets.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -41,7 +41,10 @@ async function feed(s: Socket, data: Buffer): Promise<void> {
   s.end();
 }
 
-describe('tunnel relay', () => {
+/** Every way of copying: the native helper's two (setup.sh builds it) and ferryd's own. */
+const COPIES: RelayCopy[] = existsSync(RELAY_HELPER) ? ['splice', 'readwrite', 'node'] : ['node'];
+
+describe.each(COPIES)('tunnel relay (%s)', (copy) => {
   it('relays a stream from the QEMU-side unix socket to the peer connection unchanged, end included', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
     const data = randomBytes(48 * 1024 * 1024);
@@ -50,7 +53,7 @@ describe('tunnel relay', () => {
     await listen(peerSrv, 0);
     const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
       const c = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(c));
-    }), () => undefined);
+    }), () => undefined, copy);
     const qemu = createConnection({ path: relay.path });
     await new Promise((r) => qemu.once('connect', r));
     await feed(qemu, data);
@@ -63,6 +66,54 @@ describe('tunnel relay', () => {
     qemu.destroy();
   }, 60_000);
 
+  it('relays both directions at once, bytes the peer connection had buffered before the relay first', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
+    const down = randomBytes(24 * 1024 * 1024);
+    const up = randomBytes(3 * 1024 * 1024);
+    const head = Buffer.from('NBDMAGIC greeting sent right after the hand-over');
+    let far!: Socket;
+    // Both directions end on their own: neither test end may close its side when the other's data ends.
+    const farReady = new Promise<void>((r) => {
+      const peerSrv = createServer({ allowHalfOpen: true }, (s) => {
+        peerSrv.close();
+        far = s;
+        r();
+      });
+      void listen(peerSrv, 0).then(() => {
+        peerPort = port(peerSrv);
+        opened();
+      });
+    });
+    let peerPort = 0;
+    let opened!: () => void;
+    const listening = new Promise<void>((r) => (opened = r));
+    await listening;
+    let handedOver!: () => void;
+    const relayOwnsPeer = new Promise<void>((r) => (handedOver = r));
+    const relay = await openRelay(join(dir, 'r.sock'), async () => {
+      const c = createConnection({ host: '127.0.0.1', port: peerPort, allowHalfOpen: true });
+      await new Promise((r) => c.once('connect', r));
+      await farReady;
+      // The far end speaks first, and ferryd has read it before the relay takes the socket (as detachSocket leaves it).
+      far.write(head);
+      await new Promise((r) => c.once('readable', r));
+      c.pause();
+      setImmediate(handedOver);
+      return c;
+    }, () => undefined, copy);
+    const qemu = createConnection({ path: relay.path, allowHalfOpen: true });
+    await new Promise((r) => qemu.once('connect', r));
+    const atQemu = collect(qemu);
+    await relayOwnsPeer;
+    const atFar = collect(far);
+    await Promise.all([feed(qemu, down), feed(far, up)]);
+    const [gotQemu, gotFar] = await Promise.all([atQemu, atFar]);
+    expect(sha(gotFar)).toBe(sha(down));
+    expect(gotQemu.length).toBe(head.length + up.length);
+    expect(sha(gotQemu)).toBe(sha(Buffer.concat([head, up])));
+    relay.close();
+  }, 60_000);
+
   it('stops reading while the receiver is stalled (bounded memory) and then delivers everything', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
     const data = randomBytes(64 * 1024 * 1024);
@@ -71,7 +122,7 @@ describe('tunnel relay', () => {
     await listen(peerSrv, 0);
     const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
       const c = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(c));
-    }), () => undefined);
+    }), () => undefined, copy);
     const qemu = createConnection({ path: relay.path });
     await new Promise((r) => qemu.once('connect', r));
     let accepted = 0;
@@ -116,7 +167,7 @@ describe('tunnel relay', () => {
     let received: Promise<Buffer> | undefined;
     const qemuSrv = createServer((s) => (received = collect(s)));
     await listen(qemuSrv, join(dir, 'q.sock'));
-    attachToQemu(raw, join(dir, 'q.sock'));
+    attachToQemu(raw, join(dir, 'q.sock'), () => undefined, copy);
     await new Promise<void>((r) => {
       const t = setInterval(() => {
         if (received) {
@@ -134,7 +185,7 @@ describe('tunnel relay', () => {
   }, 60_000);
 });
 
-describe('tunnel relay when a side fails', () => {
+describe.each(COPIES)('tunnel relay when a side fails (%s)', (copy) => {
   /** A relay whose peer side is a loopback connection; resolves once QEMU's side is connected and the peer accepted. */
   async function established() {
     const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
@@ -149,7 +200,7 @@ describe('tunnel relay when a side fails', () => {
     let local!: Socket;
     const relay = await openRelay(join(dir, 'r.sock'), () => new Promise((r) => {
       local = createConnection({ host: '127.0.0.1', port: port(peerSrv) }, () => r(local));
-    }), () => undefined);
+    }), () => undefined, copy);
     const qemu = createConnection({ path: relay.path });
     qemu.on('error', () => undefined);
     const peer = await remote;
@@ -162,7 +213,7 @@ describe('tunnel relay when a side fails', () => {
   it('logs why the tunnel could not be opened and closes QEMU\'s side', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'ferry-relay-'));
     const logged: string[] = [];
-    const relay = await openRelay(join(dir, 'r.sock'), () => Promise.reject(new Error('the destination refused the tunnel')), (m) => logged.push(m));
+    const relay = await openRelay(join(dir, 'r.sock'), () => Promise.reject(new Error('the destination refused the tunnel')), (m) => logged.push(m), copy);
     const qemu = createConnection({ path: relay.path });
     qemu.on('error', () => undefined);
     await closed(qemu);
@@ -172,12 +223,20 @@ describe('tunnel relay when a side fails', () => {
     relay.close();
   });
 
-  it('closes QEMU\'s side when the peer connection is destroyed without an end', async () => {
+  // ferryd's own relay only: the helper's sockets are no longer ferryd's to destroy (see the reset test below).
+  it.skipIf(copy !== 'node')('closes QEMU\'s side when the peer connection is destroyed without an end', async () => {
     const { relay, qemu, peer, local } = await established();
     // The daemon connection dies locally (e.g. a keepalive timeout): 'close', no 'end', no 'error'.
     local().destroy();
     await closed(qemu);
     await closed(peer);
+    relay.close();
+  }, 5_000);
+
+  it('closes QEMU\'s side when the far end of the peer connection resets', async () => {
+    const { relay, qemu, peer } = await established();
+    peer.resetAndDestroy();
+    await closed(qemu);
     relay.close();
   }, 5_000);
 
@@ -189,7 +248,7 @@ describe('tunnel relay when a side fails', () => {
     const relay = await openRelay(join(dir, 'r.sock'), () => {
       opened();
       return new Promise<never>(() => undefined);
-    }, () => undefined);
+    }, () => undefined, copy);
     const qemu = createConnection({ path: relay.path });
     qemu.on('error', () => undefined);
     await opening;
