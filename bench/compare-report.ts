@@ -76,6 +76,12 @@ export interface Run {
   wireMs?: number;
   wireBytes?: number;
   daemonCpuMs?: number;
+  /**
+   * Where the whole command's time went, ms. raw: its steps (RawOutcome.steps);
+   * Ferry p2p: the source ferryd's connect and phase times from its log, and
+   * `cli`, the rest of the command (CLI start, its connection and call, exit).
+   */
+  steps?: Record<string, number>;
 }
 
 export const fmtSize = (kib: number) => (kib % 1024 === 0 ? `${kib / 1024} MiB` : `${Math.floor(kib / 1024)} MiB + ${kib % 1024} KiB`);
@@ -145,6 +151,52 @@ export function summaryTable(saved: SavedCompare[]): string {
   ]);
   const header = ['mode', ...cols.map(({ s, cell }) => `${fmtSize(cell.memoryKiB)}, ${workloadOf(s, cell.rate)}: Ferry/raw${cell.tools.includes('libvirt') ? ' · Ferry/libvirt' : ''}`)];
   return markdownTable(header, rows);
+}
+
+/**
+ * The fixed cost of a peer-to-peer migration over raw QEMU, cell by cell
+ * (medians of OK runs): whole time, Ferry − raw, and where each one's time
+ * went, step by step, the steps of the two set side by side where they do
+ * the same work.
+ */
+export function fixedCostTable(s: SavedCompare): string {
+  const rows: string[][] = [];
+  const med = (rs: Run[], k: string) => okSummary(rs, (r) => r.steps?.[k]);
+  const f = (x: Summary) => (x.n ? x.median.toFixed(0) : '-');
+  for (const cell of s.cells) {
+    if (!cell.modes.includes('p2p')) continue;
+    const raw = runsOf(s, 'raw', cell, 'p2p');
+    const fe = runsOf(s, 'ferry', cell, 'p2p');
+    if (okSummary(raw, (r) => r.wallMs).n === 0 || okSummary(fe, (r) => r.wallMs).n === 0) continue;
+    const rawWall = okSummary(raw, (r) => r.wallMs).median;
+    const feWall = okSummary(fe, (r) => r.wallMs).median;
+    rows.push([
+      `${fmtSize(cell.memoryKiB)}, ${workloadOf(s, cell.rate)}`,
+      `${rawWall.toFixed(0)} · ${feWall.toFixed(0)}`,
+      `**${(feWall - rawWall).toFixed(0)}**`,
+      `- · ${f(med(fe, 'cli'))}`,
+      `- · ${f(med(fe, 'connect'))} + ${f(med(fe, 'begin'))}`,
+      `${f(med(raw, 'dstStart'))} + ${f(med(raw, 'setUp'))} · ${f(med(fe, 'prepare'))}`,
+      `${f(med(raw, 'stream'))} · ${f(med(fe, 'perform'))}`,
+      `${f(med(raw, 'cont'))} · ${f(med(fe, 'finish'))}`,
+      `${f(med(raw, 'quit'))} · ${f(med(fe, 'confirm'))}`,
+    ]);
+  }
+  if (rows.length === 0) return '';
+  return markdownTable(
+    [
+      'guest, workload',
+      'whole, ms: raw (dest QEMU start to source exit) · Ferry (`ferry migrate --live --p2p`)',
+      'Ferry − raw, ms',
+      'CLI: start, call, exit (Ferry)',
+      'connect to the destination daemon + begin (Ferry)',
+      'dest QEMU start + tune both, `migrate-incoming` (raw) · prepare (Ferry)',
+      '`migrate` to completed seen (raw) · perform',
+      'dest completed, `cont` (raw) · finish',
+      'source `quit` to exit (raw) · confirm',
+    ],
+    rows,
+  );
 }
 
 export function renderReport(s: SavedCompare): string {

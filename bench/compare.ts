@@ -89,7 +89,7 @@ import {
   vmRssKiB,
   writeResults,
 } from './lib.js';
-import { MODES, contendersOf, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
+import { MODES, contendersOf, fixedCostTable, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
 import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
 import { WireMonitor } from './wire.js';
@@ -277,6 +277,7 @@ runMain(async () => {
       r.setupMs = out.setupMs;
       r.qemuTotalMs = out.totalMs;
       r.dataBytes = out.bytes;
+      if (out.steps) r.steps = out.steps;
       await sleep(SETTLE_MS);
       r.problems.push(...guestProblems(read(out.srcSerial), read(out.dstSerial)));
     } finally {
@@ -344,6 +345,7 @@ runMain(async () => {
       await waitBeats(src, 4);
       const cpu0 = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid);
       wire.start();
+      const logAt = read(fd[0].logPath).length;
       const { out: m, aborted } = await capped(ferry(0, fd[0], ['--json', 'migrate', ...MODES[r.mode]!.ferry, name, FERRY_URI[1]!]), () => ferry(0, fd[0], ['domjobabort', name]));
       recordWire(r);
       r.daemonCpuMs = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid) - cpu0;
@@ -364,6 +366,8 @@ runMain(async () => {
       r.downtimeMs = out.stats?.downtime;
       r.setupMs = out.stats?.setup_time;
       r.dataBytes = out.stats?.data_processed;
+      const steps = p2pSteps(read(fd[0].logPath).slice(logAt), name);
+      if (steps) r.steps = { ...steps, cli: m.ms - Object.values(steps).reduce((a, b) => a + b, 0) };
       await sleep(SETTLE_MS);
       r.problems.push(...guestProblems(read(src), read(dst)));
     } finally {
@@ -405,11 +409,19 @@ runMain(async () => {
   }
 
   const saved: SavedCompare = { runs: RUNS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, results, ferrydPeakRssKiB: peakRss };
-  const report = `${summaryTable([saved])}\n\n${renderReport(saved)}`;
+  const fixed = fixedCostTable(saved);
+  const report = `${summaryTable([saved])}\n\n${fixed ? `Fixed cost of a peer-to-peer migration over raw QEMU (medians of the runs that passed):\n\n${fixed}\n\n` : ''}${renderReport(saved)}`;
   process.stdout.write(report);
   const file = writeResults(argValue('out') ?? 'compare', { machine, loadavgAtEnd: os.loadavg(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, ...saved, report });
   process.stdout.write(`\nresults: ${file}\n`);
 });
+
+/** The source ferryd's account of a peer-to-peer migration of `name` (src/migration/host-migrations.ts): connect and phase times, ms. */
+function p2pSteps(log: string, name: string): Record<string, number> | undefined {
+  const line = log.split('\n').find((l) => l.includes(`peer-to-peer migration of '${name}' to `));
+  if (!line) return undefined;
+  return Object.fromEntries([...line.matchAll(/(connect|begin|prepare|perform|finish|confirm) (\d+) ms/g)].map((m) => [m[1]!, Number(m[2])]));
+}
 
 /** Shapes both ends of the veth link with tc tbf at `rate`, or removes the shaping. */
 function shapeLink(rate: string | undefined): void {

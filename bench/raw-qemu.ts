@@ -75,6 +75,13 @@ export interface RawOutcome {
   iterations?: number;
   /** false: still running at the cap and cancelled (the guest stays on the source). */
   finished: boolean;
+  /**
+   * Where the whole sequence's time went, ms: destination QEMU start (spawn
+   * to QMP ready), tuning both and `migrate-incoming`, the stream (`migrate`
+   * to `completed` seen), the destination's completion and `cont`, the
+   * source's `quit` to its exit.
+   */
+  steps?: { dstStart: number; setUp: number; stream: number; cont: number; quit: number };
 }
 
 /** The part of `query-migrate`'s answer the benchmarks read. */
@@ -209,6 +216,7 @@ export async function rawMigrate(m: RawMigration): Promise<RawOutcome> {
 
     const t0 = now();
     const dst = await launch(m.dst, 'dst');
+    const tDstUp = now();
     await tune(dst.qmp, 'dst');
     await dst.qmp.execute('migrate-incoming', { uri: `tcp:${m.dst.address}:${m.port}` });
     await tune(src.qmp, 'src');
@@ -237,6 +245,7 @@ export async function rawMigrate(m: RawMigration): Promise<RawOutcome> {
     }
     const left = () => Math.max(0, m.capMs - (now() - tMigrate));
     let info = await waitStatus(src.qmp, postcopyRequested ? ['postcopy-active', 'completed'] : ['completed'], left());
+    const tCompleted = now();
     if (info.status !== 'completed' && info.status !== 'postcopy-active') {
       // Cap reached: cancel, the guest goes on on the source.
       await src.qmp.execute('migrate_cancel').catch(() => undefined);
@@ -261,9 +270,12 @@ export async function rawMigrate(m: RawMigration): Promise<RawOutcome> {
       await sleep(50);
       info = await src.qmp.execute<MigrateInfo>('query-migrate');
     }
+    const tQuit = now();
     await src.qmp.execute('quit').catch(() => undefined);
     await exited(src.child);
-    const out: RawOutcome = { srcSerial, dstSerial, wallMs: now() - t0, finished: true };
+    const tEnd = now();
+    const out: RawOutcome = { srcSerial, dstSerial, wallMs: tEnd - t0, finished: true };
+    out.steps = { dstStart: tDstUp - t0, setUp: tMigrate - tDstUp, stream: tCompleted - tMigrate, cont: tCont - tCompleted, quit: tEnd - tQuit };
     if (tStop !== undefined) out.downtimeMs = tCont - tStop;
     if (info.downtime !== undefined) out.qemuDowntimeMs = info.downtime;
     if (info['setup-time'] !== undefined) out.setupMs = info['setup-time'];

@@ -43,7 +43,7 @@ export const COMMAND_MODULES: ReadonlyArray<{ commands: readonly string[]; load:
 ];
 
 /** Global options that take a value (the word after them is not the command). */
-const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-c', '--connect', '-k', '--keepalive-interval', '-K', '--keepalive-count']);
+export const VALUE_OPTIONS: ReadonlySet<string> = new Set(['-c', '--connect', '-k', '--keepalive-interval', '-K', '--keepalive-count']);
 
 /** The command a command line names (`node ferry [global options] COMMAND ...`), if any. */
 export function commandOf(argv: readonly string[]): string | undefined {

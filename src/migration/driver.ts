@@ -62,6 +62,21 @@ export interface DriverOutcome {
   finish: FinishResult;
   /** Set when the source could not clean up after success (the guest runs on the destination). */
   confirmWarning?: string;
+  /** Milliseconds each phase took as the driver saw it, round trips included (where a migration's fixed cost goes). */
+  phaseMs: PhaseTimings;
+}
+
+/** Milliseconds per phase of one migration. */
+export type PhaseTimings = Partial<Record<'begin' | 'prepare' | 'perform' | 'finish' | 'confirm', number>>;
+
+/** Runs `step` and records its duration as `phase` in `into`. */
+async function timed<T>(into: PhaseTimings, phase: keyof PhaseTimings, step: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await step();
+  } finally {
+    into[phase] = Math.round((performance.now() - t0) * 10) / 10;
+  }
 }
 
 /** Runs begin, prepare, perform, finish and confirm; rolls back on failure. */
@@ -71,10 +86,11 @@ export async function runMigration(
   domain: string,
   req: MigrationRequest & { destUri?: string },
 ): Promise<DriverOutcome> {
-  const begin = await src.begin(domain, req);
+  const phaseMs: PhaseTimings = {};
+  const begin = await timed(phaseMs, 'begin', () => src.begin(domain, req));
   let prepare: PrepareResult;
   try {
-    prepare = await dst.prepare({ xml: begin.xml, cookie: begin.cookie, flags: req.flags, params: req.params });
+    prepare = await timed(phaseMs, 'prepare', () => dst.prepare({ xml: begin.xml, cookie: begin.cookie, flags: req.flags, params: req.params }));
   } catch (err) {
     await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);
     throw err;
@@ -92,7 +108,7 @@ export async function runMigration(
   if (!offline) {
     performing = true;
     try {
-      perform = await src.perform(performArgs(begin.jobId, req, prepare, dst.addressForData));
+      perform = await timed(phaseMs, 'perform', () => src.perform(performArgs(begin.jobId, req, prepare, dst.addressForData)));
     } catch (err) {
       performing = false;
       // The stream did not complete: the destination cannot have resumed; take the guest back.
@@ -109,12 +125,14 @@ export async function runMigration(
   const finishDeliverable = !dst.connectionLost();
   try {
     if (!finishDeliverable) throw new FerryError('no_connect', 'the connection to the destination closed before finish');
-    finish = await dst.finish({
-      jobId: prepare.jobId,
-      cancelled: false,
-      ...(perform ? { sourceStats: perform.stats } : {}),
-      ...(perform?.sourceStoppedAt !== undefined ? { sourceStoppedAt: perform.sourceStoppedAt } : {}),
-    });
+    finish = await timed(phaseMs, 'finish', () =>
+      dst.finish({
+        jobId: prepare.jobId,
+        cancelled: false,
+        ...(perform ? { sourceStats: perform.stats } : {}),
+        ...(perform?.sourceStoppedAt !== undefined ? { sourceStoppedAt: perform.sourceStoppedAt } : {}),
+      }),
+    );
   } catch (err) {
     const e = toFerryError(err);
     if (perform?.postcopy) return await afterPostcopyFinishFailed(src, dst, { begin, prepare, perform }, e, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000);
@@ -141,9 +159,9 @@ export async function runMigration(
       throw new FerryError('operation_failed', why);
     }
   }
-  const out: DriverOutcome = { begin, prepare, perform, finish };
+  const out: DriverOutcome = { begin, prepare, perform, finish, phaseMs };
   try {
-    await src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) });
+    await timed(phaseMs, 'confirm', () => src.confirm({ jobId: begin.jobId, cancelled: false, ...(finish.downtimeMs !== undefined ? { downtimeMs: finish.downtimeMs } : {}) }));
     // A post-copy's confirm returns once the whole stream has arrived: the guest's state is no longer 'post-copy'.
     if (perform?.postcopy && finish.reason === 'post-copy') out.finish = { ...finish, reason: 'migrated' };
   } catch (err) {
@@ -187,7 +205,7 @@ async function afterPostcopyFinishFailed(
   if (outcome === 'finished') {
     // The destination holds the guest: the source's side ends like any post-copy, or says why it cannot.
     await src.confirm({ jobId: begin.jobId, cancelled: false });
-    return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false } };
+    return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false }, phaseMs: {} };
   }
   if (outcome === 'aborted') {
     await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);

@@ -183,13 +183,17 @@ export class Migrations {
   async migratePeerToPeer(domain: unknown, destUri: unknown, req: MigrationRequest): Promise<DriverOutcome> {
     if (typeof destUri !== 'string' || destUri === '') throw new FerryError('invalid_arg', 'a destination URI is required, e.g. ferry+tls://host/system');
     if (typeof domain !== 'string') throw new FerryError('invalid_arg', 'a domain name, id or UUID is required');
+    const t0 = performance.now();
     const peer = await this.connectPeer(destUri);
     try {
       // The rule table's same-host rule, now that the peer said who it is.
       admitBetweenHosts(req, this.host.config.identity, await peer.identity());
+      const connectMs = performance.now() - t0;
       const source = hasFlag(req.flags, 'TUNNELLED') ? this.tunnelledSource(peer) : this.localSource;
       const outcome = await runMigration(source, peer, domain, { ...req, destUri });
       if (outcome.confirmWarning) this.log(outcome.confirmWarning);
+      const phases = Object.entries(outcome.phaseMs).map(([phase, ms]) => `${phase} ${ms.toFixed(0)} ms`);
+      this.log(`peer-to-peer migration of '${outcome.begin.cookie.domain.name}' to ${destUri}: connect ${connectMs.toFixed(0)} ms, ${phases.join(', ')}`);
       return outcome;
     } finally {
       peer.close();

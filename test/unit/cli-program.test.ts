@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { Command } from 'commander';
-import { COMMAND_MODULES, buildProgram, commandOf, mapStack } from '../../src/cli/program.js';
+import { COMMAND_MODULES, VALUE_OPTIONS, buildProgram, commandOf, mapStack } from '../../src/cli/program.js';
 import { CliContext } from '../../src/cli/context.js';
 
 const argv = (...args: string[]) => ['node', 'ferry', ...args];
@@ -40,6 +40,12 @@ describe('buildProgram', () => {
 });
 
 describe('commandOf', () => {
+  it('knows exactly the global options that take a value, as the program defines them', async () => {
+    const { program } = await buildProgram();
+    const takingValue = program.options.filter((o) => o.required || o.optional).flatMap((o) => [o.short, o.long].filter((f): f is string => !!f));
+    expect(new Set(takingValue)).toEqual(VALUE_OPTIONS);
+  });
+
   it('skips the global options and their values', () => {
     expect(commandOf(argv('list'))).toBe('list');
     expect(commandOf(argv('-c', 'list', 'uri'))).toBe('uri');

@@ -31,11 +31,11 @@ describe.skipIf(!existsSync(RELAY_HELPER))('ferry-relay', () => {
     const child = spawn(RELAY_HELPER, ['--other-direction-s', '1'], { stdio: ['pipe', 'pipe', 'pipe', a.near, b.near] });
     a.near.destroy();
     b.near.destroy();
-    child.stdin.end(Buffer.alloc(8));
+    child.stdin!.end(Buffer.alloc(8));
     let stdout = '';
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
-    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    child.stdout!.setEncoding('utf8').on('data', (t: string) => (stdout += t));
+    child.stderr!.setEncoding('utf8').on('data', (t: string) => (stderr += t));
     for (const s of [a.far, b.far]) s.on('error', () => undefined);
     const atB: Buffer[] = [];
     b.far.on('data', (d: Buffer) => atB.push(d));
@@ -61,7 +61,7 @@ describe.skipIf(!existsSync(RELAY_HELPER))('ferry-relay', () => {
     a.near.destroy();
     b.near.destroy();
     // Bytes ferryd had read before the hand-over: 3 for b, 2 for a; they arrive first.
-    child.stdin.end(Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from('xyz'), Buffer.from([0, 0, 0, 2]), Buffer.from('uv')]));
+    child.stdin!.end(Buffer.concat([Buffer.from([0, 0, 0, 3]), Buffer.from('xyz'), Buffer.from([0, 0, 0, 2]), Buffer.from('uv')]));
     const got = (s: Socket) =>
       new Promise<string>((resolve) => {
         let t = '';
