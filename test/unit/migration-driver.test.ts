@@ -167,7 +167,10 @@ describe('runMigration: success', () => {
     const [fin] = f.log.flatMap((c) => (c.op === 'finish' ? [c.args] : []));
     expect(fin).toEqual({ jobId: 'dst-job-7', cancelled: false, sourceStats: STATS, sourceStoppedAt: 1_700_000_000_000 });
     expect(f.confirms()).toEqual([{ jobId: 'src-job-1', cancelled: false, downtimeMs: 42 }]);
-    expect(out).toEqual({ begin: BEGIN, prepare: PREPARE, perform: { stats: STATS, sourceStoppedAt: 1_700_000_000_000 }, finish: FINISH });
+    expect(out).toEqual({ begin: BEGIN, prepare: PREPARE, perform: { stats: STATS, sourceStoppedAt: 1_700_000_000_000 }, finish: FINISH, phaseMs: expect.any(Object) });
+    // Each phase's time is recorded, for the trace of where a migration's fixed cost goes.
+    expect(Object.keys(out.phaseMs)).toEqual(['begin', 'prepare', 'perform', 'finish', 'confirm']);
+    for (const ms of Object.values(out.phaseMs)) expect(ms).toBeGreaterThanOrEqual(0);
     expect(out.confirmWarning).toBeUndefined();
   });
 
