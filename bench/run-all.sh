@@ -14,6 +14,13 @@
 #   bench/storage-compare.ts  storage copy: raw NBD mirror, Ferry, libvirt
 #   bench/list-compare.ts     `ferry list` and `virsh list --all` against ferryd, against
 #                             `virsh list --all` against libvirtd, 100 guests; ferryd RSS
+# and the targets of issue 17 ("Close to the floor"):
+#   bench/profile-tunnel.ts   the tunnel's three byte movers (FERRY_TUNNEL_RELAY=splice,
+#                             readwrite, node): throughput against direct, CPU per byte
+#                             against libvirtd's
+#   bench/compare.ts          257 MiB + 4 KiB, p2p and tunnelled, idle and writing: the fixed
+#                             cost over raw QEMU step by step, tunnelled downtime against direct
+#   bench/cli-start.ts        `ferry --version`, `ferry list` against `node -e 0`
 # and writes everything they print to bench/results/run-all-DATE.md (their
 # JSON goes next to it). docs/performance.md explains the figures.
 set -euo pipefail
@@ -36,11 +43,15 @@ if ((quick)); then
   virsh=(--runs 1 --rates 0)
   storage=(--runs 1)
   list=(--runs 5)
+  floor=(--runs 3)
+  cli=(--runs 20)
 else
   compare=()
   virsh=(--runs 5)
   storage=()
   list=()
+  floor=(--runs 7)
+  cli=(--runs 20)
 fi
 
 {
@@ -58,10 +69,26 @@ fi
   echo
   echo "## Storage copy (bench/storage-compare.ts)"
   echo
-  npx tsx bench/storage-compare.ts "${storage[@]}"
+  npx tsx bench/storage-compare.ts --contenders raw,ferry,ferry-tunnelled,libvirt "${storage[@]}"
   echo
   echo "## Listing 100 guests (bench/list-compare.ts)"
   echo
   npx tsx bench/list-compare.ts "${list[@]}"
+  echo
+  echo "## Close to the floor (issue 17)"
+  echo
+  echo "### The tunnel's byte movers (bench/profile-tunnel.ts)"
+  echo
+  for copy in splice readwrite node; do
+    npx tsx bench/profile-tunnel.ts --tools ferry,libvirt --modes tunnelled,p2p --tag "$copy" --ferryd-env "FERRY_TUNNEL_RELAY=$copy" "${floor[@]}"
+    echo
+  done
+  echo "### Fixed cost over raw QEMU, tunnelled downtime (bench/compare.ts, 257 MiB + 4 KiB)"
+  echo
+  npx tsx bench/compare.ts --tools raw,ferry --modes p2p,tunnelled --sizes 257M+4K --rates 0,100 --out compare-floor "${floor[@]}"
+  echo
+  echo "### CLI start (bench/cli-start.ts)"
+  echo
+  npx tsx bench/cli-start.ts "${cli[@]}"
 } | tee "$out"
 echo "written: $out" >&2
