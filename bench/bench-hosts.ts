@@ -7,7 +7,9 @@
  */
 import { execFileSync } from 'node:child_process';
 import { inNetns } from '../test/support/netns.js';
-import { timedRun, type TimedRun } from './lib.js';
+import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
+import type { Ferryd } from './ferryd.js';
+import { CLI, ROOT, timedRun, type TimedRun } from './lib.js';
 
 export const NS = ['lvb-h1', 'lvb-h2'] as const;
 export const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
@@ -55,4 +57,24 @@ export function serialToFile(xml: string, path: string): string {
   return xml
     .replace(/ *<serial type='pty'><target port='0'\/><\/serial>\n/, `    <serial type='file'><source path='${path}'/><target port='0'/></serial>\n`)
     .replace(/ *<console type='pty'><target type='serial' port='0'\/><\/console>\n/, '');
+}
+
+/** `ferry -c <ferryd's unix socket> ARGS` inside host `host`'s namespace (the built CLI, {@link CLI}). */
+export function ferryIn(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 300_000): Promise<TimedRun> {
+  const c = inNetns(NS[host], [process.execPath, CLI, '-c', f.unixUri, ...args]);
+  return timedRun(c.file, c.args, { timeoutMs, cwd: ROOT });
+}
+
+/**
+ * The guest check after a finished migration, given the source's and the
+ * destination's serial logs: the heartbeat went on at the source's last + 1
+ * with no CORRUPT (test/support/serial.ts checkMigrationContinuity), and the
+ * guest runs on (3 heartbeats or more on the destination).
+ */
+export function guestProblems(src: string, dst: string): string[] {
+  const c = checkMigrationContinuity(src, dst);
+  const problems = [...c.problems];
+  const last = parseSerialLog(src + dst).lastHeartbeat?.counter ?? 0;
+  if (c.ok && last - (c.sourceLast?.counter ?? 0) < 3) problems.push('fewer than 3 heartbeats on the destination after the migration');
+  return problems;
 }

@@ -49,7 +49,7 @@
  * both daemons during the command, ferryd's peak RSS; per row the ratios of
  * Ferry's medians to raw QEMU's (same mode, else plain) and to libvirt's.
  *
- *   npx tsx bench/compare.ts [--runs 3] [--sizes 257M,1025M,256M+4K,1G+4K] [--rates 0,100,400]
+ *   npx tsx bench/compare.ts [--runs 3] [--sizes 257M,1025M,256M+4K,1G+4K,4G+4K,8G+4K] [--rates 0,100,400]
  *                            [--modes p2p,managed,...] [--heavy-rate 400] [--heavy-link 1gbit] [--cap-s 30]
  *                            [--tools raw,ferry,libvirt,ferry-virsh] [--verbose-virsh]
  *                            [--out NAME]
@@ -66,10 +66,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainDocument } from '../src/domain/index.js';
-import { inNetns } from '../test/support/netns.js';
-import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
-import { startFerryd, type Ferryd } from './ferryd.js';
+import { startFerryd } from './ferryd.js';
 import {
   CLI,
   ROOT,
@@ -79,6 +77,7 @@ import {
   machineInfo,
   onCleanup,
   procCpuMs,
+  RssSampler,
   requireBuild,
   rmTree,
   rotate,
@@ -89,16 +88,24 @@ import {
   vmRssKiB,
   writeResults,
 } from './lib.js';
-import { MODES, contendersOf, fixedCostTable, fmtSize, renderReport, summaryTable, wsMiB, type Cell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
+import { MODES, contendersOf, fixedCostTable, fmtSize, parseSize, renderReport, summaryTable, wsMiB, type Cell, type FerrydRssCell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
-import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
+import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, ferryIn, guestProblems, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
 import { WireMonitor } from './wire.js';
 
 // ------------------------------------------------------------ settings
 
 const RUNS = argInt('runs', 3);
 const HEAVY_RATE = argInt('heavy-rate', 400);
-const CAP_MS = argInt('cap-s', 30) * 1000;
+/**
+ * Cap of one migration: `--cap-s` when given, else 30 s, raised for big
+ * guests to 15 s per GiB (4 GiB: 60 s, 8 GiB: 120 s): a pass over 3 GB of
+ * live data alone takes several seconds under TCG, and the heavy writer's
+ * "did not finish" should mean the writer, not the size.
+ */
+const CAP_GIVEN_S = argValue('cap-s') !== undefined ? argInt('cap-s', 30) : undefined;
+const capMsFor = (memoryKiB: number) => (CAP_GIVEN_S ?? Math.max(30, Math.ceil((15 * memoryKiB) / 1024 / 1024))) * 1000;
+const CAP_MS = capMsFor(0);
 /** tbf rate of the link for the heavy writer (unshaped veth otherwise). */
 const HEAVY_LINK = argValue('heavy-link') ?? '1gbit';
 const HB_MS = 250;
@@ -112,15 +119,6 @@ const NO_SLOW_COMPRESSION = ALL_MODES.filter((m) => !['mt', 'zlib', 'zstd'].incl
 const HEAVY_MODES = ['p2p', 'auto-converge', 'postcopy'];
 const SAFE_MODES = ['p2p', 'tunnelled', 'auto-converge', 'postcopy'];
 
-function parseSize(s: string): number {
-  let kib = 0;
-  for (const term of s.split('+')) {
-    const m = /^(\d+)([KMG])$/i.exec(term.trim());
-    if (!m) throw new Error(`bad size '${s}' (e.g. 257M, 256M+4K, 1G+4K)`);
-    kib += Number(m[1]) * { K: 1, M: 1024, G: 1024 * 1024 }[m[2]!.toUpperCase() as 'K']!;
-  }
-  return kib;
-}
 
 const SIZES = (argValue('sizes') ?? '257M,1025M,256M+4K,1G+4K').split(',').map(parseSize);
 const RATES = (argValue('rates') ?? `0,100,${HEAVY_RATE}`).split(',').map(Number);
@@ -152,10 +150,7 @@ const RAW_PORT = 49400;
 
 // ------------------------------------------------------------ helpers
 
-function ferry(host: 0 | 1, f: Ferryd, args: string[], timeoutMs = 300_000) {
-  const c = inNetns(NS[host], [process.execPath, CLI, '-c', f.unixUri, ...args]);
-  return timedRun(c.file, c.args, { timeoutMs, cwd: ROOT });
-}
+const ferry = ferryIn;
 
 const read = (p: string) => (existsSync(p) ? readFileSync(p, 'utf8') : '');
 
@@ -170,14 +165,6 @@ function guestXml(name: string, uuid: string, memoryKiB: number, rate: number, s
 
 const msOf = (v: string | undefined) => (v ? Number(v.split(' ')[0]) : undefined);
 
-/** Guest check after a finished migration: heartbeat continued at +1 with no CORRUPT, and the guest runs on. */
-function guestProblems(src: string, dst: string): string[] {
-  const c = checkMigrationContinuity(src, dst);
-  const problems = [...c.problems];
-  const last = parseSerialLog(src + dst).lastHeartbeat?.counter ?? 0;
-  if (c.ok && last - (c.sourceLast?.counter ?? 0) < 3) problems.push('fewer than 3 heartbeats on the destination after the migration');
-  return problems;
-}
 
 // ------------------------------------------------------------ the benchmark
 
@@ -232,16 +219,18 @@ runMain(async () => {
     }
   };
   let peakRss = 0;
+  /** Per cell and mode (size × rate × mode): both ferryds' RSS before its first Ferry run and the peak during its Ferry runs. */
+  const rssCells = new Map<string, FerrydRssCell>();
   const results: Run[] = [];
   const t0 = Date.now();
 
   /** Runs `cmd`, and after `CAP_MS` runs `abort` (plain pre-copy under a writer it cannot outrun). */
-  const capped = async <T>(cmd: Promise<T>, abort: () => Promise<unknown>): Promise<{ out: T; aborted: boolean }> => {
+  const capped = async <T>(capMs: number, cmd: Promise<T>, abort: () => Promise<unknown>): Promise<{ out: T; aborted: boolean }> => {
     let aborted = false;
     const timer = setTimeout(() => {
       aborted = true;
       void abort();
-    }, CAP_MS);
+    }, capMs);
     try {
       return { out: await cmd, aborted };
     } finally {
@@ -261,7 +250,7 @@ runMain(async () => {
         dst: { ns: NS[1], address: ADDR[1] },
         port: RAW_PORT,
         recipe: RECIPES[MODES[r.mode]!.raw],
-        capMs: CAP_MS,
+        capMs: capMsFor(r.memoryKiB),
         warm: (log) => waitBeats(log, 4),
         onStreamStart: () => wire.start(),
         onStreamEnd: () => recordWire(r),
@@ -269,7 +258,7 @@ runMain(async () => {
       r.wallMs = out.wallMs;
       if (!out.finished) {
         r.unfinished = true;
-        r.problems.push(`did not finish within ${CAP_MS / 1000} s (cancelled)`);
+        r.problems.push(`did not finish within ${capMsFor(r.memoryKiB) / 1000} s (cancelled)`);
         return;
       }
       r.downtimeMs = out.downtimeMs;
@@ -310,14 +299,14 @@ runMain(async () => {
       const cpu0 = pids.reduce((s, p) => s + procCpuMs(p), 0);
       wire.start();
       const flags = [...MODES[r.mode]!.virsh!, ...VIRSH_VERBOSE, ...(onFerryd ? [] : ['--xml', xmlB])];
-      const { out: m, aborted } = await capped(vsh(0, ['migrate', ...flags, name, uri[1]!]), () => vsh(0, ['domjobabort', name]));
+      const { out: m, aborted } = await capped(capMsFor(r.memoryKiB), vsh(0, ['migrate', ...flags, name, uri[1]!]), () => vsh(0, ['domjobabort', name]));
       recordWire(r);
       r.daemonCpuMs = pids.reduce((s, p) => s + procCpuMs(p), 0) - cpu0;
       r.wallMs = m.ms;
       if (onFerryd) peakRss = Math.max(peakRss, vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid));
       if (aborted) {
         r.unfinished = true;
-        r.problems.push(`did not finish within ${CAP_MS / 1000} s (aborted)`);
+        r.problems.push(`did not finish within ${capMsFor(r.memoryKiB) / 1000} s (aborted)`);
         return;
       }
       if (m.code !== 0) throw new Error(`virsh migrate: ${m.stderr.trim()}`);
@@ -343,17 +332,26 @@ runMain(async () => {
       const c = await ferry(0, fd[0], ['create', xml]);
       if (c.code !== 0) throw new Error(`ferry create: ${c.stderr.trim()}`);
       await waitBeats(src, 4);
+      const key = `${r.memoryKiB}/${r.rate}/${r.mode}`;
+      let rss = rssCells.get(key);
+      if (!rss) {
+        rss = { memoryKiB: r.memoryKiB, rate: r.rate, mode: r.mode, beforeKiB: [vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid)], peakKiB: [0, 0] };
+        rssCells.set(key, rss);
+      }
+      const sampler = new RssSampler([fd[0].pid, fd[1].pid], 50).start();
       const cpu0 = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid);
       wire.start();
       const logAt = read(fd[0].logPath).length;
-      const { out: m, aborted } = await capped(ferry(0, fd[0], ['--json', 'migrate', ...MODES[r.mode]!.ferry, name, FERRY_URI[1]!]), () => ferry(0, fd[0], ['domjobabort', name]));
+      const { out: m, aborted } = await capped(capMsFor(r.memoryKiB), ferry(0, fd[0], ['--json', 'migrate', ...MODES[r.mode]!.ferry, name, FERRY_URI[1]!]), () => ferry(0, fd[0], ['domjobabort', name]));
       recordWire(r);
       r.daemonCpuMs = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid) - cpu0;
       r.wallMs = m.ms;
-      peakRss = Math.max(peakRss, vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid));
+      const [a, b] = sampler.stop();
+      rss.peakKiB = [Math.max(rss.peakKiB[0], a!.peakKiB), Math.max(rss.peakKiB[1], b!.peakKiB)];
+      peakRss = Math.max(peakRss, a!.peakKiB, b!.peakKiB);
       if (aborted) {
         r.unfinished = true;
-        r.problems.push(`did not finish within ${CAP_MS / 1000} s (aborted)`);
+        r.problems.push(`did not finish within ${capMsFor(r.memoryKiB) / 1000} s (aborted)`);
         return;
       }
       let out: { stats?: Record<string, number>; error?: { message?: string } } = {};
@@ -408,11 +406,11 @@ runMain(async () => {
     if (shaped) shapeLink(undefined);
   }
 
-  const saved: SavedCompare = { runs: RUNS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, results, ferrydPeakRssKiB: peakRss };
+  const saved: SavedCompare = { runs: RUNS, heavyRate: HEAVY_RATE, heavyLink: HEAVY_LINK, cells, results, ferrydPeakRssKiB: peakRss, ferrydRss: [...rssCells.values()] };
   const fixed = fixedCostTable(saved);
   const report = `${summaryTable([saved])}\n\n${fixed ? `Fixed cost of a peer-to-peer migration over raw QEMU (medians of the runs that passed):\n\n${fixed}\n\n` : ''}${renderReport(saved)}`;
   process.stdout.write(report);
-  const file = writeResults(argValue('out') ?? 'compare', { machine, loadavgAtEnd: os.loadavg(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, ...saved, report });
+  const file = writeResults(argValue('out') ?? 'compare', { machine, loadavgAtEnd: os.loadavg(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, capMsBySize: Object.fromEntries(SIZES.map((k) => [k, capMsFor(k)])), ...saved, report });
   process.stdout.write(`\nresults: ${file}\n`);
 });
 

@@ -360,3 +360,53 @@ export function rotate<T>(xs: readonly T[], k: number): T[] {
   const s = ((k % n) + n) % n;
   return [...xs.slice(s), ...xs.slice(0, s)];
 }
+
+/**
+ * Samples the VmRSS of some processes every `everyMs` while started: the
+ * first sample, the peak and the last sample of each (KiB). A process that
+ * has gone keeps what was sampled before.
+ */
+export class RssSampler {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly first = new Map<number, number>();
+  private readonly peak = new Map<number, number>();
+  private readonly last = new Map<number, number>();
+
+  constructor(
+    private readonly pids: readonly number[],
+    private readonly everyMs = 50,
+  ) {}
+
+  private sample(): void {
+    for (const pid of this.pids) {
+      let kib: number;
+      try {
+        kib = vmRssKiB(pid);
+      } catch {
+        continue;
+      }
+      if (!this.first.has(pid)) this.first.set(pid, kib);
+      this.peak.set(pid, Math.max(this.peak.get(pid) ?? 0, kib));
+      this.last.set(pid, kib);
+    }
+  }
+
+  /** Takes a sample now and then every `everyMs` until {@link stop}. */
+  start(): this {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.everyMs);
+    this.timer.unref();
+    return this;
+  }
+
+  /** Takes a last sample, stops; per pid (in the order given) first, peak and last VmRSS, KiB. */
+  stop(): Array<{ pid: number; firstKiB: number; peakKiB: number; lastKiB: number }> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.sample();
+    return this.pids.map((pid) => ({ pid, firstKiB: this.first.get(pid) ?? Number.NaN, peakKiB: this.peak.get(pid) ?? Number.NaN, lastKiB: this.last.get(pid) ?? Number.NaN }));
+  }
+}
+
+/** KiB as MiB with one decimal. */
+export const mibOf = (kib: number) => (kib / 1024).toFixed(1);

@@ -21,6 +21,12 @@
 #   bench/compare.ts          257 MiB + 4 KiB, p2p and tunnelled, idle and writing: the fixed
 #                             cost over raw QEMU step by step, tunnelled downtime against direct
 #   bench/cli-start.ts        `ferry --version`, `ferry list` against `node -e 0`
+#   and its section "Scale" (issue 17, "Scale with the work"):
+#   bench/compare.ts --tools raw,ferry --sizes 257M+4K,1G+4K,4G+4K[,8G+4K] --out compare-scale
+#                             scale with guest size: the ratio to raw QEMU and ferryd's RSS
+#                             per size (8G+4K where the machine has 20 GiB or more)
+#   bench/concurrent.ts       16 migrations at once (and 1), p2p and tunnelled: batch time,
+#                             both ferryds' RSS before / peak / after, every guest checked
 # and writes everything they print to bench/results/run-all-DATE.md (their
 # JSON goes next to it). docs/performance.md explains the figures.
 set -euo pipefail
@@ -45,6 +51,8 @@ if ((quick)); then
   list=(--runs 5)
   floor=(--runs 3)
   cli=(--runs 20)
+  scale=(--runs 1)
+  concurrent=(--runs 1)
 else
   compare=()
   virsh=(--runs 5)
@@ -52,7 +60,12 @@ else
   list=()
   floor=(--runs 7)
   cli=(--runs 20)
+  scale=(--runs 3)
+  concurrent=(--runs 1)
 fi
+# Two QEMUs of 8 GiB (each touching about 3 GiB) fit a machine of 20 GiB or more.
+scale_sizes=257M+4K,1G+4K,4G+4K
+(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) >= 20 * 1024 * 1024)) && scale_sizes+=,8G+4K
 
 {
   echo "# Ferry benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -90,5 +103,15 @@ fi
   echo "### CLI start (bench/cli-start.ts)"
   echo
   npx tsx bench/cli-start.ts "${cli[@]}"
+  echo
+  echo "## Scale"
+  echo
+  echo "### Guest size: raw QEMU and Ferry, idle and with a writer (bench/compare.ts --sizes $scale_sizes)"
+  echo
+  npx tsx bench/compare.ts --tools raw,ferry --modes p2p,tunnelled --sizes "$scale_sizes" --rates 0,100 --out compare-scale "${scale[@]}"
+  echo
+  echo "### 16 migrations at once (bench/concurrent.ts)"
+  echo
+  npx tsx bench/concurrent.ts --guests 16 --modes p2p,tunnelled "${concurrent[@]}"
 } | tee "$out"
 echo "written: $out" >&2
