@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import type { Ferryd } from './ferryd.js';
-import { CLI, ROOT, timedRun, type TimedRun } from './lib.js';
+import { CLI, ROOT, sleep, timedRun, type TimedRun } from './lib.js';
 
 export const NS = ['lvb-h1', 'lvb-h2'] as const;
 export const ADDR = ['10.203.0.1', '10.203.0.2'] as const;
@@ -77,4 +77,21 @@ export function guestProblems(src: string, dst: string): string[] {
   const last = parseSerialLog(src + dst).lastHeartbeat?.counter ?? 0;
   if (c.ok && last - (c.sourceLast?.counter ?? 0) < 3) problems.push('fewer than 3 heartbeats on the destination after the migration');
   return problems;
+}
+
+/**
+ * {@link guestProblems} once the guest had time: after `minMs`, and then
+ * again every 250 ms while there are problems, up to `maxMs` in all. A big
+ * guest's full pattern check (every 10th heartbeat, over GiBs) delays its
+ * heartbeats, so a fixed wait can see too few beats on the destination; a
+ * guest that is wrong stays wrong, and is reported after `maxMs`.
+ */
+export async function settledGuestProblems(readSrc: () => string, readDst: () => string, minMs: number, maxMs = 20_000): Promise<string[]> {
+  const end = Date.now() + maxMs;
+  await sleep(minMs);
+  for (;;) {
+    const problems = guestProblems(readSrc(), readDst());
+    if (problems.length === 0 || Date.now() >= end) return problems;
+    await sleep(250);
+  }
 }

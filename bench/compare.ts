@@ -90,7 +90,7 @@ import {
 } from './lib.js';
 import { MODES, contendersOf, fixedCostTable, fmtSize, parseSize, renderReport, summaryTable, wsMiB, type Cell, type FerrydRssCell, type RecipeKey, type Run, type SavedCompare, type Tool } from './compare-report.js';
 import { rawCleanup, rawMigrate, type RawRecipe } from './raw-qemu.js';
-import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, ferryIn, guestProblems, libvirtdPids, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
+import { ADDR, FERRYD_LIBVIRT_PORT, FERRYD_LV_URI, FERRY_URI, LV_URI, NS, ferryIn, libvirtdPids, settledGuestProblems, parseJobInfo, serialToFile, toBytes, virsh } from './bench-hosts.js';
 import { WireMonitor } from './wire.js';
 
 // ------------------------------------------------------------ settings
@@ -267,8 +267,7 @@ runMain(async () => {
       r.qemuTotalMs = out.totalMs;
       r.dataBytes = out.bytes;
       if (out.steps) r.steps = out.steps;
-      await sleep(SETTLE_MS);
-      r.problems.push(...guestProblems(read(out.srcSerial), read(out.dstSerial)));
+      r.problems.push(...(await settledGuestProblems(() => read(out.srcSerial), () => read(out.dstSerial), SETTLE_MS)));
     } finally {
       await rawCleanup(name);
     }
@@ -314,8 +313,7 @@ runMain(async () => {
       r.downtimeMs = msOf(info['Total downtime']);
       r.setupMs = msOf(info['Setup time']);
       r.dataBytes = toBytes(info['Data processed']);
-      await sleep(SETTLE_MS);
-      r.problems.push(...guestProblems(read(src), read(dst)));
+      r.problems.push(...(await settledGuestProblems(() => read(src), () => read(dst), SETTLE_MS)));
     } finally {
       await vsh(1, ['destroy', name]).catch(() => null);
       await vsh(0, ['destroy', name]).catch(() => null);
@@ -366,8 +364,7 @@ runMain(async () => {
       r.dataBytes = out.stats?.data_processed;
       const steps = p2pSteps(read(fd[0].logPath).slice(logAt), name);
       if (steps) r.steps = { ...steps, cli: m.ms - Object.values(steps).reduce((a, b) => a + b, 0) };
-      await sleep(SETTLE_MS);
-      r.problems.push(...guestProblems(read(src), read(dst)));
+      r.problems.push(...(await settledGuestProblems(() => read(src), () => read(dst), SETTLE_MS)));
     } finally {
       await Promise.all([ferry(1, fd[1], ['destroy', name]).catch(() => null), ferry(0, fd[0], ['destroy', name]).catch(() => null)]);
     }

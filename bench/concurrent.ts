@@ -14,7 +14,7 @@
  * serial log), then N `ferry migrate --live --p2p [--tunnelled]` run at once,
  * each its own CLI process, to host B. Both ferryds' VmRSS is sampled every
  * 50 ms from before the batch to its end: before (the first sample), peak,
- * and after (once the batch is over and the guests were checked, about
+ * and after (once the batch is over and every guest was checked, at least
  * `--settle-ms` later). Then every guest is checked: its CLI exited 0, and its
  * serial heartbeat went on at the source's last + 1 on B with no CORRUPT and
  * at least 3 more heartbeats (bench/bench-hosts.ts guestProblems, as
@@ -22,13 +22,16 @@
  * ferryds live for the whole invocation, so "before" of a later batch
  * includes what earlier batches left behind.
  *
- * Guests: `--size` (default 64M+4K: an odd size, QEMU 7.2 under TCG loses
+ * Guests: `--size` (default 128M+4K: an odd size, QEMU 7.2 under TCG loses
  * dirty pages at multiples of 256 KiB, /work/shared/PLATFORM.md), a `--ws`
- * MiB working set (default 32) rewritten at `--rate` MiB/s (default 1), a
- * heartbeat every `--hb` ms (500).
+ * MiB working set (default 96) rewritten at `--rate` MiB/s (default 1), a
+ * heartbeat every `--hb` ms (500). Big enough that the streams overlap: a
+ * 64 MiB guest moves in about 0.15 s, less than the CLI processes take to
+ * start one after the other on 2 cores; 16 of these hold about 3 GiB on
+ * the two hosts while the batch runs.
  *
  *   npx tsx bench/concurrent.ts [--guests 16] [--runs 1] [--modes p2p,tunnelled]
- *       [--size 64M+4K] [--ws 32] [--rate 1] [--hb 500] [--settle-ms 2500] [--out concurrent]
+ *       [--size 128M+4K] [--ws 96] [--rate 1] [--hb 500] [--settle-ms 1500] [--out concurrent]
  *
  * Needs root, `npm run build` and `make -C guest`. Prints markdown tables and
  * writes bench/results/NAME.json.
@@ -39,7 +42,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
-import { FERRY_URI, ADDR, NS, ferryIn, guestProblems } from './bench-hosts.js';
+import { FERRY_URI, ADDR, NS, ferryIn, settledGuestProblems } from './bench-hosts.js';
 import { MODES, parseSize, fmtSize } from './compare-report.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
 import {
@@ -64,11 +67,11 @@ import {
 const GUESTS = argInt('guests', 16);
 const RUNS = argInt('runs', 1);
 const MODE_NAMES = (argValue('modes') ?? 'p2p,tunnelled').split(',');
-const SIZE_KIB = parseSize(argValue('size') ?? '64M+4K');
-const WS_MIB = argInt('ws', 32);
+const SIZE_KIB = parseSize(argValue('size') ?? '128M+4K');
+const WS_MIB = argInt('ws', 96);
 const RATE = Number(argValue('rate') ?? 1);
 const HB_MS = argInt('hb', 500);
-const SETTLE_MS = argInt('settle-ms', 2500);
+const SETTLE_MS = argInt('settle-ms', 1500);
 const MIGRATE_TIMEOUT_MS = argInt('migrate-timeout-s', 300) * 1000;
 const BATCHES = [...new Set([1, GUESTS])];
 
@@ -161,13 +164,14 @@ runMain(async () => {
         }),
       );
       const wallMs = performance.now() - tStart;
-      await sleep(SETTLE_MS);
-      const guests: GuestResult[] = outs.map(({ name, m }) => {
-        const problems: string[] = [];
-        if (m.code !== 0) problems.push(`ferry migrate exit ${m.code}: ${(m.stderr || m.stdout).trim().split('\n')[0]}`);
-        else problems.push(...guestProblems(read(serialOf(fd[0], name)), read(serialOf(fd[1], name))));
-        return { name, migrateMs: m.ms, code: m.code, ok: problems.length === 0, problems };
-      });
+      const guests: GuestResult[] = await Promise.all(
+        outs.map(async ({ name, m }) => {
+          const problems: string[] = [];
+          if (m.code !== 0) problems.push(`ferry migrate exit ${m.code}: ${(m.stderr || m.stdout).trim().split('\n')[0]}`);
+          else problems.push(...(await settledGuestProblems(() => read(serialOf(fd[0], name)), () => read(serialOf(fd[1], name)), SETTLE_MS)));
+          return { name, migrateMs: m.ms, code: m.code, ok: problems.length === 0, problems };
+        }),
+      );
       const [a, b] = sampler.stop();
       const relay = [read(fd[0].logPath).slice(logLen[0]), read(fd[1].logPath).slice(logLen[1])]
         .flatMap((t) => t.split('\n'))
@@ -222,7 +226,7 @@ runMain(async () => {
 function render(batches: readonly Batch[]): string {
   const out: string[] = [];
   out.push(
-    `${GUESTS} guests of ${fmtSize(SIZE_KIB)} (${WS_MIB} MiB working set, writer ${RATE} MiB/s, heartbeat ${HB_MS} ms) migrated from ferryd A to ferryd B, N at once, each by its own \`ferry migrate\`; both ferryds at ${GUESTS} outgoing and incoming slots. RSS: VmRSS sampled every 50 ms, MiB (before the batch / peak during it / after it, ${SETTLE_MS} ms later).\n`,
+    `${GUESTS} guests of ${fmtSize(SIZE_KIB)} (${WS_MIB} MiB working set, writer ${RATE} MiB/s, heartbeat ${HB_MS} ms) migrated from ferryd A to ferryd B, N at once, each by its own \`ferry migrate\`; both ferryds at ${GUESTS} outgoing and incoming slots. RSS: VmRSS sampled every 50 ms, MiB (before the batch / peak during it / after it, once every guest was checked: at least ${SETTLE_MS} ms later).\n`,
   );
   const rows: string[][] = [];
   for (const mode of MODE_NAMES) {
