@@ -135,6 +135,13 @@ export interface FerrydRssCell {
   /** ferryd A (source) and B (destination), KiB. */
   beforeKiB: [number, number];
   peakKiB: [number, number];
+  /**
+   * The most any one of its Ferry runs added: peak during the run minus the
+   * RSS right before it. Runs of a cell alternate with the other modes' runs
+   * (a tunnelled run leaves ferryd's heap bigger), so the peak alone mixes
+   * in what other runs left; this is what the migration itself costs.
+   */
+  growthKiB?: [number, number];
 }
 
 /** The table "ferryd RSS by guest size": does ferryd's memory grow with the guest it migrates? */
@@ -142,8 +149,14 @@ export function rssTable(cells: readonly FerrydRssCell[]): string {
   const mib = (kib: number) => (Number.isFinite(kib) ? (kib / 1024).toFixed(1) : '-');
   const rows = [...cells]
     .sort((a, b) => a.mode.localeCompare(b.mode) || a.rate - b.rate || a.memoryKiB - b.memoryKiB)
-    .map((c) => [fmtSize(c.memoryKiB), c.rate === 0 ? 'idle' : `${c.rate} MiB/s`, c.mode, `${mib(c.beforeKiB[0])} / ${mib(c.peakKiB[0])}`, `${mib(c.beforeKiB[1])} / ${mib(c.peakKiB[1])}`]);
-  return markdownTable(['guest size', 'writer', 'mode', 'ferryd A (source) RSS MiB: before / peak', 'ferryd B (destination) RSS MiB: before / peak'], rows);
+    .map((c) => [
+      fmtSize(c.memoryKiB),
+      c.rate === 0 ? 'idle' : `${c.rate} MiB/s`,
+      c.mode,
+      `${mib(c.beforeKiB[0])} / ${mib(c.peakKiB[0])}${c.growthKiB ? ` (+${mib(c.growthKiB[0])})` : ''}`,
+      `${mib(c.beforeKiB[1])} / ${mib(c.peakKiB[1])}${c.growthKiB ? ` (+${mib(c.growthKiB[1])})` : ''}`,
+    ]);
+  return markdownTable(['guest size', 'writer', 'mode', 'ferryd A (source) RSS MiB: before / peak (most one run added)', 'ferryd B (destination) RSS MiB: before / peak (most one run added)'], rows);
 }
 
 const workloadOf = (s: SavedCompare, rate: number) => (rate === 0 ? 'idle' : rate >= s.heavyRate ? `writer ${rate} MiB/s, ${s.heavyLink} link` : `writer ${rate} MiB/s`);
@@ -362,7 +375,7 @@ export function renderReport(s: SavedCompare): string {
   out.push(`ferryd peak RSS over the whole run: ${(peakRss / 1024).toFixed(1)} MiB. Medians (min-max) of the runs that passed the guest check; ${RUNS} runs per contender, alternated.\n`);
   if (s.ferrydRss && s.ferrydRss.length > 0) {
     out.push('### ferryd RSS by guest size\n');
-    out.push('Both ferryds\' VmRSS right before the first Ferry run of the row and the peak while its Ferry migrations ran (sampled every 50 ms), MiB.\n');
+    out.push('Both ferryds\' VmRSS right before the first Ferry run of the row and the peak while its Ferry migrations ran (sampled every 50 ms), MiB; in brackets the most one run added (its peak minus the RSS right before it: runs of the modes alternate, and a tunnelled run leaves the heap bigger for the next).\n');
     out.push(rssTable(s.ferrydRss));
     out.push('');
   }

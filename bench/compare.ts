@@ -333,7 +333,7 @@ runMain(async () => {
       const key = `${r.memoryKiB}/${r.rate}/${r.mode}`;
       let rss = rssCells.get(key);
       if (!rss) {
-        rss = { memoryKiB: r.memoryKiB, rate: r.rate, mode: r.mode, beforeKiB: [vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid)], peakKiB: [0, 0] };
+        rss = { memoryKiB: r.memoryKiB, rate: r.rate, mode: r.mode, beforeKiB: [vmRssKiB(fd[0].pid), vmRssKiB(fd[1].pid)], peakKiB: [0, 0], growthKiB: [0, 0] };
         rssCells.set(key, rss);
       }
       const sampler = new RssSampler([fd[0].pid, fd[1].pid], 50).start();
@@ -346,6 +346,7 @@ runMain(async () => {
       r.wallMs = m.ms;
       const [a, b] = sampler.stop();
       rss.peakKiB = [Math.max(rss.peakKiB[0], a!.peakKiB), Math.max(rss.peakKiB[1], b!.peakKiB)];
+      rss.growthKiB = [Math.max(rss.growthKiB![0], a!.peakKiB - a!.firstKiB), Math.max(rss.growthKiB![1], b!.peakKiB - b!.firstKiB)];
       peakRss = Math.max(peakRss, a!.peakKiB, b!.peakKiB);
       if (aborted) {
         r.unfinished = true;

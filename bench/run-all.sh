@@ -2,8 +2,8 @@
 # The whole comparison, Ferry against raw QEMU and libvirt 9.0, in one
 # command from a fresh clone (as root: network namespaces, apt-get):
 #
-#   bash bench/run-all.sh            # about 80 minutes on 2 cores
-#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only: about 14 minutes
+#   bash bench/run-all.sh            # about 90 minutes on 2 cores
+#   bash bench/run-all.sh --quick    # one run of each, 257 MiB only (Scale: every size): about 18 minutes
 #
 # It installs what is missing (scripts/setup.sh: QEMU, the guest, npm
 # packages, the build; bench/libvirt/hosts.sh: libvirt), then runs
