@@ -100,7 +100,7 @@ interface Batch {
   /** ferryd A (source) and B (destination): VmRSS KiB. */
   rssKiB: { before: [number, number]; peak: [number, number]; after: [number, number] };
   guests: GuestResult[];
-  /** ferryd lines that say how a tunnelled stream was relayed ("relayed by ..."), if any. */
+  /** Tunnelled: ferryd's "relayed by ..." lines so far (it logs one per process, at the first relay it hands to the helper). */
   relay: string[];
 }
 
@@ -153,7 +153,6 @@ runMain(async () => {
       });
       await Promise.all(names.map((name) => waitForSerialFile(serialOf(fd[0], name), heartbeatCount(4), 120_000)));
       await sleep(500);
-      const logLen = [read(fd[0].logPath).length, read(fd[1].logPath).length];
 
       const sampler = new RssSampler(pids, 50).start();
       const tStart = performance.now();
@@ -173,9 +172,8 @@ runMain(async () => {
         }),
       );
       const [a, b] = sampler.stop();
-      const relay = [read(fd[0].logPath).slice(logLen[0]), read(fd[1].logPath).slice(logLen[1])]
-        .flatMap((t) => t.split('\n'))
-        .filter((l) => /relayed by/.test(l));
+      // ferryd says "relayed by HELPER" once per process, at the first relay it hands over: read the whole log.
+      const relay = mode === 'tunnelled' ? [read(fd[0].logPath), read(fd[1].logPath)].flatMap((t) => t.split('\n')).filter((l) => /relayed by/.test(l)) : [];
       return {
         mode,
         n,
