@@ -76,6 +76,7 @@ import {
   argValue,
   machineInfo,
   onCleanup,
+  helperCpu,
   procCpuMs,
   RssSampler,
   requireBuild,
@@ -339,7 +340,7 @@ runMain(async () => {
       const sampler = new RssSampler([fd[0].pid, fd[1].pid], 50).start();
       const cpu0 = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid);
       wire.start();
-      const logAt = read(fd[0].logPath).length;
+      const logAt = [read(fd[0].logPath).length, read(fd[1].logPath).length] as const;
       const { out: m, aborted } = await capped(capMsFor(r.memoryKiB), ferry(0, fd[0], ['--json', 'migrate', ...MODES[r.mode]!.ferry, name, FERRY_URI[1]!]), () => ferry(0, fd[0], ['domjobabort', name]));
       recordWire(r);
       r.daemonCpuMs = procCpuMs(fd[0].pid) + procCpuMs(fd[1].pid) - cpu0;
@@ -363,9 +364,14 @@ runMain(async () => {
       r.downtimeMs = out.stats?.downtime;
       r.setupMs = out.stats?.setup_time;
       r.dataBytes = out.stats?.data_processed;
-      const steps = p2pSteps(read(fd[0].logPath).slice(logAt), name);
+      const steps = p2pSteps(read(fd[0].logPath).slice(logAt[0]), name);
       if (steps) r.steps = { ...steps, cli: m.ms - Object.values(steps).reduce((a, b) => a + b, 0) };
       r.problems.push(...(await settledGuestProblems(() => read(src), () => read(dst), SETTLE_MS)));
+      // A tunnel's relay helpers are processes of their own: their CPU (exit lines in ferryd's log, written by now) is the daemons'.
+      for (const i of [0, 1] as const) {
+        const h = helperCpu(read(fd[i].logPath).slice(logAt[i]));
+        if (h && r.daemonCpuMs !== undefined) r.daemonCpuMs += h.user + h.sys;
+      }
     } finally {
       await Promise.all([ferry(1, fd[1], ['destroy', name]).catch(() => null), ferry(0, fd[0], ['destroy', name]).catch(() => null)]);
     }

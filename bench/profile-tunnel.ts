@@ -47,7 +47,7 @@ import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
-import { CLI, RESULTS_DIR, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { CLI, RESULTS_DIR, ROOT, argInt, helperCpu, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
 import { streamWindow } from './wire.js';
 import { ADDR, FERRY_URI, LV_URI, NS, serialToFile } from './bench-hosts.js';
 
@@ -92,18 +92,6 @@ function cpuOf(pid: number): Cpu | undefined {
   } catch {
     return undefined;
   }
-}
-/** CPU ms of ferryd's relay helpers in a piece of ferryd's log (their exit lines, see src/migration/tunnel.ts). */
-function helperCpu(log: string): { user: number; sys: number } | undefined {
-  let user = 0;
-  let sys = 0;
-  let found = false;
-  for (const m of log.matchAll(/helper CPU [\d.]+ ms \(user ([\d.]+), sys ([\d.]+)\)/g)) {
-    found = true;
-    user += Number(m[1]);
-    sys += Number(m[2]);
-  }
-  return found ? { user, sys } : undefined;
 }
 interface Io {
   rchar: number;
