@@ -66,6 +66,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DomainDocument } from '../src/domain/index.js';
+import { phasesFromLog } from '../src/migration/driver.js';
+import { helperCpuInLog } from '../src/migration/tunnel.js';
 import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
 import { startFerryd } from './ferryd.js';
 import {
@@ -76,7 +78,6 @@ import {
   argValue,
   machineInfo,
   onCleanup,
-  helperCpu,
   procCpuMs,
   RssSampler,
   requireBuild,
@@ -364,12 +365,12 @@ runMain(async () => {
       r.downtimeMs = out.stats?.downtime;
       r.setupMs = out.stats?.setup_time;
       r.dataBytes = out.stats?.data_processed;
-      const steps = p2pSteps(read(fd[0].logPath).slice(logAt[0]), name);
+      const steps = phasesFromLog(read(fd[0].logPath).slice(logAt[0]), name);
       if (steps) r.steps = { ...steps, cli: m.ms - Object.values(steps).reduce((a, b) => a + b, 0) };
       r.problems.push(...(await settledGuestProblems(() => read(src), () => read(dst), SETTLE_MS)));
       // A tunnel's relay helpers are processes of their own: their CPU (exit lines in ferryd's log, written by now) is the daemons'.
       for (const i of [0, 1] as const) {
-        const h = helperCpu(read(fd[i].logPath).slice(logAt[i]));
+        const h = helperCpuInLog(read(fd[i].logPath).slice(logAt[i]));
         if (h && r.daemonCpuMs !== undefined) r.daemonCpuMs += h.user + h.sys;
       }
     } finally {
@@ -417,13 +418,6 @@ runMain(async () => {
   const file = writeResults(argValue('out') ?? 'compare', { machine, loadavgAtEnd: os.loadavg(), minutes: (Date.now() - t0) / 60000, capMs: CAP_MS, capMsBySize: Object.fromEntries(SIZES.map((k) => [k, capMsFor(k)])), ...saved, report });
   process.stdout.write(`\nresults: ${file}\n`);
 });
-
-/** The source ferryd's account of a peer-to-peer migration of `name` (src/migration/host-migrations.ts): connect and phase times, ms. */
-function p2pSteps(log: string, name: string): Record<string, number> | undefined {
-  const line = log.split('\n').find((l) => l.includes(`peer-to-peer migration of '${name}' to `));
-  if (!line) return undefined;
-  return Object.fromEntries([...line.matchAll(/(connect|begin|prepare|perform|finish|confirm) (\d+) ms/g)].map((m) => [m[1]!, Number(m[2])]));
-}
 
 /** Shapes both ends of the veth link with tc tbf at `rate`, or removes the shaping. */
 function shapeLink(rate: string | undefined): void {

@@ -410,16 +410,3 @@ export class RssSampler {
 
 /** KiB as MiB with one decimal. */
 export const mibOf = (kib: number) => (kib / 1024).toFixed(1);
-
-/** CPU ms of ferryd's relay helpers in a piece of ferryd's log (their exit lines, see src/migration/tunnel.ts). */
-export function helperCpu(log: string): { user: number; sys: number } | undefined {
-  let user = 0;
-  let sys = 0;
-  let found = false;
-  for (const m of log.matchAll(/helper CPU [\d.]+ ms \(user ([\d.]+), sys ([\d.]+)\)/g)) {
-    found = true;
-    user += Number(m[1]);
-    sys += Number(m[2]);
-  }
-  return found ? { user, sys } : undefined;
-}

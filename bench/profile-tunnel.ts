@@ -46,8 +46,9 @@ import { join } from 'node:path';
 import { inNetns } from '../test/support/netns.js';
 import { checkMigrationContinuity, parseSerialLog } from '../test/support/serial.js';
 import { heartbeatCount, testGuestXml, waitForSerialFile } from '../test/support/guest-xml.js';
+import { helperCpuInLog } from '../src/migration/tunnel.js';
 import { startFerryd, type Ferryd } from './ferryd.js';
-import { CLI, RESULTS_DIR, ROOT, argInt, helperCpu, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
+import { CLI, RESULTS_DIR, ROOT, argInt, argValue, fmtSummary, machineInfo, markdownTable, onCleanup, rmTree, runMain, sleep, summarize, timedRun, useDistSnapshot, writeResults } from './lib.js';
 import { streamWindow } from './wire.js';
 import { ADDR, FERRY_URI, LV_URI, NS, serialToFile } from './bench-hosts.js';
 
@@ -714,7 +715,7 @@ runMain(async () => {
       // ferryd's relay helper is a process of its own: its CPU (from its exit line in ferryd's log) is the daemon's.
       if (logAt) {
         for (const [i, side] of [[0, 'a'], [1, 'b']] as const) {
-          const h = helperCpu(read(fd[i].logPath).slice(logAt[i]));
+          const h = helperCpuInLog(read(fd[i].logPath).slice(logAt[i]));
           const cpu = r.cpu[side];
           if (cpu && h) r.cpu[side] = { ...cpu, user: cpu.user + h.user, sys: cpu.sys + h.sys };
         }

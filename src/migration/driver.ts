@@ -69,6 +69,19 @@ export interface DriverOutcome {
 /** Milliseconds per phase of one migration. */
 export type PhaseTimings = Partial<Record<'begin' | 'prepare' | 'perform' | 'finish' | 'confirm', number>>;
 
+/** The line the source ferryd logs after a peer-to-peer migration: connecting to the destination, then each phase. */
+export function phaseLogLine(domain: string, destUri: string, connectMs: number, phaseMs: PhaseTimings): string {
+  const phases = Object.entries(phaseMs).map(([phase, ms]) => `${phase} ${ms.toFixed(0)} ms`);
+  return `peer-to-peer migration of '${domain}' to ${destUri}: connect ${connectMs.toFixed(0)} ms, ${phases.join(', ')}`;
+}
+
+/** The times of {@link phaseLogLine} for `domain` in a piece of ferryd's log, ms (for benchmarks). */
+export function phasesFromLog(log: string, domain: string): Record<string, number> | undefined {
+  const line = log.split('\n').find((l) => l.includes(`peer-to-peer migration of '${domain}' to `));
+  if (!line) return undefined;
+  return Object.fromEntries([...line.matchAll(/(connect|begin|prepare|perform|finish|confirm) (\d+) ms/g)].map((m) => [m[1]!, Number(m[2])]));
+}
+
 /** Runs `step` and records its duration as `phase` in `into`. */
 async function timed<T>(into: PhaseTimings, phase: keyof PhaseTimings, step: () => Promise<T>): Promise<T> {
   const t0 = performance.now();
@@ -135,7 +148,7 @@ export async function runMigration(
     );
   } catch (err) {
     const e = toFerryError(err);
-    if (perform?.postcopy) return await afterPostcopyFinishFailed(src, dst, { begin, prepare, perform }, e, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000);
+    if (perform?.postcopy) return await afterPostcopyFinishFailed(src, dst, { begin, prepare, perform, phaseMs }, e, finishDeliverable ? UNKNOWN_OUTCOME_WAIT_MS : 5_000);
     const lost = e.code === 'no_connect' || e.code === 'rpc' || e.code === 'operation_timeout';
     // Even a finish that answered with an error may have resumed the guest first (a post-copy that broke
     // after the switch, a failure after `cont`): ask, and take the guest back only if the destination aborted.
@@ -195,17 +208,17 @@ export function performArgs(jobId: string, req: MigrationRequest, prepare: Prepa
 async function afterPostcopyFinishFailed(
   src: SourceEndpoint,
   dst: DestinationEndpoint,
-  done: { begin: BeginResult; prepare: PrepareResult; perform: PerformResult },
+  done: { begin: BeginResult; prepare: PrepareResult; perform: PerformResult; phaseMs: PhaseTimings },
   e: FerryError,
   waitMs: number,
 ): Promise<DriverOutcome> {
-  const { begin, prepare, perform } = done;
+  const { begin, prepare, perform, phaseMs } = done;
   const name = begin.cookie.domain.name;
   const outcome = await settleUnknown(dst, prepare.jobId, begin.cookie.domain.uuid, waitMs);
   if (outcome === 'finished') {
     // The destination holds the guest: the source's side ends like any post-copy, or says why it cannot.
     await src.confirm({ jobId: begin.jobId, cancelled: false });
-    return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false }, phaseMs: {} };
+    return { begin, prepare, perform, finish: { domainName: prepare.domainName, state: 'running', reason: 'migrated', persistent: false }, phaseMs };
   }
   if (outcome === 'aborted') {
     await src.confirm({ jobId: begin.jobId, cancelled: true }).catch(() => undefined);

@@ -11,7 +11,7 @@ import { hasFlag, qemuUnixUri, tunnelJobId } from '../flags/index.js';
 import { openRelay } from './tunnel.js';
 import type { Host } from '../host/host.js';
 import type { JobStats } from '../host/job-stats.js';
-import { runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
+import { phaseLogLine, runMigration, type DestinationEndpoint, type DriverOutcome, type SourceEndpoint } from './driver.js';
 import { admitBetweenHosts, admitOnSource } from './admission.js';
 import type { ProbeResult } from './bandwidth-probe.js';
 import { forecastMigration } from './forecast.js';
@@ -192,8 +192,7 @@ export class Migrations {
       const source = hasFlag(req.flags, 'TUNNELLED') ? this.tunnelledSource(peer) : this.localSource;
       const outcome = await runMigration(source, peer, domain, { ...req, destUri });
       if (outcome.confirmWarning) this.log(outcome.confirmWarning);
-      const phases = Object.entries(outcome.phaseMs).map(([phase, ms]) => `${phase} ${ms.toFixed(0)} ms`);
-      this.log(`peer-to-peer migration of '${outcome.begin.cookie.domain.name}' to ${destUri}: connect ${connectMs.toFixed(0)} ms, ${phases.join(', ')}`);
+      this.log(phaseLogLine(outcome.begin.cookie.domain.name, destUri, connectMs, outcome.phaseMs));
       return outcome;
     } finally {
       peer.close();

@@ -11,7 +11,7 @@
  * Otherwise (or with FERRY_TUNNEL_RELAY=node, or when the helper is not
  * built) ferryd copies them itself, pausing the reader whenever the writer
  * has a window's worth queued, so memory stays bounded and a slow link
- * slows QEMU down. docs/performance.md ("The tunnel") has the measurements
+ * slows QEMU down. docs/performance.md ("The tunnel after issue 17") has the measurements
  * behind the choice.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -49,7 +49,7 @@ function findUp(from: string, rel: string): string {
 }
 
 /** The copy ferryd uses: FERRY_TUNNEL_RELAY when set (for measurements), else splice when the helper is built. */
-export function defaultRelayCopy(env: NodeJS.ProcessEnv = process.env): RelayCopy {
+function defaultRelayCopy(env: NodeJS.ProcessEnv = process.env): RelayCopy {
   const asked = env.FERRY_TUNNEL_RELAY;
   if (asked === 'node' || asked === 'splice' || asked === 'readwrite') return asked === 'node' || existsSync(RELAY_HELPER) ? asked : 'node';
   return existsSync(RELAY_HELPER) ? 'splice' : 'node';
@@ -158,6 +158,9 @@ function splice(a: Duplex, b: Duplex, copy: RelayCopy, log: (msg: string) => voi
 
 const isPlainSocket = (s: Duplex): s is Socket => s instanceof Socket && !(s instanceof TLSSocket);
 
+/** Whether this process has said once that tunnels go through the helper. */
+let announced = false;
+
 /**
  * Hands sockets `a` and `b` to native/ferry-relay as its fds 3 and 4 and
  * lets go of them. Both must be paused, as the relay's callers leave them.
@@ -166,9 +169,6 @@ const isPlainSocket = (s: Duplex): s is Socket => s instanceof Socket && !(s ins
  * writes it before relaying, so nothing is dropped or reordered. Writes
  * ferryd queued on either socket are flushed first.
  */
-/** Whether this process has said once that tunnels go through the helper. */
-let announced = false;
-
 function handToHelper(a: Socket, b: Socket, copy: 'splice' | 'readwrite', log: (msg: string) => void): Cuttable {
   const done = new EventEmitter();
   let child: ChildProcess | undefined;
@@ -225,7 +225,7 @@ function handToHelper(a: Socket, b: Socket, copy: 'splice' | 'readwrite', log: (
     // 'close', not 'exit': the helper's last line on stdout is read by then.
     child.once('close', (code, signal) => {
       const tally = relayTally(stdout);
-      if (tally) log(`relayed ${tally.forward} bytes forward and ${tally.back} back; helper CPU ${(tally.userMs + tally.sysMs).toFixed(1)} ms (user ${tally.userMs.toFixed(1)}, sys ${tally.sysMs.toFixed(1)})`);
+      if (tally) log(tallyLine(tally));
       if (code !== 0) log(`the relay helper ended with ${signal ?? `status ${code}`}${stderr.trim() ? `: ${stderr.trim()}` : ''}`);
       finish();
     });
@@ -240,6 +240,24 @@ function handToHelper(a: Socket, b: Socket, copy: 'splice' | 'readwrite', log: (
 export function relayTally(stdout: string): { forward: number; back: number; userMs: number; sysMs: number } | undefined {
   const m = /relayed 3to4=(\d+) 4to3=(\d+) user_us=(\d+) sys_us=(\d+)/.exec(stdout);
   return m ? { forward: Number(m[1]), back: Number(m[2]), userMs: Number(m[3]) / 1000, sysMs: Number(m[4]) / 1000 } : undefined;
+}
+
+/** The line ferryd logs when a helper exits: what it moved, and its CPU (which benchmarks count as the daemon's). */
+function tallyLine(t: NonNullable<ReturnType<typeof relayTally>>): string {
+  return `relayed ${t.forward} bytes forward and ${t.back} back; helper CPU ${(t.userMs + t.sysMs).toFixed(1)} ms (user ${t.userMs.toFixed(1)}, sys ${t.sysMs.toFixed(1)})`;
+}
+
+/** The CPU of every relay helper that exited in a piece of ferryd's log (its {@link tallyLine}s), ms; undefined without one. */
+export function helperCpuInLog(log: string): { user: number; sys: number } | undefined {
+  let user = 0;
+  let sys = 0;
+  let found = false;
+  for (const m of log.matchAll(/helper CPU [\d.]+ ms \(user ([\d.]+), sys ([\d.]+)\)/g)) {
+    found = true;
+    user += Number(m[1]);
+    sys += Number(m[2]);
+  }
+  return found ? { user, sys } : undefined;
 }
 
 /** Everything a paused socket has buffered in ferryd. */

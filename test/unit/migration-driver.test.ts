@@ -8,7 +8,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FerryError } from '../../src/errors/index.js';
 import * as driverModule from '../../src/migration/driver.js';
-import { UNKNOWN_OUTCOME_WAIT_MS, runMigration, type DestinationEndpoint, type SourceEndpoint } from '../../src/migration/driver.js';
+import { UNKNOWN_OUTCOME_WAIT_MS, phaseLogLine, phasesFromLog, runMigration, type DestinationEndpoint, type SourceEndpoint } from '../../src/migration/driver.js';
 import * as flagsModule from '../../src/flags/index.js';
 import type {
   BeginResult,
@@ -171,6 +171,10 @@ describe('runMigration: success', () => {
     // Each phase's time is recorded, for the trace of where a migration's fixed cost goes.
     expect(Object.keys(out.phaseMs)).toEqual(['begin', 'prepare', 'perform', 'finish', 'confirm']);
     for (const ms of Object.values(out.phaseMs)) expect(ms).toBeGreaterThanOrEqual(0);
+    // The line ferryd logs reads back as the same times (benchmarks parse it).
+    const line = phaseLogLine('web-1', 'ferry+tcp://b/system', 12.4, { begin: 3, prepare: 30.2, perform: 170, finish: 5, confirm: 2.6 });
+    expect(phasesFromLog(`noise\n${line}\n`, 'web-1')).toEqual({ connect: 12, begin: 3, prepare: 30, perform: 170, finish: 5, confirm: 3 });
+    expect(phasesFromLog(line, 'web-2')).toBeUndefined();
     expect(out.confirmWarning).toBeUndefined();
   });
 

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { ApiConnection } from '../../src/api/server.js';
-import { attachToQemu, openRelay, RELAY_HELPER, type RelayCopy } from '../../src/migration/tunnel.js';
+import { attachToQemu, helperCpuInLog, openRelay, RELAY_HELPER, type RelayCopy } from '../../src/migration/tunnel.js';
 import { closed, listen, portOf as port } from '../support/sockets.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -88,6 +88,9 @@ describe.each(COPIES)('tunnel relay (%s)', (copy) => {
     let opened!: () => void;
     const listening = new Promise<void>((r) => (opened = r));
     await listening;
+    const logged: string[] = [];
+    let tallied!: () => void;
+    const helperExited = new Promise<void>((r) => (tallied = r));
     let handedOver!: () => void;
     const relayOwnsPeer = new Promise<void>((r) => (handedOver = r));
     const relay = await openRelay(join(dir, 'r.sock'), async () => {
@@ -100,7 +103,10 @@ describe.each(COPIES)('tunnel relay (%s)', (copy) => {
       c.pause();
       setImmediate(handedOver);
       return c;
-    }, () => undefined, copy);
+    }, (m) => {
+      logged.push(m);
+      if (/relayed \d+ bytes forward/.test(m)) tallied();
+    }, copy);
     const qemu = createConnection({ path: relay.path, allowHalfOpen: true });
     await new Promise((r) => qemu.once('connect', r));
     const atQemu = collect(qemu);
@@ -111,6 +117,12 @@ describe.each(COPIES)('tunnel relay (%s)', (copy) => {
     expect(sha(gotFar)).toBe(sha(down));
     expect(gotQemu.length).toBe(head.length + up.length);
     expect(sha(gotQemu)).toBe(sha(Buffer.concat([head, up])));
+    if (copy !== 'node') {
+      // Both directions ended, so the helper exits and ferryd logs what it moved and the CPU it used.
+      await helperExited;
+      expect(logged.join('\n')).toContain(`relayed ${down.length} bytes forward and ${head.length + up.length} back`);
+      expect(helperCpuInLog(logged.join('\n'))).toBeDefined();
+    }
     relay.close();
   }, 60_000);
 
